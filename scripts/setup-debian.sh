@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything rdext needs to build and test on a fresh Debian 12
+# machine. Idempotent: packages already present are not fetched again.
+set -euo pipefail
+
+if [ "$(id -u)" != 0 ]; then
+    echo "setup-debian.sh: must run as root (it installs Debian packages)" >&2
+    exit 1
+fi
+
+packages=(
+    # build
+    build-essential cmake ninja-build pkgconf
+    libmount-dev libblkid-dev libcryptsetup-dev libkmod-dev libssl-dev
+    libjson-c-dev doctest-dev
+    # image tools used by the tests and the demo
+    erofs-utils squashfs-tools e2fsprogs fdisk util-linux systemd
+    attr python3
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

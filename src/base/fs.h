@@ -1,0 +1,63 @@
+// File system helpers. Everything on the target root is untrusted, so paths
+// inside it are resolved with openat2(RESOLVE_IN_ROOT): an absolute symlink
+// or ".." never leaves the root, it is resolved as if the root were "/".
+#pragma once
+
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/result.h"
+
+namespace rdext {
+
+// openat2() with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS relative to root_fd.
+// `path` may be absolute ("/etc/extensions") or relative; both mean "inside
+// the root". O_CLOEXEC is always added.
+Result<UniqueFd> open_in_root(int root_fd, const std::string& path, int flags, mode_t mode = 0);
+
+// Like open_in_root but refuses to follow a symlink in the last component.
+Result<UniqueFd> open_in_root_nofollow(int root_fd, const std::string& path, int flags);
+
+// Plain open of a trusted path (the root itself, /proc, /dev).
+Result<UniqueFd> open_path(const std::string& path, int flags, mode_t mode = 0);
+
+Result<struct stat> stat_fd(int fd);
+
+// The kernel's name for what an fd refers to (readlink /proc/self/fd/N).
+Result<std::string> fd_path(int fd);
+
+// "/proc/self/fd/N": lets a path-taking API reach exactly the inode we hold.
+std::string proc_fd_path(int fd);
+
+// Reads at most `max` bytes of a regular file; larger files are an error
+// (E2BIG) so hostile input cannot make us allocate without bound.
+Result<std::string> read_regular_file(int fd, size_t max);
+
+// Entry names of a directory, "." and ".." left out, sorted bytewise so
+// results do not depend on on-disk order.
+Result<std::vector<std::string>> list_directory(int dir_fd);
+
+// Creates or replaces `name` in dir_fd with `content` (written to a
+// temporary name first, then renamed, so readers see old or new).
+Result<void> write_file_atomic(int dir_fd, const std::string& name, const std::string& content,
+                               mode_t mode = 0644);
+
+// mkdirat that accepts an existing directory.
+Result<void> make_dir(int dir_fd, const std::string& name, mode_t mode);
+
+// Creates every missing component of a relative path below dir_fd and
+// returns an O_PATH|O_DIRECTORY fd of the last one. Components are opened
+// without following symlinks.
+Result<UniqueFd> make_dirs(int dir_fd, const std::string& rel, mode_t mode);
+
+bool path_is_absolute(const std::string& p);
+std::vector<std::string> split(const std::string& s, char sep);
+std::string join(const std::vector<std::string>& parts, const std::string& sep);
+bool starts_with(const std::string& s, const std::string& prefix);
+bool ends_with(const std::string& s, const std::string& suffix);
+
+}  // namespace rdext

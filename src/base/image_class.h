@@ -1,0 +1,30 @@
+// The two kinds of extension and everything that differs between them:
+// where they are found, what they cover, how their metadata is named.
+// Values follow systemd-sysext/confext so both tools agree on one tree.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace rdext {
+
+enum class ImageClass { Sysext, Confext };
+
+struct ClassInfo {
+    const char* name;              // "sysext" / "confext" (also the overlay's source)
+    const char* dot_dir;           // metadata directory inside a merged hierarchy
+    const char* list_file;         // file in dot_dir naming the merged images
+    const char* release_dir;       // where an image carries its release file
+    const char* level_key;         // SYSEXT_LEVEL / CONFEXT_LEVEL
+    const char* scope_key;         // SYSEXT_SCOPE / CONFEXT_SCOPE
+    std::vector<std::string> search_dirs;  // precedence order: first wins a name
+    std::vector<std::string> hierarchies;  // what the overlays cover
+    unsigned long overlay_flags;   // MS_* for the overlay mount
+};
+
+const ClassInfo& class_info(ImageClass c);
+const char* class_name(ImageClass c);
+// All classes, in the order rdext merges them.
+const std::vector<ImageClass>& all_classes();
+
+}  // namespace rdext

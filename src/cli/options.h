@@ -1,0 +1,26 @@
+// Command line of the rdext tool.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "base/result.h"
+
+namespace rdext {
+
+enum class Command { Merge, Unmerge, Refresh, Status, List, Help, Version };
+
+struct Options {
+    Command command = Command::Help;
+    std::string root;          // empty: /sysroot in an initrd, else /
+    std::string cmdline_file;  // empty: /proc/cmdline
+    std::optional<std::string> log_level;
+    bool json = false;
+};
+
+// Usage errors carry EINVAL and a message fit for stderr.
+Result<Options> parse_options(int argc, char** argv);
+
+const char* usage_text();
+
+}  // namespace rdext

@@ -1,0 +1,139 @@
+#include "cli/report.h"
+
+#include <json-c/json.h>
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <sstream>
+
+#include "base/fs.h"
+#include "discover/discover.h"
+#include "state/metadata.h"
+#include "state/state_file.h"
+
+namespace rdext {
+namespace {
+
+using JsonPtr = std::unique_ptr<json_object, decltype(&json_object_put)>;
+
+std::string to_text(json_object* o) {
+    return std::string(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE)) + "\n";
+}
+
+json_object* str(const std::string& s) { return json_object_new_string_len(s.data(), static_cast<int>(s.size())); }
+
+struct HierarchyStatus {
+    ImageClass cls;
+    std::string path;
+    MergedHierarchy merged;
+};
+
+std::vector<HierarchyStatus> gather_hierarchies(const Target& target) {
+    std::vector<HierarchyStatus> out;
+    for (ImageClass cls : all_classes())
+        for (const auto& h : class_info(cls).hierarchies) {
+            HierarchyStatus s{cls, h, {}};
+            if (auto fd = target.open_hierarchy(h); fd)
+                if (auto m = read_merged(fd->get(), cls); m) s.merged = *m;
+            out.push_back(std::move(s));
+        }
+    return out;
+}
+
+json_object* status_json(const Target& target, const std::vector<HierarchyStatus>& hs, const MergeState* st) {
+    json_object* root = json_object_new_object();
+    json_object_object_add(root, "root", str(target.root_path));
+    json_object* arr = json_object_new_array();
+    for (const auto& h : hs) {
+        json_object* o = json_object_new_object();
+        json_object_object_add(o, "class", str(class_name(h.cls)));
+        json_object_object_add(o, "path", str(h.path));
+        json_object_object_add(o, "merged", json_object_new_boolean(h.merged.merged));
+        json_object* names = json_object_new_array();
+        for (const auto& n : h.merged.extensions) json_object_array_add(names, str(n));
+        json_object_object_add(o, "extensions", names);
+        json_object_array_add(arr, o);
+    }
+    json_object_object_add(root, "hierarchies", arr);
+    if (st) {
+        // Reuse the state file's own encoding of the records.
+        auto parsed = json_tokener_parse(state_to_json(*st, false).c_str());
+        json_object* exts = nullptr;
+        json_object_object_get_ex(parsed, "extensions", &exts);
+        json_object_object_add(root, "extensions", json_object_get(exts));
+        json_object_object_add(root, "merged_at", str(st->time));
+        json_object_put(parsed);
+    } else {
+        json_object_object_add(root, "extensions", json_object_new_array());
+    }
+    return root;
+}
+
+std::string status_text(const std::vector<HierarchyStatus>& hs, const MergeState* st) {
+    std::ostringstream s;
+    s << "HIERARCHY  CLASS    EXTENSIONS\n";
+    for (const auto& h : hs) {
+        std::string line = h.path;
+        line.resize(11, ' ');
+        std::string cls = class_name(h.cls);
+        cls.resize(9, ' ');
+        s << line << cls << (h.merged.merged ? join(h.merged.extensions, " ") : "none") << "\n";
+    }
+    if (st) {
+        bool header = false;
+        for (const auto& r : st->extensions) {
+            if (r.result == "merged") continue;
+            if (!header) s << "\nNot merged (" << st->time << "):\n";
+            header = true;
+            s << "  " << r.name << " (" << r.cls << ", " << r.path << "): " << r.result;
+            if (!r.reason.empty()) s << ": " << r.reason;
+            s << "\n";
+        }
+    }
+    return s.str();
+}
+
+}  // namespace
+
+Result<std::string> render_status(const Target& target, bool json) {
+    auto hs = gather_hierarchies(target);
+    std::optional<MergeState> st;
+    if (auto runtime = target.runtime_dir(false); runtime)
+        if (auto s = read_state(runtime->get()); s) st = std::move(*s);
+    const MergeState* sp = st ? &*st : nullptr;
+    if (!json) return status_text(hs, sp);
+    JsonPtr o(status_json(target, hs, sp), &json_object_put);
+    return to_text(o.get());
+}
+
+Result<std::string> render_list(const Target& target, bool json) {
+    JsonPtr arr(json_object_new_array(), &json_object_put);
+    std::ostringstream s;
+    s << "NAME                     CLASS    KIND       STATE      PATH\n";
+    for (ImageClass cls : all_classes()) {
+        auto found = discover(target.root_fd.get(), cls);
+        if (!found) return found.error();
+        for (const auto& c : *found) {
+            json_object* o = json_object_new_object();
+            json_object_object_add(o, "name", str(c.name));
+            json_object_object_add(o, "class", str(class_name(cls)));
+            json_object_object_add(o, "kind", str(kind_name(c.kind)));
+            json_object_object_add(o, "path", str(c.path));
+            json_object_object_add(o, "state", str(entry_state_name(c.state)));
+            if (!c.reason.empty()) json_object_object_add(o, "reason", str(c.reason));
+            json_object_array_add(arr.get(), o);
+            std::string name = c.name, k = kind_name(c.kind), stt = entry_state_name(c.state),
+                        cl = class_name(cls);
+            name.resize(std::max<size_t>(name.size() + 1, 25), ' ');
+            cl.resize(9, ' ');
+            k.resize(11, ' ');
+            stt.resize(11, ' ');
+            s << name << cl << k << stt << c.path << "\n";
+        }
+    }
+    if (json) return to_text(arr.get());
+    return s.str();
+}
+
+}  // namespace rdext

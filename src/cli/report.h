@@ -1,0 +1,18 @@
+// What `status` and `list` print, as text for people or JSON for tools.
+#pragma once
+
+#include <string>
+
+#include "base/result.h"
+#include "merge/target.h"
+
+namespace rdext {
+
+// Merged hierarchies (from the mounts and their metadata) plus the record
+// of the last merge (state.json): what was skipped and why.
+Result<std::string> render_status(const Target& target, bool json);
+
+// Every image the root offers, with masked and shadowed ones.
+Result<std::string> render_list(const Target& target, bool json);
+
+}  // namespace rdext

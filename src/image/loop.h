@@ -1,0 +1,64 @@
+// A read-only loop device over an image file (or a range of it).
+//
+// Lifecycle: attach() configures a free device in one LOOP_CONFIGURE call,
+// read-only and with autoclear set. Until the caller accepts it, the object
+// owns the device: the destructor detaches it (LOOP_CLR_FD) so a failed
+// mount leaves nothing behind. Once something holds the device (a mount),
+// relinquish() closes our fd without detaching; autoclear then frees the
+// device when the last user (the mount) goes away. The device node is never
+// removed (LOOP_CTL_REMOVE costs ~47 ms, see mount-facts.md); a free node is
+// simply reused by the next attach.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+
+#include "base/fd.h"
+#include "base/result.h"
+
+namespace rdext {
+
+class LoopDevice {
+public:
+    // Attaches `backing_fd` read-only. `offset` and `size_limit` are bytes
+    // (size_limit 0: up to the end of the file). With `try_direct_io` the
+    // device reads the backing file with O_DIRECT (no double page cache);
+    // when the backing file cannot do that, the device is set up without it.
+    static Result<LoopDevice> attach(int backing_fd, uint64_t offset, uint64_t size_limit,
+                                     bool try_direct_io);
+
+    LoopDevice() = default;
+    LoopDevice(LoopDevice&& o) noexcept;
+    LoopDevice& operator=(LoopDevice&& o) noexcept;
+    LoopDevice(const LoopDevice&) = delete;
+    LoopDevice& operator=(const LoopDevice&) = delete;
+    ~LoopDevice();
+
+    bool valid() const { return fd_.valid(); }
+    int fd() const { return fd_.get(); }
+    const std::string& path() const { return path_; }  // "/dev/loopN"
+    dev_t devnum() const { return devnum_; }
+    int number() const { return number_; }  // N of /dev/loopN
+    // Whether the device was configured with LO_FLAGS_DIRECT_IO.
+    bool direct_io() const { return direct_io_; }
+
+    // Accepts the device: closes our fd but leaves it attached. Call this
+    // once a mount (or dm table) holds the device; autoclear detaches it
+    // when that last user goes. Calling it before anything holds the device
+    // detaches it at once (autoclear on last close).
+    void relinquish() noexcept;
+
+    // Detaches now (what the destructor does). Safe to call twice.
+    void detach() noexcept;
+
+private:
+    UniqueFd fd_;
+    std::string path_;
+    dev_t devnum_ = 0;
+    int number_ = -1;
+    bool direct_io_ = false;
+};
+
+}  // namespace rdext

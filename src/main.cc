@@ -1,0 +1,117 @@
+// rdext: merge system and configuration extensions into a root, in the
+// initramfs before switch-root or on a running system.
+//
+// main() reads as the pipeline: options -> kernel command line -> target
+// root -> the command. Each step's failure is reported once, here.
+
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "base/log.h"
+#include "cli/options.h"
+#include "cli/report.h"
+#include "cmdline/cmdline.h"
+#include "merge/merge.h"
+#include "version.h"
+
+using namespace rdext;
+
+namespace {
+
+enum Exit { kOk = 0, kFailed = 1, kUsage = 2 };
+
+// In an initrd stderr may go nowhere; the kernel log survives into the
+// booted system's journal.
+void setup_logging(const Options& o, const CmdlineSettings& cmdline) {
+    if (running_in_initrd() && !::isatty(STDERR_FILENO)) log_set_sink(LogSink::Kmsg);
+    LogLevel level;
+    if (o.log_level && parse_log_level(*o.log_level, &level))
+        log_set_level(level);
+    else if (cmdline.log_level && parse_log_level(*cmdline.log_level, &level))
+        log_set_level(level);
+}
+
+Settings settings_from(const Options& o, const CmdlineSettings& c) {
+    Settings s;
+    s.root = o.root;
+    s.enabled = {c.sysext_enabled, c.confext_enabled};
+    s.exclude = {c.sysext_exclude, c.confext_exclude};
+    return s;
+}
+
+int run(const Options& o, const Settings& settings) {
+    auto target = Target::open(o.root);
+    if (!target) {
+        log_error() << target.error().what();
+        return kFailed;
+    }
+    switch (o.command) {
+        case Command::Merge:
+        case Command::Refresh: {
+            auto r = merge(*target, settings, o.command == Command::Merge ? MergeMode::Merge : MergeMode::Refresh);
+            if (!r) {
+                log_error() << (o.command == Command::Merge ? "merge" : "refresh") << " failed: " << r.error().what();
+                return kFailed;
+            }
+            return kOk;
+        }
+        case Command::Unmerge: {
+            auto r = unmerge(*target, settings);
+            if (!r) {
+                log_error() << "unmerge failed: " << r.error().what();
+                return kFailed;
+            }
+            return kOk;
+        }
+        case Command::Status:
+        case Command::List: {
+            auto r = o.command == Command::Status ? render_status(*target, o.json) : render_list(*target, o.json);
+            if (!r) {
+                log_error() << r.error().what();
+                return kFailed;
+            }
+            std::fputs(r->c_str(), stdout);
+            return kOk;
+        }
+        default:
+            return kUsage;
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    auto opts = parse_options(argc, argv);
+    if (!opts) {
+        std::fprintf(stderr, "rdext: %s\n", opts.error().message().c_str());
+        return kUsage;
+    }
+    if (opts->command == Command::Help) {
+        std::fputs(usage_text(), stdout);
+        return kOk;
+    }
+    if (opts->command == Command::Version) {
+        std::printf("rdext %s\n", RDEXT_VERSION);
+        return kOk;
+    }
+    if (opts->log_level) {
+        LogLevel l;
+        if (!parse_log_level(*opts->log_level, &l)) {
+            std::fprintf(stderr, "rdext: unknown log level '%s'\n", opts->log_level->c_str());
+            return kUsage;
+        }
+    }
+    // The command line switches apply to every merge during this boot.
+    auto cmdline = read_cmdline(opts->cmdline_file.empty() ? "/proc/cmdline" : opts->cmdline_file);
+    CmdlineSettings c;
+    if (cmdline)
+        c = std::move(*cmdline);
+    else if (!opts->cmdline_file.empty()) {
+        std::fprintf(stderr, "rdext: %s\n", cmdline.error().what().c_str());
+        return kUsage;
+    }
+    setup_logging(*opts, c);
+    for (const auto& w : c.warnings) log_warning() << "kernel command line: " << w;
+    return run(*opts, settings_from(*opts, c));
+}

@@ -1,0 +1,100 @@
+#include "merge/commit.h"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+
+#include <functional>
+#include <memory>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "mount/mount_api.h"
+#include "state/metadata.h"
+
+namespace rdext {
+namespace {
+
+// Undo steps recorded while committing, run newest first on failure.
+class UndoLog {
+public:
+    void add(std::function<void()> f) { steps_.push_back(std::move(f)); }
+    void run() noexcept {
+        for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) (*it)();
+        steps_.clear();
+    }
+    void clear() { steps_.clear(); }
+
+private:
+    std::vector<std::function<void()>> steps_;
+};
+
+// Takes the existing merge off a hierarchy, keeping a detached copy so it
+// can be put back if the commit fails later.
+Result<void> take_off_old(const Target& target, const PreparedOverlay& p, UndoLog& undo) {
+    auto h = target.open_hierarchy(p.hierarchy);
+    if (!h) return {};
+    auto old = read_merged(h->get(), p.cls);
+    if (!old || !old->merged) return {};
+    int copy = ::open_tree(h->get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
+    if (copy < 0) return ErrnoError() << "saving the current merge of " << p.hierarchy;
+    auto saved = std::make_shared<UniqueFd>(copy);
+    RDEXT_TRY(detach_mount_of(h->get()));
+    std::string hier = p.hierarchy;
+    undo.add([&target, hier, saved] {
+        auto again = target.open_hierarchy(hier);
+        if (!again || !attach_mount(saved->get(), again->get()))
+            log_error() << "could not restore the previous merge of " << hier;
+    });
+    return {};
+}
+
+Result<void> put_on_new(const Target& target, PreparedOverlay& p, UndoLog& undo) {
+    if (!p.overlay_fd) return {};
+    auto h = target.open_hierarchy(p.hierarchy);
+    if (!h) return h.error().prefix("hierarchy " + p.hierarchy + ": ");
+    RDEXT_TRY(attach_mount(p.overlay_fd.get(), h->get()));
+    int fd = p.overlay_fd.get();
+    undo.add([fd] { (void)detach_mount_of(fd); });
+    return {};
+}
+
+}  // namespace
+
+Result<void> commit_overlays(const Target& target, std::vector<PreparedOverlay>& overlays, bool replace) {
+    UndoLog undo;
+    for (auto& p : overlays) {
+        Result<void> r;
+        if (replace) r = take_off_old(target, p, undo);
+        if (r) r = put_on_new(target, p, undo);
+        if (!r) {
+            undo.run();
+            return r.error().prefix("committing " + p.hierarchy + " failed, nothing was changed: ");
+        }
+        if (p.overlay_fd)
+            log_info() << "merged " << class_name(p.cls) << " into " << p.hierarchy << ": "
+                       << join(p.merged_names, " ");
+    }
+    undo.clear();
+    return {};
+}
+
+Result<void> unmerge_hierarchy(const Target& target, ImageClass cls, const std::string& hierarchy) {
+    for (;;) {
+        auto h = target.open_hierarchy(hierarchy);
+        if (!h) return {};
+        auto m = read_merged(h->get(), cls);
+        if (!m) return m.error().prefix(hierarchy + ": ");
+        if (!m->merged) return {};
+        // systemd-sysext's mutable merges bind-mount the metadata directory
+        // read-only on top; it goes first.
+        auto dot = open_in_root_nofollow(h->get(), class_info(cls).dot_dir, O_PATH | O_DIRECTORY);
+        if (dot) {
+            auto root = is_mount_root(dot->get());
+            if (root && *root) (void)detach_mount_of(dot->get());
+        }
+        RDEXT_TRY(detach_mount_of(h->get()));
+        log_info() << "unmerged " << class_name(cls) << " from " << hierarchy;
+    }
+}
+
+}  // namespace rdext

@@ -1,0 +1,236 @@
+#include "merge/merge.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <ctime>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "discover/discover.h"
+#include "merge/commit.h"
+#include "mount/overlay.h"
+#include "mount/stage_image.h"
+#include "release/compat.h"
+#include "release/extension_release.h"
+#include "state/metadata.h"
+
+namespace rdext {
+namespace {
+
+struct Admitted {
+    const Candidate* candidate;
+    StagedImage image;
+    size_t record;  // index into MergeState::extensions
+};
+
+ExtensionRecord record_for(const Candidate& c) {
+    ExtensionRecord r;
+    r.name = c.name;
+    r.cls = class_name(c.cls);
+    r.path = c.path;
+    r.kind = kind_name(c.kind);
+    return r;
+}
+
+std::string identity_of(const Candidate& c) {
+    auto st = stat_fd(c.fd->get());
+    if (!st) return "";
+    return format_devnum(st->st_dev) + ":" + std::to_string(st->st_ino) + "@" +
+           std::to_string(st->st_mtim.tv_sec) + "." + std::to_string(st->st_mtim.tv_nsec);
+}
+
+std::string now_iso8601() {
+    char buf[32];
+    std::time_t t = std::time(nullptr);
+    std::tm tm;
+    gmtime_r(&t, &tm);
+    std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+// Stages one image and checks that it fits the OS. The error says why not.
+Result<StagedImage> admit(const Candidate& c, Staging& staging, const CompatContext& compat, size_t index) {
+    auto img = stage_image(c, staging, std::string(class_name(c.cls)) + "-" + std::to_string(index));
+    if (!img) return img.error();
+    if (image_ships_os_release(img->tree_fd.get()))
+        return Error() << "ships an os-release file of its own, which would replace the OS's identity";
+    auto release = read_extension_release(img->tree_fd.get(), c.cls, c.name);
+    if (!release) return release.error();
+    RDEXT_TRY(check_compatible(c.cls, c.name, *release, compat));
+    return img;
+}
+
+// Decides about every candidate of a class; admitted images stay mounted
+// in the staging area.
+std::vector<Admitted> admit_all(const std::vector<Candidate>& candidates, const Settings& settings,
+                                Staging& staging, const CompatContext& compat, MergeState& state) {
+    std::vector<Admitted> admitted;
+    for (size_t i = 0; i < candidates.size(); i++) {
+        const Candidate& c = candidates[i];
+        ExtensionRecord rec = record_for(c);
+        if (c.state != EntryState::Available) {
+            rec.result = c.state == EntryState::Broken ? "skipped" : entry_state_name(c.state);
+            rec.reason = c.reason;
+            if (c.state == EntryState::Broken) log_warning() << "skipping " << c.path << ": " << c.reason;
+        } else if (settings.excluded(c.cls).count(c.name)) {
+            rec.result = "excluded";
+            rec.reason = std::string("excluded by rd.") + class_name(c.cls) + ".exclude=";
+            log_info() << "not merging " << c.path << ": " << rec.reason;
+        } else {
+            auto img = admit(c, staging, compat, i);
+            if (!img) {
+                rec.result = "skipped";
+                rec.reason = img.error().what();
+                log_warning() << "skipping " << class_name(c.cls) << " " << c.path << ": " << rec.reason;
+            } else {
+                rec.result = "merged";
+                rec.fstype = img->fstype;
+                rec.identity = identity_of(c);
+                state.extensions.push_back(std::move(rec));
+                admitted.push_back({&c, std::move(*img), state.extensions.size() - 1});
+                continue;
+            }
+        }
+        state.extensions.push_back(std::move(rec));
+    }
+    return admitted;
+}
+
+// Builds the overlay for one hierarchy: metadata layer on top, the images
+// from the last-sorting (top) down, the root's own hierarchy at the bottom.
+// Returns an empty overlay when no image has anything there.
+Result<PreparedOverlay> prepare_hierarchy(const Target& target, Staging& staging, ImageClass cls,
+                                          const std::string& hierarchy, std::vector<Admitted>& admitted,
+                                          const std::vector<std::string>& names, MergeState& state) {
+    PreparedOverlay p;
+    p.cls = cls;
+    p.hierarchy = hierarchy;
+    std::vector<std::string> layers;
+    for (auto it = admitted.rbegin(); it != admitted.rend(); ++it) {
+        auto layer = it->image.layer_for(hierarchy);
+        if (!layer) return layer.error().prefix(it->candidate->path + ": ");
+        if (layer->empty()) continue;
+        layers.push_back(*layer);
+        state.extensions[it->record].hierarchies.push_back(hierarchy);
+    }
+    if (layers.empty()) return p;
+
+    auto base = target.open_hierarchy(hierarchy);
+    if (!base) {
+        log_info() << "hierarchy " << hierarchy << " does not exist in " << target.root_path << ", not merging it";
+        for (auto& a : admitted) std::erase(state.extensions[a.record].hierarchies, hierarchy);
+        return p;
+    }
+    auto base_path = fd_path(base->get());
+    auto base_st = stat_fd(base->get());
+    if (!base_path || !base_st) return Error(EIO) << "cannot inspect " << hierarchy;
+
+    std::string meta_name = std::string("meta-") + class_name(cls) + hierarchy;
+    std::replace(meta_name.begin(), meta_name.end(), '/', '-');
+    auto meta = staging.make_slot(meta_name);
+    if (!meta) return meta.error();
+    RDEXT_TRY(write_meta_layer(meta->get(), cls, names, base_st->st_dev));
+
+    OverlaySpec spec;
+    spec.source = class_name(cls);
+    spec.flags = class_info(cls).overlay_flags;
+    spec.lowers.push_back(staging.slot_path(meta_name));
+    spec.lowers.insert(spec.lowers.end(), layers.begin(), layers.end());
+    spec.lowers.push_back(*base_path);
+    auto overlay = create_overlay(spec);
+    if (!overlay) return overlay.error().prefix("overlay for " + hierarchy + ": ");
+    auto st = stat_fd(overlay->get());
+    if (!st) return st.error();
+    // Written after the mount exists (its st_dev is only known now) and
+    // before anything looked into it, as systemd-sysext does.
+    RDEXT_TRY(write_meta_dev(meta->get(), cls, st->st_dev));
+    p.overlay_fd = std::move(*overlay);
+    return p;
+}
+
+Result<void> refuse_if_merged(const Target& target, ImageClass cls) {
+    for (const auto& h : class_info(cls).hierarchies) {
+        auto fd = target.open_hierarchy(h);
+        if (!fd) continue;
+        auto m = read_merged(fd->get(), cls);
+        if (m && m->merged)
+            return Error(EBUSY) << h << " is already merged (" << join(m->extensions, ", ")
+                                << "); use 'rdext refresh' or 'rdext unmerge'";
+    }
+    return {};
+}
+
+}  // namespace
+
+Result<MergeState> merge(const Target& target, const Settings& settings, MergeMode mode) {
+    MergeState state;
+    state.root = target.root_path;
+    state.time = now_iso8601();
+    CompatContext compat;
+    auto host = read_host_os_release(target.root_fd.get());
+    if (!host) return host.error().prefix("cannot read the OS's os-release in " + target.root_path + ": ");
+    compat.host = std::move(*host);
+    compat.scope = target_scope(target.root_fd.get());
+    compat.architecture = native_architecture();
+
+    auto runtime = target.runtime_dir(true);
+    if (!runtime) return runtime.error();
+    auto staging = Staging::create(runtime->get());
+    if (!staging) return staging.error();
+
+    // Candidates and admitted images of both classes stay alive until the
+    // commit: the overlays reference their staged mounts.
+    std::vector<std::vector<Candidate>> candidates;
+    std::vector<std::vector<Admitted>> admitted;
+    std::vector<PreparedOverlay> overlays;
+    candidates.reserve(2);
+    admitted.reserve(2);
+    for (ImageClass cls : all_classes()) {
+        if (!settings.class_enabled(cls)) {
+            log_info() << class_name(cls) << " merging is disabled on the kernel command line";
+            continue;
+        }
+        if (mode == MergeMode::Merge) RDEXT_TRY(refuse_if_merged(target, cls));
+        auto found = discover(target.root_fd.get(), cls);
+        if (!found) return found.error();
+        candidates.push_back(std::move(*found));
+        admitted.push_back(admit_all(candidates.back(), settings, *staging, compat, state));
+        std::vector<std::string> names;
+        for (auto& a : admitted.back()) names.push_back(a.candidate->name);
+        for (const auto& h : class_info(cls).hierarchies) {
+            auto p = prepare_hierarchy(target, *staging, cls, h, admitted.back(), names, state);
+            if (!p) return p.error();
+            p->merged_names = names;
+            overlays.push_back(std::move(*p));
+        }
+    }
+    RDEXT_TRY(commit_overlays(target, overlays, mode == MergeMode::Refresh));
+    for (auto& per_class : admitted)
+        for (auto& a : per_class)
+            for (auto& loop : a.image.loops) loop.relinquish();
+    for (auto& rec : state.extensions)
+        if (rec.result == "merged" && rec.hierarchies.empty()) {
+            rec.result = "skipped";
+            rec.reason = "has nothing under any hierarchy the OS has";
+        }
+    if (auto w = write_state(runtime->get(), state); !w)
+        log_warning() << "cannot record the merge in state.json: " << w.error().what();
+    return state;
+}
+
+Result<void> unmerge(const Target& target, const Settings& settings) {
+    Result<void> result;
+    for (ImageClass cls : all_classes()) {
+        if (!settings.class_enabled(cls)) continue;
+        for (const auto& h : class_info(cls).hierarchies) {
+            auto r = unmerge_hierarchy(target, cls, h);
+            if (!r && result) result = r.error();
+        }
+    }
+    if (auto runtime = target.runtime_dir(false); runtime) (void)remove_state(runtime->get());
+    return result;
+}
+
+}  // namespace rdext

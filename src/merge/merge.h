@@ -1,0 +1,26 @@
+// The merge pipeline: discover -> filter -> stage and check each image ->
+// build one overlay per hierarchy out of sight -> commit them all at once.
+// A broken image is skipped (and reported); only the commit step touches
+// the target hierarchies, and a failed commit takes back what it did.
+#pragma once
+
+#include "base/result.h"
+#include "merge/target.h"
+#include "state/state_file.h"
+
+namespace rdext {
+
+enum class MergeMode {
+    Merge,    // refuse when a hierarchy is already merged
+    Refresh,  // replace an existing merge (or merge when there is none)
+};
+
+// Returns the record of what was merged, skipped and why; also written to
+// the runtime directory's state.json.
+Result<MergeState> merge(const Target& target, const Settings& settings, MergeMode mode);
+
+// Removes rdext's (or systemd-sysext's) overlays from the class's
+// hierarchies. Hierarchies that are not merged are left alone.
+Result<void> unmerge(const Target& target, const Settings& settings);
+
+}  // namespace rdext

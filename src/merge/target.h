@@ -1,0 +1,43 @@
+// The root being extended and the settings a run works with.
+#pragma once
+
+#include <array>
+#include <set>
+#include <string>
+
+#include "base/fd.h"
+#include "base/image_class.h"
+#include "base/result.h"
+
+namespace rdext {
+
+struct Settings {
+    std::string root = "/";
+    // Indexed by ImageClass.
+    std::array<bool, 2> enabled{true, true};
+    std::array<std::set<std::string>, 2> exclude;
+
+    bool class_enabled(ImageClass c) const { return enabled[static_cast<size_t>(c)]; }
+    const std::set<std::string>& excluded(ImageClass c) const { return exclude[static_cast<size_t>(c)]; }
+};
+
+struct Target {
+    std::string root_path;  // as given, for messages
+    UniqueFd root_fd;       // O_PATH directory: everything is resolved inside it
+    bool in_initrd = false; // rdext itself runs in an initrd
+
+    static Result<Target> open(const std::string& root);
+
+    // rdext's runtime directory: /run/rdext of the running system when in
+    // the initrd or when the root is "/" (the initrd's /run becomes the real
+    // system's /run at switch-root), else <root>/run/rdext.
+    Result<UniqueFd> runtime_dir(bool create) const;
+
+    // A hierarchy ("/usr") resolved inside the root, O_PATH.
+    Result<UniqueFd> open_hierarchy(const std::string& h) const;
+};
+
+// Whether the running system is an initrd (/etc/initrd-release exists).
+bool running_in_initrd();
+
+}  // namespace rdext

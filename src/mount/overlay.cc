@@ -1,0 +1,63 @@
+#include "mount/overlay.h"
+
+#include <sys/mount.h>
+
+#include "base/log.h"
+#include "mount/mount_api.h"
+
+namespace rdext {
+namespace {
+
+std::vector<FsParam> common_params(const OverlaySpec& spec) {
+    // "ro": a superblock with only lower layers; the mount is read-only too.
+    return {{"source", spec.source}, {"ro", "", true}};
+}
+
+Result<UniqueFd> with_lowerdir_plus(const OverlaySpec& spec) {
+    auto params = common_params(spec);
+    for (const auto& l : spec.lowers) params.push_back({"lowerdir+", l});
+    return mount_detached("overlay", params, mount_attrs_from_flags(spec.flags));
+}
+
+Result<UniqueFd> with_lowerdir_string(const OverlaySpec& spec) {
+    std::string joined;
+    for (const auto& l : spec.lowers) {
+        if (!joined.empty()) joined += ':';
+        joined += escape_lowerdir(l);
+    }
+    // The kernel silently truncates longer option strings; refuse instead
+    // of risking an overlay that lacks its lowest layers.
+    if (joined.size() + sizeof("lowerdir=") > 4095)
+        return Error(E2BIG) << "this kernel takes overlay layers as one option string, and "
+                            << spec.lowers.size() << " layers do not fit in it";
+    auto params = common_params(spec);
+    params.push_back({"lowerdir", joined});
+    return mount_detached("overlay", params, mount_attrs_from_flags(spec.flags));
+}
+
+}  // namespace
+
+std::string escape_lowerdir(const std::string& path) {
+    std::string out;
+    for (char c : path) {
+        if (c == ':' || c == ',' || c == '\\') out += '\\';
+        out += c;
+    }
+    return out;
+}
+
+Result<UniqueFd> create_overlay(const OverlaySpec& spec) {
+    if (spec.lowers.empty()) return Error(EINVAL) << "overlay without layers";
+    if (spec.lowers.size() > kMaxOverlayLayers)
+        return Error(E2BIG) << spec.lowers.size() << " layers exceed overlayfs' limit of "
+                            << kMaxOverlayLayers;
+    auto r = with_lowerdir_plus(spec);
+    // EINVAL from "lowerdir+" itself means a kernel before 6.8.
+    if (!r && r.error().code() == EINVAL && r.error().message().find("lowerdir+") != std::string::npos) {
+        log_debug() << "kernel lacks overlay lowerdir+, using one lowerdir= string";
+        return with_lowerdir_string(spec);
+    }
+    return r;
+}
+
+}  // namespace rdext

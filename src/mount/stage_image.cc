@@ -1,0 +1,124 @@
+#include "mount/stage_image.h"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "image/probe.h"
+#include "mount/mount_api.h"
+
+namespace rdext {
+namespace {
+
+uint64_t image_mount_attrs(ImageClass cls) {
+    uint64_t a = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV;
+    if (cls == ImageClass::Confext) a |= MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC;
+    return a;
+}
+
+// Mounts `detached` on the directory target_fd refers to and keeps an fd of
+// the attached mount's root for a precise unmount later.
+Result<void> attach_into(StagedImage& img, UniqueFd detached, int target_fd) {
+    RDEXT_TRY(attach_mount(detached.get(), target_fd));
+    img.mounts.push_back(std::move(detached));
+    return {};
+}
+
+Result<UniqueFd> reopen(const Candidate& c, int flags) {
+    return open_path(proc_fd_path(c.fd->get()), flags | O_NOCTTY);
+}
+
+Result<void> stage_directory(const Candidate& c, StagedImage& img, int slot_fd) {
+    auto tree = clone_tree(c.fd->get());
+    if (!tree) return tree.error().prefix("bind ");
+    RDEXT_TRY(set_mount_attrs(tree->get(), image_mount_attrs(c.cls)));
+    return attach_into(img, std::move(*tree), slot_fd);
+}
+
+// Mounts one file system of the image (the whole image or a partition).
+Result<UniqueFd> mount_region(const Candidate& c, StagedImage& img, int backing_fd,
+                              const ImagePartition& part, bool whole_device) {
+    std::string source;
+    if (c.kind == ImageKind::Block && whole_device) {
+        source = proc_fd_path(backing_fd);
+    } else {
+        auto loop = LoopDevice::attach(backing_fd, part.offset, whole_device ? 0 : part.size, true);
+        if (!loop) return loop.error().prefix("loop device: ");
+        source = loop->path();
+        img.loops.push_back(std::move(*loop));
+    }
+    auto m = mount_detached(part.fstype, {{"source", source}, {"ro", "", true}}, image_mount_attrs(c.cls));
+    if (!m) return m.error().prefix("mount " + part.fstype + ": ");
+    return m;
+}
+
+Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd) {
+    auto file = reopen(c, O_RDONLY | O_NONBLOCK);
+    if (!file) return file.error().prefix("open: ");
+    auto layout = probe_image(file->get());
+    if (!layout) return layout.error();
+    bool bare = layout->kind == ImageLayoutKind::FileSystem;
+    if (layout->root) {
+        auto m = mount_region(c, img, file->get(), *layout->root, bare);
+        if (!m) return m.error();
+        img.fstype = layout->root->fstype;
+        RDEXT_TRY(attach_into(img, std::move(*m), slot_fd));
+    }
+    if (layout->usr) {
+        // The usr partition goes where /usr is in the image: on "usr" in the
+        // root partition, or in an otherwise empty slot when there is none.
+        int parent = img.mounts.empty() ? slot_fd : img.mounts.back().get();
+        if (img.mounts.empty() && ::mkdirat(slot_fd, "usr", 0755) < 0) return ErrnoError() << "mkdir usr";
+        auto usr_dir = open_in_root(parent, "usr", O_PATH | O_DIRECTORY);
+        if (!usr_dir) return usr_dir.error().prefix("root partition has no /usr to mount the usr partition on: ");
+        auto m = mount_region(c, img, file->get(), *layout->usr, false);
+        if (!m) return m.error();
+        if (img.fstype.empty()) img.fstype = layout->usr->fstype;
+        RDEXT_TRY(attach_into(img, std::move(*m), usr_dir->get()));
+    }
+    return {};
+}
+
+}  // namespace
+
+Result<std::string> StagedImage::layer_for(const std::string& hierarchy) const {
+    auto fd = open_in_root(tree_fd.get(), hierarchy, O_PATH | O_DIRECTORY);
+    if (!fd) {
+        if (fd.error().code() == ENOENT || fd.error().code() == ENOTDIR) return std::string();
+        return fd.error();
+    }
+    auto p = fd_path(fd->get());
+    if (!p) return p.error();
+    if (!starts_with(*p, slot_path + "/") && *p != slot_path)
+        return Error(EXDEV) << hierarchy << " leads outside the image";
+    return *p;
+}
+
+void StagedImage::unmount() noexcept {
+    // Innermost first: a usr partition sits on the root partition.
+    while (!mounts.empty()) {
+        (void)detach_mount_of(mounts.back().get());
+        mounts.pop_back();
+    }
+    tree_fd.reset();
+    loops.clear();
+}
+
+StagedImage::~StagedImage() { unmount(); }
+
+Result<StagedImage> stage_image(const Candidate& c, Staging& staging, const std::string& slot_name) {
+    StagedImage img;
+    auto slot = staging.make_slot(slot_name);
+    if (!slot) return slot.error();
+    img.slot_path = staging.slot_path(slot_name);
+    auto r = c.kind == ImageKind::Directory ? stage_directory(c, img, slot->get()) : stage_raw(c, img, slot->get());
+    if (!r) return r.error();
+    auto tree = open_in_root_nofollow(staging.fd(), slot_name, O_PATH | O_DIRECTORY);
+    if (!tree) return tree.error();
+    img.tree_fd = std::move(*tree);
+    return img;
+}
+
+}  // namespace rdext

@@ -1,0 +1,45 @@
+// Mounts one discovered image, read-only, into a slot of the staging area,
+// so its release file can be read and its hierarchies used as overlay
+// layers. Directories are bind-cloned from the fd discovery resolved, raw
+// images go through a loop device, block devices are mounted directly.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/result.h"
+#include "discover/discover.h"
+#include "image/loop.h"
+#include "mount/staging.h"
+
+namespace rdext {
+
+struct StagedImage {
+    std::string slot_path;  // absolute path of the image's tree in the staging area
+    UniqueFd tree_fd;       // O_PATH fd of that tree
+    std::string fstype;     // empty for directories
+    std::vector<LoopDevice> loops;  // released to autoclear once merged
+
+    // Layer path for a hierarchy ("/usr"), resolved inside the image so a
+    // symlink in the image cannot point the layer elsewhere; empty when the
+    // image has nothing there.
+    Result<std::string> layer_for(const std::string& hierarchy) const;
+
+    // Drops the image's mounts now (a refused image), loop devices with them.
+    void unmount() noexcept;
+
+    StagedImage() = default;
+    StagedImage(StagedImage&&) = default;
+    StagedImage& operator=(StagedImage&&) = default;
+    ~StagedImage();
+
+    std::vector<UniqueFd> mounts;  // attached mounts in the slot, innermost last
+};
+
+// class flags: MS_NODEV etc. for the per-image mounts (confext images also
+// get nosuid and noexec).
+Result<StagedImage> stage_image(const Candidate& c, Staging& staging, const std::string& slot_name);
+
+}  // namespace rdext

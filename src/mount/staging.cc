@@ -1,0 +1,88 @@
+#include "mount/staging.h"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <random>
+
+#include "base/fs.h"
+#include "mount/mount_api.h"
+
+namespace rdext {
+namespace {
+
+std::string random_suffix() {
+    static const char chars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    std::random_device rd;
+    std::string s;
+    for (int i = 0; i < 8; i++) s += chars[rd() % (sizeof(chars) - 1)];
+    return s;
+}
+
+}  // namespace
+
+Result<Staging> Staging::create(int runtime_dir_fd) {
+    std::string name;
+    for (int attempt = 0;; attempt++) {
+        name = ".staging-" + random_suffix();
+        if (::mkdirat(runtime_dir_fd, name.c_str(), 0700) == 0) break;
+        if (errno != EEXIST || attempt > 16) return ErrnoError() << "creating staging directory";
+    }
+    auto cleanup_dir = [&] { ::unlinkat(runtime_dir_fd, name.c_str(), AT_REMOVEDIR); };
+
+    auto dir = open_in_root_nofollow(runtime_dir_fd, name, O_PATH | O_DIRECTORY);
+    if (!dir) {
+        cleanup_dir();
+        return dir.error();
+    }
+    // A private tmpfs: nothing mounted in it propagates anywhere, and
+    // detaching it releases everything at once.
+    auto tmpfs = mount_detached("tmpfs", {{"source", "rdext-staging"}, {"mode", "0700"}},
+                                MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID);
+    if (!tmpfs) {
+        cleanup_dir();
+        return tmpfs.error().prefix("staging tmpfs: ");
+    }
+    if (auto r = attach_mount(tmpfs->get(), dir->get()); !r) {
+        cleanup_dir();
+        return r.error().prefix("staging tmpfs: ");
+    }
+    auto root = open_in_root_nofollow(runtime_dir_fd, name, O_PATH | O_DIRECTORY);
+    auto path = root ? fd_path(root->get()) : Result<std::string>(root.error());
+    if (!path) {
+        ::umount2(proc_fd_path(tmpfs->get()).c_str(), MNT_DETACH);
+        cleanup_dir();
+        return path.error().prefix("staging tmpfs: ");
+    }
+    int parent = ::fcntl(runtime_dir_fd, F_DUPFD_CLOEXEC, 3);
+    if (parent < 0) {
+        ::umount2(proc_fd_path(tmpfs->get()).c_str(), MNT_DETACH);
+        cleanup_dir();
+        return ErrnoError() << "dup";
+    }
+    return Staging(UniqueFd(parent), name, *path, std::move(*root));
+}
+
+Staging::Staging(Staging&& o) noexcept
+    : parent_(std::move(o.parent_)), name_(std::move(o.name_)), path_(std::move(o.path_)), fd_(std::move(o.fd_)) {
+    o.name_.clear();
+}
+
+Staging::~Staging() {
+    if (name_.empty() || !parent_) return;
+    // Detach recursively: image mounts inside go with the tmpfs. Mounts
+    // still used by attached overlays live on as the overlays' clones.
+    if (fd_) {
+        ::umount2(proc_fd_path(fd_.get()).c_str(), MNT_DETACH);
+        fd_.reset();
+    }
+    ::unlinkat(parent_.get(), name_.c_str(), AT_REMOVEDIR);
+}
+
+Result<UniqueFd> Staging::make_slot(const std::string& name) {
+    if (::mkdirat(fd_.get(), name.c_str(), 0700) < 0) return ErrnoError() << "mkdir " << slot_path(name);
+    return open_in_root_nofollow(fd_.get(), name, O_PATH | O_DIRECTORY);
+}
+
+}  // namespace rdext

@@ -1,0 +1,147 @@
+#include "release/extension_release.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include <optional>
+#include <string_view>
+
+#include "base/fd.h"
+#include "base/fs.h"
+#include "release/release_utf8.h"
+
+namespace rdext {
+namespace {
+
+constexpr std::string_view kReleasePrefix = "extension-release.";
+constexpr int kReadFlags = O_RDONLY | O_NONBLOCK | O_NOCTTY;  // a FIFO must not block us
+
+bool has_control_char(const std::string& s) {
+    for (char c : s) {
+        auto u = static_cast<unsigned char>(c);
+        if ((u > 0 && u < ' ') || u == 127) return true;
+    }
+    return false;
+}
+
+// systemd's parse_boolean(), false side: only a definite "false" relaxes the
+// name check; anything else (absent, "1", garbage) keeps it strict.
+bool is_false_boolean(const std::string& v) {
+    if (v == "0") return true;
+    for (const char* word : {"no", "n", "false", "f", "off"})
+        if (strcasecmp(v.c_str(), word) == 0) return true;
+    return false;
+}
+
+// Whether the author marked this release file as usable under another image
+// name (xattr user.extension-release.strict=false).
+bool strict_name_check_disabled(int fd) {
+    char buf[64];
+    ssize_t n = ::fgetxattr(fd, "user.extension-release.strict", buf, sizeof(buf));
+    if (n < 0) return false;  // absent, unsupported, or too long to be a boolean
+    std::string value(buf, static_cast<size_t>(n));
+    // One trailing NUL is tolerated (tools often store C strings); an
+    // embedded one makes the value unparsable, as in systemd.
+    if (!value.empty() && value.back() == '\0') value.pop_back();
+    if (value.find('\0') != std::string::npos) return false;
+    return is_false_boolean(value);
+}
+
+// Opens a fallback candidate: regular files only, never through a symlink
+// (systemd skips those in the fallback; only the exact name may be a link).
+Result<std::optional<UniqueFd>> open_candidate(int dir_fd, const std::string& entry) {
+    struct stat st;
+    if (::fstatat(dir_fd, entry.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return ErrnoError() << "stat " << entry;
+    if (!S_ISREG(st.st_mode)) return std::optional<UniqueFd>();
+    int fd = ::openat(dir_fd, entry.c_str(), kReadFlags | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return ErrnoError() << "open " << entry;
+    UniqueFd owned(fd);
+    // The entry may have been swapped since fstatat.
+    auto now = stat_fd(owned.get());
+    if (!now) return now.error();
+    if (!S_ISREG(now->st_mode)) return std::optional<UniqueFd>();
+    return std::optional<UniqueFd>(std::move(owned));
+}
+
+struct Fallback {
+    UniqueFd fd;
+    std::string entry;
+};
+
+// The image file name may have been changed on deployment (a version or
+// boot counter appended), so without the exact file one other release file
+// is accepted: one named after the image's base name, or one whose author
+// allowed any name. Two such files make the choice ambiguous: refuse.
+Result<Fallback> find_fallback(int image_root_fd, const std::string& dir, const std::string& name) {
+    auto missing = [&] { return Error(ENOENT) << "no extension-release." << name << " in /" << dir; };
+    auto dir_fd = open_in_root(image_root_fd, dir, O_PATH | O_DIRECTORY);
+    if (!dir_fd) return dir_fd.error().code() == ENOENT ? missing() : dir_fd.error();
+    auto entries = list_directory(dir_fd->get());
+    if (!entries) return entries.error().prefix("listing /" + dir + ": ");
+
+    std::string base = image_base_name(name);
+    std::optional<Fallback> found;
+    for (const auto& entry : *entries) {
+        if (!starts_with(entry, std::string(kReleasePrefix))) continue;
+        std::string suffix = entry.substr(kReleasePrefix.size());
+        if (!image_name_is_valid(suffix)) continue;
+        auto fd = open_candidate(dir_fd->get(), entry);
+        if (!fd) return fd.error().prefix("/" + dir + ": ");
+        if (!*fd) continue;
+        // An invalid base name matches nothing, even a non-strict file.
+        if (base.empty()) continue;
+        if (suffix != base && !strict_name_check_disabled((*fd)->get())) continue;
+        if (found)
+            return Error(ENOTUNIQ) << "ambiguous release files for image " << name << ": both /" << dir
+                                   << "/" << found->entry << " and " << entry << " could belong to it";
+        found = Fallback{std::move(**fd), entry};
+    }
+    if (!found) return missing();
+    return std::move(*found);
+}
+
+}  // namespace
+
+bool image_name_is_valid(const std::string& name) {
+    if (name.empty() || name == "." || name == ".." || name.size() > NAME_MAX) return false;
+    if (name.find('/') != std::string::npos || name.find('\0') != std::string::npos) return false;
+    if (has_control_char(name) || !utf8_is_valid(name)) return false;
+    return !starts_with(name, ".#");  // temporary files of atomic writers
+}
+
+std::string image_base_name(const std::string& name) {
+    std::string base = name;
+    for (const char* suffix : {".sysext.raw", ".confext.raw", ".raw"}) {
+        if (ends_with(base, suffix)) {
+            base.resize(base.size() - std::string_view(suffix).size());
+            break;
+        }
+    }
+    base.resize(std::min(base.size(), base.find_first_of("_+")));
+    return image_name_is_valid(base) ? base : std::string();
+}
+
+Result<ReleaseFields> read_extension_release(int image_root_fd, ImageClass cls, const std::string& name) {
+    if (!image_name_is_valid(name)) return Error(EINVAL) << "invalid extension name '" << name << "'";
+    const std::string dir = class_info(cls).release_dir;
+    const std::string exact = dir + "/" + std::string(kReleasePrefix) + name;
+
+    auto fd = open_in_root(image_root_fd, exact, kReadFlags);
+    if (fd) return read_release_fd(fd->get(), "/" + exact);
+    if (fd.error().code() != ENOENT) return fd.error().prefix("cannot open release file: /");
+
+    auto fallback = find_fallback(image_root_fd, dir, name);
+    if (!fallback) return fallback.error();
+    return read_release_fd(fallback->fd.get(), "/" + dir + "/" + fallback->entry);
+}
+
+bool image_ships_os_release(int image_root_fd) {
+    auto fd = open_in_root(image_root_fd, "/usr/lib/os-release", O_PATH);
+    return fd || fd.error().code() != ENOENT;
+}
+
+}  // namespace rdext

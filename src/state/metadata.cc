@@ -1,0 +1,81 @@
+#include "state/metadata.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include "base/fs.h"
+#include "mount/mount_api.h"
+
+namespace rdext {
+namespace {
+
+Result<UniqueFd> open_dot_dir(int meta_fd, ImageClass cls) {
+    return make_dirs(meta_fd, class_info(cls).dot_dir, 0755);
+}
+
+Result<void> write_in(int dir_path_fd, const std::string& name, const std::string& content) {
+    // write_file_atomic needs a real directory fd, not O_PATH.
+    auto dir = open_in_root(dir_path_fd, ".", O_RDONLY | O_DIRECTORY);
+    if (!dir) return dir.error();
+    return write_file_atomic(dir->get(), name, content);
+}
+
+bool parse_devnum(const std::string& s, dev_t* out) {
+    unsigned maj = 0, min = 0;
+    char extra = 0;
+    if (std::sscanf(s.c_str(), "%u:%u%c", &maj, &min, &extra) < 2) return false;
+    if (extra != 0 && extra != '\n') return false;
+    *out = makedev(maj, min);
+    return true;
+}
+
+}  // namespace
+
+std::string format_devnum(dev_t d) { return std::to_string(major(d)) + ":" + std::to_string(minor(d)); }
+
+Result<void> write_meta_layer(int meta_fd, ImageClass cls, const std::vector<std::string>& names,
+                              dev_t backing) {
+    auto dot = open_dot_dir(meta_fd, cls);
+    if (!dot) return dot.error();
+    std::string list;
+    for (const auto& n : names) list += n + "\n";
+    RDEXT_TRY(write_in(dot->get(), class_info(cls).list_file, list));
+    return write_in(dot->get(), "backing", format_devnum(backing) + "\n");
+}
+
+Result<void> write_meta_dev(int meta_fd, ImageClass cls, dev_t overlay_dev) {
+    auto dot = open_dot_dir(meta_fd, cls);
+    if (!dot) return dot.error();
+    return write_in(dot->get(), "dev", format_devnum(overlay_dev) + "\n");
+}
+
+Result<MergedHierarchy> read_merged(int hier_fd, ImageClass cls) {
+    MergedHierarchy out;
+    auto mount_root = is_mount_root(hier_fd);
+    if (!mount_root) return mount_root.error();
+    if (!*mount_root) return out;
+    std::string dot = class_info(cls).dot_dir;
+    auto dev_fd = open_in_root_nofollow(hier_fd, dot + "/dev", O_RDONLY | O_NONBLOCK);
+    if (!dev_fd) {
+        if (dev_fd.error().code() == ENOENT) return out;
+        return dev_fd.error();
+    }
+    auto text = read_regular_file(dev_fd->get(), 64);
+    dev_t recorded;
+    if (!text || !parse_devnum(*text, &recorded)) return out;
+    auto st = stat_fd(hier_fd);
+    if (!st) return st.error();
+    if (st->st_dev != recorded) return out;  // an unpacked copy of a merge, not a live one
+    out.merged = true;
+    auto list_fd = open_in_root_nofollow(hier_fd, dot + "/" + class_info(cls).list_file, O_RDONLY | O_NONBLOCK);
+    if (list_fd) {
+        auto list = read_regular_file(list_fd->get(), 1 << 20);
+        if (list)
+            for (auto& n : split(*list, '\n'))
+                if (!n.empty()) out.extensions.push_back(n);
+    }
+    return out;
+}
+
+}  // namespace rdext

@@ -1,0 +1,39 @@
+// The metadata systemd-sysext keeps inside a merged hierarchy
+// (<hierarchy>/.systemd-sysext/ or .systemd-confext/), written into the
+// topmost layer. Keeping the same files lets the stock systemd-sysext
+// recognise, show and undo an rdext merge, and rdext recognise one of its.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "base/image_class.h"
+#include "base/result.h"
+
+namespace rdext {
+
+// Writes <meta>/<dot_dir>/{extensions|confexts, backing} before the overlay
+// exists. `names` is the full list of merged images (every hierarchy gets
+// the same list, as systemd does).
+Result<void> write_meta_layer(int meta_fd, ImageClass cls, const std::vector<std::string>& names,
+                              dev_t backing);
+
+// Writes <meta>/<dot_dir>/dev once the overlay exists: systemd treats a
+// hierarchy as merged only when this matches the mount's st_dev.
+Result<void> write_meta_dev(int meta_fd, ImageClass cls, dev_t overlay_dev);
+
+std::string format_devnum(dev_t d);
+
+struct MergedHierarchy {
+    bool merged = false;                  // a mount of ours sits on the hierarchy
+    std::vector<std::string> extensions;  // as listed in the metadata
+};
+
+// Reads what is merged on the hierarchy hier_fd refers to (an O_PATH fd of
+// the hierarchy as resolved inside the root). Not merged when it is not a
+// mount point, carries no metadata, or the metadata's dev does not match.
+Result<MergedHierarchy> read_merged(int hier_fd, ImageClass cls);
+
+}  // namespace rdext

@@ -1,0 +1,109 @@
+#include "state/state_file.h"
+
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <unistd.h>
+
+#include <memory>
+
+#include "base/fs.h"
+
+namespace rdext {
+namespace {
+
+constexpr const char* kStateFile = "state.json";
+
+using JsonPtr = std::unique_ptr<json_object, decltype(&json_object_put)>;
+
+void add_string(json_object* o, const char* key, const std::string& v) {
+    json_object_object_add(o, key, json_object_new_string_len(v.data(), static_cast<int>(v.size())));
+}
+
+std::string get_string(json_object* o, const char* key) {
+    json_object* v = nullptr;
+    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string)) return "";
+    return json_object_get_string(v);
+}
+
+json_object* record_to_json(const ExtensionRecord& r) {
+    json_object* o = json_object_new_object();
+    add_string(o, "name", r.name);
+    add_string(o, "class", r.cls);
+    add_string(o, "path", r.path);
+    add_string(o, "kind", r.kind);
+    if (!r.fstype.empty()) add_string(o, "fstype", r.fstype);
+    if (!r.identity.empty()) add_string(o, "identity", r.identity);
+    add_string(o, "result", r.result);
+    add_string(o, "reason", r.reason);
+    json_object* h = json_object_new_array();
+    for (const auto& x : r.hierarchies) json_object_array_add(h, json_object_new_string(x.c_str()));
+    json_object_object_add(o, "hierarchies", h);
+    return o;
+}
+
+ExtensionRecord record_from_json(json_object* o) {
+    ExtensionRecord r;
+    r.name = get_string(o, "name");
+    r.cls = get_string(o, "class");
+    r.path = get_string(o, "path");
+    r.kind = get_string(o, "kind");
+    r.fstype = get_string(o, "fstype");
+    r.identity = get_string(o, "identity");
+    r.result = get_string(o, "result");
+    r.reason = get_string(o, "reason");
+    json_object* h = nullptr;
+    if (json_object_object_get_ex(o, "hierarchies", &h) && json_object_is_type(h, json_type_array))
+        for (size_t i = 0; i < json_object_array_length(h); i++) {
+            json_object* e = json_object_array_get_idx(h, i);
+            if (json_object_is_type(e, json_type_string)) r.hierarchies.push_back(json_object_get_string(e));
+        }
+    return r;
+}
+
+}  // namespace
+
+std::string state_to_json(const MergeState& s, bool pretty) {
+    JsonPtr root(json_object_new_object(), &json_object_put);
+    add_string(root.get(), "root", s.root);
+    add_string(root.get(), "time", s.time);
+    json_object* exts = json_object_new_array();
+    for (const auto& r : s.extensions) json_object_array_add(exts, record_to_json(r));
+    json_object_object_add(root.get(), "extensions", exts);
+    int flags = (pretty ? JSON_C_TO_STRING_PRETTY : JSON_C_TO_STRING_PLAIN) | JSON_C_TO_STRING_NOSLASHESCAPE;
+    return json_object_to_json_string_ext(root.get(), flags);
+}
+
+Result<MergeState> state_from_json(const std::string& text) {
+    JsonPtr root(json_tokener_parse(text.c_str()), &json_object_put);
+    if (!root || !json_object_is_type(root.get(), json_type_object))
+        return Error(EBADMSG) << "state file is not a JSON object";
+    MergeState s;
+    s.root = get_string(root.get(), "root");
+    s.time = get_string(root.get(), "time");
+    json_object* exts = nullptr;
+    if (json_object_object_get_ex(root.get(), "extensions", &exts) && json_object_is_type(exts, json_type_array))
+        for (size_t i = 0; i < json_object_array_length(exts); i++) {
+            json_object* e = json_object_array_get_idx(exts, i);
+            if (json_object_is_type(e, json_type_object)) s.extensions.push_back(record_from_json(e));
+        }
+    return s;
+}
+
+Result<void> write_state(int runtime_fd, const MergeState& s) {
+    return write_file_atomic(runtime_fd, kStateFile, state_to_json(s, true) + "\n");
+}
+
+Result<MergeState> read_state(int runtime_fd) {
+    auto fd = open_in_root_nofollow(runtime_fd, kStateFile, O_RDONLY | O_NONBLOCK);
+    if (!fd) return fd.error();
+    auto text = read_regular_file(fd->get(), 16 << 20);
+    if (!text) return text.error().prefix("state.json: ");
+    return state_from_json(*text);
+}
+
+Result<void> remove_state(int runtime_fd) {
+    if (::unlinkat(runtime_fd, kStateFile, 0) < 0 && errno != ENOENT) return ErrnoError() << "remove state.json";
+    return {};
+}
+
+}  // namespace rdext

@@ -1,0 +1,471 @@
+# shellcheck shell=bash
+# Shared helpers for the privileged integration tests. Every test script does
+#
+#     source "$(dirname "$0")/lib.sh"
+#     require_root_env
+#
+# require_root_env checks that the machine can run the test (root, overlayfs,
+# loop devices), creates the per-test directory and re-runs the script inside
+# a private mount namespace with a tmpfs on /run. Nothing a test mounts is
+# visible outside that namespace, and the outer process removes the test
+# directory once the namespace is gone, so no mount can pin it.
+#
+# Environment:
+#   RDEXT        the rdext binary (CMake passes $<TARGET_FILE:rdext>)
+#   CI=true      a missing privilege is a failure instead of a skip
+#   KEEP=1       keep the test directory for inspection
+#   VERBOSE=1    echo rdext's stderr after every call
+
+set -Eeuo pipefail
+shopt -s nullglob
+
+LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TEST_SCRIPT=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+TEST_NAME=${TEST_NAME:-$(basename "$0" .sh)}
+TEST_ARGS=("$@")
+RDEXT=${RDEXT:-$LIB_DIR/../../build/src/rdext}
+
+# x86-64 partition types from the Discoverable Partitions Specification.
+GPT_ROOT_X86_64=4f68bce3-e8cd-4db1-96e7-fbcaf984b709
+GPT_USR_X86_64=8484680c-9521-48c6-9c11-b0720656f69e
+
+SYSEXT_DIRS=(etc/extensions run/extensions var/lib/extensions)
+CONFEXT_DIRS=(run/confexts var/lib/confexts usr/local/lib/confexts usr/lib/confexts)
+
+log() { printf '%s: %s\n' "$TEST_NAME" "$*" >&2; }
+
+# check "what is being verified": printed before each assertion group so a
+# failure log reads as a list of what passed and where it stopped.
+check() { printf '%s: CHECK %s\n' "$TEST_NAME" "$*" >&2; }
+
+# fail MESSAGE: print the message plus the state a reader needs to understand
+# it (mounts under the test dir, loop devices, the last command's output),
+# then exit 1.
+fail() {
+    {
+        printf '%s: FAIL: %s\n' "$TEST_NAME" "$*"
+        if [[ -n ${TEST_DIR:-} ]]; then
+            printf -- '--- mounts under %s:\n' "$TEST_DIR"
+            mounts_under "$TEST_DIR" || true
+            printf -- '--- loop devices backed by files under the test dir:\n'
+            loops_under "$TEST_DIR" || true
+            if [[ -n ${LAST_CMD:-} ]]; then
+                printf -- '--- last command (exit %s): %s\n' "${LAST_RC:-?}" "$LAST_CMD"
+                printf -- '--- its stdout:\n'; head -c 4000 "$TEST_DIR/last.out" 2>/dev/null || true
+                printf -- '--- its stderr:\n'; head -c 4000 "$TEST_DIR/last.err" 2>/dev/null || true
+            fi
+        fi
+    } >&2
+    exit 1
+}
+
+skip() {
+    if [[ ${CI:-} == true ]]; then
+        printf '%s: FAIL (CI=true, cannot skip): %s\n' "$TEST_NAME" "$*" >&2
+        exit 1
+    fi
+    printf 'SKIP: %s\n' "$*"
+    exit 77
+}
+
+_on_error() {
+    local rc=$? line=$1
+    fail "unexpected error (exit $rc) at ${TEST_NAME}.sh line $line: ${BASH_COMMAND}"
+}
+
+# ---------------------------------------------------------------------------
+# Environment and namespace
+
+require_root_env() {
+    if [[ -n ${RDEXT_IT_INNER:-} ]]; then
+        _inner_setup
+        return 0
+    fi
+    [[ $(id -u) == 0 ]] || skip "needs root"
+    grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null ||
+        skip "no overlay file system"
+    grep -qw overlay /proc/filesystems || skip "no overlay file system"
+    [[ -e /dev/loop-control ]] || skip "no /dev/loop-control"
+    command -v unshare >/dev/null || skip "no unshare"
+    [[ -x $RDEXT ]] || skip "rdext binary not found at $RDEXT (set RDEXT)"
+
+    TEST_DIR=$(mktemp -d "/var/tmp/rdext-it.$TEST_NAME.XXXXXX")
+    export TEST_DIR RDEXT RDEXT_IT_INNER=1
+    local rc=0
+    unshare -m --propagation private -- "$BASH" "$TEST_SCRIPT" "${TEST_ARGS[@]}" || rc=$?
+    _outer_cleanup
+    exit "$rc"
+}
+
+_outer_cleanup() {
+    # The namespace is gone, so its mounts are too; loop devices are global,
+    # and one left behind is a leak to report (and to clear up).
+    local leaked
+    leaked=$(loops_under "$TEST_DIR" || true)
+    if [[ -n $leaked ]]; then
+        printf '%s: WARNING: loop devices still attached after the test:\n%s\n' "$TEST_NAME" "$leaked" >&2
+        loops_under "$TEST_DIR" names | while read -r dev _; do
+            losetup -d "$dev" 2>/dev/null || true
+        done
+    fi
+    if [[ ${KEEP:-} == 1 ]]; then
+        printf '%s: keeping %s\n' "$TEST_NAME" "$TEST_DIR" >&2
+    else
+        rm -rf --one-file-system "$TEST_DIR" 2>/dev/null || rm -rf "$TEST_DIR"
+    fi
+}
+
+_inner_setup() {
+    trap '_on_error $LINENO' ERR
+    # systemd-sysext 252 remounts /run as a slave; give it (and rdext) a
+    # private /run of our own.
+    mount -t tmpfs -o mode=755 tmpfs /run
+    mkdir -p "$TEST_DIR/state"
+    log "test dir $TEST_DIR, rdext $RDEXT"
+}
+
+# bind_root ROOT: make ROOT a mount point of its own, as /sysroot is in an
+# initrd (and a shared one when the stock systemd-sysext does the merging).
+bind_root() {
+    mount --bind "$1" "$1"
+    if [[ $IMPL == systemd-sysext ]]; then mount --make-rshared "$1"; fi
+}
+
+# share_root ROOT: make ROOT a shared mount so that mounts made by a forked
+# child in its own namespace (systemd-sysext 252 does that) reach this one.
+share_root() {
+    local root=$1
+    mount --bind "$root" "$root"
+    mount --make-rshared "$root"
+}
+
+# ---------------------------------------------------------------------------
+# Running things
+
+# IMPL=systemd-sysext runs the rdext-agnostic parts of a test with the stock
+# systemd-sysext instead (to check the harness itself, or compare); checks of
+# rdext-only features (status --json, state file, confext) are then skipped.
+IMPL=${IMPL:-rdext}
+is_rdext() { [[ $IMPL == rdext ]]; }
+
+# run_merge ROOT [ARGS...] / run_unmerge ROOT / run_refresh ROOT
+run_merge() { _run_verb merge "$@"; }
+run_unmerge() { _run_verb unmerge "$@"; }
+run_refresh() { _run_verb refresh "$@"; }
+_run_verb() {
+    local verb=$1 root=$2; shift 2
+    if is_rdext; then
+        run_rdext --root="$root" "$@" "$verb"
+    else
+        run_cmd systemd-sysext --root="$root" "$@" "$verb"
+    fi
+}
+
+# run_rdext ARGS...: run rdext, keep stdout/stderr in $TEST_DIR/last.{out,err}
+# and the exit code in $LAST_RC (never fails itself).
+run_rdext() {
+    run_cmd "$RDEXT" "$@"
+}
+
+run_cmd() {
+    LAST_CMD="$*"
+    LAST_RC=0
+    "$@" >"$TEST_DIR/last.out" 2>"$TEST_DIR/last.err" || LAST_RC=$?
+    if [[ ${VERBOSE:-} == 1 ]]; then
+        sed 's/^/    | /' "$TEST_DIR/last.err" >&2
+    fi
+    return 0
+}
+
+last_out() { cat "$TEST_DIR/last.out"; }
+last_err() { cat "$TEST_DIR/last.err"; }
+
+expect_rc() {
+    local want=$1
+    [[ $LAST_RC == "$want" ]] || fail "expected exit $want from: $LAST_CMD (got $LAST_RC)"
+}
+
+expect_rc_nonzero() {
+    [[ $LAST_RC != 0 ]] || fail "expected a non-zero exit from: $LAST_CMD"
+}
+
+# expect_stderr_match ERE [ERE...]: some stderr line matches all the EREs
+# (case-insensitive), e.g. the image name and the reason on one line.
+expect_stderr_line() {
+    local line re ok
+    while IFS= read -r line; do
+        ok=1
+        for re in "$@"; do
+            grep -qiE -- "$re" <<<"$line" || { ok=0; break; }
+        done
+        [[ $ok == 1 ]] && return 0
+    done <"$TEST_DIR/last.err"
+    fail "no stderr line of '$LAST_CMD' matches all of: $*"
+}
+
+# json_query FILE PY-EXPR: evaluate a Python expression over d = json.load(FILE)
+# and print the result (str as-is, others as JSON).
+json_query() {
+    python3 - "$1" "$2" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = eval(sys.argv[2], {"d": d})
+print(r if isinstance(r, str) else json.dumps(r))
+EOF
+}
+
+# ---------------------------------------------------------------------------
+# Building roots and images
+
+# make_root DIR [os-release lines...]: a minimal target root. Without lines
+# the root says ID=debian VERSION_ID=12.
+make_root() {
+    local root=$1; shift
+    local lines=("$@")
+    (( ${#lines[@]} )) || lines=(ID=debian VERSION_ID=12)
+    mkdir -p "$root"/{usr/bin,usr/lib,usr/share,opt,etc,var/lib,run}
+    local d
+    for d in "${SYSEXT_DIRS[@]}" "${CONFEXT_DIRS[@]}"; do mkdir -p "$root/$d"; done
+    printf '%s\n' "${lines[@]}" >"$root/usr/lib/os-release"
+    ln -sfn ../usr/lib/os-release "$root/etc/os-release"
+    echo base >"$root/usr/bin/base-tool"
+    echo base >"$root/usr/share/base-file"
+    echo base >"$root/opt/base-file"
+    echo base >"$root/etc/base.conf"
+}
+
+# make_ext_tree DIR NAME CLASS [RELEASE-LINE...] [-- PATH=CONTENT...]
+# A directory tree for extension NAME of CLASS (sysext|confext) with its
+# release file and the given files. Release lines default to the root's
+# (ID=debian VERSION_ID=12); "@none" writes no release file, "@empty" an
+# empty one. PATH is relative to the tree (usr/bin/x, opt/y, etc/z).
+make_ext_tree() {
+    local dir=$1 name=$2 class=$3; shift 3
+    local release=() files=() seen_sep=0 arg
+    for arg in "$@"; do
+        if [[ $seen_sep == 0 && $arg == -- ]]; then seen_sep=1; continue; fi
+        if [[ $seen_sep == 0 ]]; then release+=("$arg"); else files+=("$arg"); fi
+    done
+    (( ${#release[@]} )) || release=(ID=debian VERSION_ID=12)
+    mkdir -p "$dir"
+    local reldir
+    case $class in
+        sysext) reldir=$dir/usr/lib/extension-release.d ;;
+        confext) reldir=$dir/etc/extension-release.d ;;
+        *) fail "make_ext_tree: unknown class $class" ;;
+    esac
+    case ${release[0]} in
+        @none) ;;
+        @empty) mkdir -p "$reldir"; : >"$reldir/extension-release.$name" ;;
+        *) mkdir -p "$reldir"; printf '%s\n' "${release[@]}" >"$reldir/extension-release.$name" ;;
+    esac
+    local f path content
+    for f in "${files[@]}"; do
+        path=${f%%=*}
+        content=${f#*=}
+        mkdir -p "$(dirname "$dir/$path")"
+        printf '%s\n' "$content" >"$dir/$path"
+    done
+}
+
+make_erofs() {
+    local src=$1 out=$2
+    mkfs.erofs -q "$out" "$src" >/dev/null 2>&1 || mkfs.erofs "$out" "$src" >/dev/null
+}
+
+make_squashfs() {
+    local src=$1 out=$2
+    mksquashfs "$src" "$out" -quiet -noappend -all-root >/dev/null
+}
+
+make_ext4() {
+    local src=$1 out=$2 kib
+    kib=$(du -sk "$src" | cut -f1)
+    kib=$(( kib * 2 + 4096 ))
+    rm -f "$out"
+    mkfs.ext4 -q -F -E root_owner=0:0 -d "$src" "$out" "${kib}k" >/dev/null
+}
+
+# make_gpt SRC OUT root|usr [erofs|ext4|squashfs]: a DDI with one partition of
+# the x86-64 root (whole tree) or usr (SRC/usr as its top) type.
+make_gpt() {
+    local src=$1 out=$2 kind=$3 fs=${4:-erofs}
+    local fsimg type fs_src=$src
+    fsimg=$(mktemp -p "$TEST_DIR" gptfs.XXXXXX)
+    case $kind in
+        root) type=$GPT_ROOT_X86_64 ;;
+        usr) type=$GPT_USR_X86_64; fs_src=$src/usr ;;
+        *) fail "make_gpt: kind must be root or usr" ;;
+    esac
+    "make_$fs" "$fs_src" "$fsimg"
+    local bytes sectors
+    bytes=$(stat -c %s "$fsimg")
+    sectors=$(( (bytes + 1048575) / 1048576 * 2048 ))
+    rm -f "$out"
+    truncate -s $(( (2048 + sectors + 2048) * 512 )) "$out"
+    sfdisk -q "$out" >/dev/null <<EOF
+label: gpt
+start=2048, size=$sectors, type=$type, name=$kind-x86-64
+EOF
+    dd if="$fsimg" of="$out" bs=512 seek=2048 conv=notrunc status=none
+    rm -f "$fsimg"
+}
+
+# ---------------------------------------------------------------------------
+# State snapshots
+
+mounts_under() {
+    # mount point, fs type, source, per-mount options; no ids or device numbers
+    awk -v d="$1" '{
+        n = 7; while ($n != "-") n++
+        if ($5 == d || index($5, d "/") == 1) print $5, $(n+1), $(n+2), $6
+    }' /proc/self/mountinfo
+}
+
+# loops_under DIR: loop devices whose backing file is a file under DIR, one
+# line per device: "NAME RELATIVE-PATH". Matched by device and inode, because
+# the BACK-FILE path the kernel shows depends on the namespace that attached it.
+loops_under() {
+    python3 - "$1" "${2:-}" <<'PYEOF'
+import json, os, subprocess, sys
+top, with_names = sys.argv[1], sys.argv[2] == "names"
+r = subprocess.run(["losetup", "--list", "--json", "--output",
+                    "NAME,BACK-MAJ:MIN,BACK-INO"], capture_output=True, text=True)
+devs = json.loads(r.stdout).get("loopdevices", []) if r.stdout.strip() else []
+if not devs:
+    sys.exit(0)
+top_dev = os.stat(top).st_dev
+files = {}
+for d, subdirs, names in os.walk(top):
+    # stay on the test dir's file system: never walk into a merged overlay
+    subdirs[:] = [s for s in subdirs if os.lstat(os.path.join(d, s)).st_dev == top_dev]
+    for n in names:
+        p = os.path.join(d, n)
+        st = os.lstat(p)
+        files[(os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)] = p
+lines = []
+for l in devs:
+    mm, ino = l.get("back-maj:min") or "", l.get("back-ino")
+    if ":" not in mm or ino is None:
+        continue
+    ma, mi = (int(x) for x in mm.split(":"))
+    p = files.get((ma, mi, int(ino)))
+    if p is not None:
+        rel = os.path.relpath(p, top)
+        lines.append(f'{l["name"]} {rel}' if with_names else rel)
+print("\n".join(sorted(lines)))
+PYEOF
+}
+
+# snapshot_state ROOT NAME: record what a merge must not leave behind after
+# unmerge or failure: mounts under the test dir, the number of mounts in this
+# namespace, loop devices backed by test files and the file list of ROOT/run
+# (minus rdext's own state file, which may outlive an unmerge).
+snapshot_state() {
+    local root=$1 name=$2 f=$TEST_DIR/state/$2
+    mounts_under "$TEST_DIR" >"$f.mounts"
+    echo "total mounts in namespace: $(wc -l </proc/self/mountinfo)" >>"$f.mounts"
+    loops_under "$TEST_DIR" >"$f.loops"
+    (cd "$root/run" && find . -mindepth 1 -printf '%y %p\n' | sort |
+        grep -vE '^(d \./rdext|f \./rdext/state\.json)$' || true) >"$f.run"
+}
+
+assert_same_state() {
+    local a=$TEST_DIR/state/$1 b=$TEST_DIR/state/$2 kind bad=0
+    for kind in mounts loops run; do
+        if ! diff -u "$a.$kind" "$b.$kind" >"$TEST_DIR/state/diff.$kind"; then
+            printf '%s: state %s differs between %s and %s:\n' "$TEST_NAME" "$kind" "$1" "$2" >&2
+            cat "$TEST_DIR/state/diff.$kind" >&2
+            bad=1
+        fi
+    done
+    [[ $bad == 0 ]] || fail "state after '$2' differs from '$1'"
+}
+
+# assert_no_staging ROOT: after a merge only run/rdext/state.json may remain.
+assert_no_staging() {
+    local root=$1 extra
+    [[ -d $root/run/rdext ]] || return 0
+    extra=$(cd "$root/run/rdext" && find . -mindepth 1 ! -path ./state.json -printf '%p\n')
+    [[ -z $extra ]] || fail "staging left under $root/run/rdext: $extra"
+    if mounts_under "$root/run" | grep -q .; then
+        fail "mounts left under $root/run: $(mounts_under "$root/run")"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# Assertions about merged trees
+
+assert_file_content() {
+    local path=$1 want=$2 got
+    [[ -e $path ]] || fail "$path does not exist (expected content '$want')"
+    got=$(cat "$path") || fail "cannot read $path"
+    [[ $got == "$want" ]] || fail "$path contains '$got', expected '$want'"
+}
+
+assert_absent() {
+    [[ ! -e $1 && ! -L $1 ]] || fail "$1 exists but should not"
+}
+
+mount_field() {
+    # mount_field MOUNTPOINT N: field after the separator (1 fstype, 2 source, 3 super opts)
+    awk -v m="$1" -v k="$2" '$5 == m { n = 7; while ($n != "-") n++; r = $(n+k) } END { print r }' /proc/self/mountinfo
+}
+
+mount_opts() {
+    awk -v m="$1" '$5 == m { r = $6 } END { print r }' /proc/self/mountinfo
+}
+
+# assert_merged ROOT HIER NAMES...: HIER (/usr, /opt, /etc) is a read-only
+# overlay from rdext/systemd listing exactly NAMES (in any order) in its
+# metadata, and the dev file matches the mount.
+assert_merged() {
+    local root=$1 hier=$2; shift 2
+    local mp=$root$hier class meta
+    case $hier in
+        /etc) class=confext; meta=$mp/.systemd-confext/confexts ;;
+        *) class=sysext; meta=$mp/.systemd-sysext/extensions ;;
+    esac
+    check "$hier is merged with: $*"
+    mountpoint -q "$mp" || fail "$mp is not a mount point"
+    [[ $(mount_field "$mp" 1) == overlay ]] || fail "$mp is not an overlay (got $(mount_field "$mp" 1))"
+    [[ $(mount_field "$mp" 2) == "$class" ]] || fail "$mp overlay source is '$(mount_field "$mp" 2)', expected $class"
+    [[ ,$(mount_opts "$mp"), == *,ro,* ]] || fail "$mp is not mounted read-only ($(mount_opts "$mp"))"
+    [[ -f $meta ]] || fail "$meta missing"
+    local want got
+    want=$(printf '%s\n' "$@" | sort)
+    got=$(sort "$meta")
+    [[ $want == "$got" ]] || fail "$meta lists '$(tr '\n' ' ' <"$meta")', expected '$*'"
+    local dev st
+    dev=$(cat "$(dirname "$meta")/dev")
+    st=$(python3 -c 'import os,sys; s=os.lstat(sys.argv[1]).st_dev; print(f"{os.major(s)}:{os.minor(s)}")' "$mp")
+    [[ $dev == "$st" ]] || fail "$(dirname "$meta")/dev says $dev, but $mp has st_dev $st"
+}
+
+assert_not_merged() {
+    local root=$1 hier=$2
+    check "$hier is not merged"
+    if mountpoint -q "$root$hier"; then
+        fail "$root$hier is a mount point ($(mount_field "$root$hier" 1) from $(mount_field "$root$hier" 2))"
+    fi
+}
+
+# merged_names ROOT HIER: the names listed by the metadata, sorted, or nothing
+# when HIER is not an overlay.
+merged_names() {
+    local root=$1 hier=$2 meta
+    case $hier in
+        /etc) meta=$root/etc/.systemd-confext/confexts ;;
+        *) meta=$root$hier/.systemd-sysext/extensions ;;
+    esac
+    mountpoint -q "$root$hier" && [[ -f $meta ]] && sort "$meta"
+    return 0
+}
+
+# unmount_all_under DIR: tear down everything mounted below DIR (deepest
+# first), e.g. between phases of a test.
+unmount_all_under() {
+    local mp
+    awk -v d="$1" '$5 == d || index($5, d "/") == 1 { print $5 }' /proc/self/mountinfo |
+        sort -r | while read -r mp; do umount -l "$mp" 2>/dev/null || true; done
+}

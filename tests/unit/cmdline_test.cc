@@ -1,0 +1,250 @@
+#include "cmdline/cmdline.h"
+
+#include <doctest/doctest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+using namespace rdext;
+
+namespace {
+
+using Words = std::vector<std::string>;
+
+bool has_warning_containing(const CmdlineSettings& s, const std::string& needle) {
+    for (const auto& w : s.warnings)
+        if (w.find(needle) != std::string::npos) return true;
+    return false;
+}
+
+}  // namespace
+
+TEST_CASE("cmdline: words split on whitespace") {
+    CHECK(split_cmdline("") == Words{});
+    CHECK(split_cmdline("   \t\n") == Words{});
+    CHECK(split_cmdline("a b\tc\nd\r\ne") == Words{"a", "b", "c", "d", "e"});
+    CHECK(split_cmdline("  ro   quiet  ") == Words{"ro", "quiet"});
+}
+
+TEST_CASE("cmdline: quotes group and are removed anywhere in a word") {
+    CHECK(split_cmdline("foo=\"a b\" bar") == Words{"foo=a b", "bar"});
+    CHECK(split_cmdline("\"foo=a b\"") == Words{"foo=a b"});
+    CHECK(split_cmdline("foo='a \"b\" c'") == Words{"foo=a \"b\" c"});
+    CHECK(split_cmdline("foo=\"a'b\"") == Words{"foo=a'b"});
+    CHECK(split_cmdline("a\"b c\"d e") == Words{"ab cd", "e"});
+    // An empty pair of quotes is an (empty) word, like systemd.
+    CHECK(split_cmdline("\"\" x") == Words{"", "x"});
+}
+
+TEST_CASE("cmdline: an unterminated quote runs to the end of the line") {
+    CHECK(split_cmdline("a foo=\"b c") == Words{"a", "foo=b c"});
+    CHECK(split_cmdline("x='") == Words{"x="});
+}
+
+TEST_CASE("cmdline: backslashes are ordinary characters") {
+    CHECK(split_cmdline("a\\ b") == Words{"a\\", "b"});
+    CHECK(split_cmdline("a=\\\"x y\"") == Words{"a=\\x y"});
+}
+
+TEST_CASE("cmdline: booleans in systemd's spellings") {
+    for (const char* s : {"1", "yes", "y", "true", "t", "on", "YES", "True", "On"}) {
+        CAPTURE(s);
+        CHECK(parse_boolean(s) == std::optional<bool>(true));
+    }
+    for (const char* s : {"0", "no", "n", "false", "f", "off", "NO", "Off"}) {
+        CAPTURE(s);
+        CHECK(parse_boolean(s) == std::optional<bool>(false));
+    }
+    for (const char* s : {"", "2", "yess", "maybe", " 1", "o"}) {
+        CAPTURE(s);
+        CHECK_FALSE(parse_boolean(s).has_value());
+    }
+}
+
+TEST_CASE("cmdline: defaults") {
+    CmdlineSettings s = parse_cmdline("BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet");
+    CHECK(s.sysext_enabled);
+    CHECK(s.confext_enabled);
+    CHECK(s.sysext_exclude.empty());
+    CHECK(s.confext_exclude.empty());
+    CHECK_FALSE(s.log_level.has_value());
+    CHECK(s.warnings.empty());
+}
+
+TEST_CASE("cmdline: rd.sysext and rd.confext switch the classes") {
+    CmdlineSettings s = parse_cmdline("rd.sysext=0 rd.confext=no");
+    CHECK_FALSE(s.sysext_enabled);
+    CHECK_FALSE(s.confext_enabled);
+    CHECK(s.warnings.empty());
+
+    s = parse_cmdline("rd.sysext=off rd.sysext=on");
+    CHECK(s.sysext_enabled);
+
+    s = parse_cmdline("rd.confext=1 rd.confext=false");
+    CHECK_FALSE(s.confext_enabled);
+}
+
+TEST_CASE("cmdline: a boolean key without a value means true") {
+    CmdlineSettings s = parse_cmdline("rd.sysext=0 rd.sysext");
+    CHECK(s.sysext_enabled);
+    CHECK(s.warnings.empty());
+}
+
+TEST_CASE("cmdline: an unparsable boolean is a warning and changes nothing") {
+    CmdlineSettings s = parse_cmdline("rd.sysext=0 rd.sysext=maybe");
+    CHECK_FALSE(s.sysext_enabled);
+    REQUIRE(s.warnings.size() == 1);
+    CHECK(s.warnings[0] == "rd.sysext=maybe: not a boolean, ignored");
+
+    s = parse_cmdline("rd.confext=");
+    CHECK(s.confext_enabled);
+    CHECK(s.warnings.size() == 1);
+}
+
+TEST_CASE("cmdline: systemd's switches are synonyms, the last one wins") {
+    CHECK_FALSE(parse_cmdline("systemd.sysext=0").sysext_enabled);
+    CHECK_FALSE(parse_cmdline("rd.systemd.sysext=0").sysext_enabled);
+    CHECK_FALSE(parse_cmdline("systemd.confext=0").confext_enabled);
+    CHECK_FALSE(parse_cmdline("rd.systemd.confext=0").confext_enabled);
+    CHECK(parse_cmdline("rd.sysext=0 systemd.sysext=1").sysext_enabled);
+    CHECK_FALSE(parse_cmdline("systemd.sysext=1 rd.systemd.sysext=0").sysext_enabled);
+    CHECK(parse_cmdline("systemd.confext=0 rd.confext").confext_enabled);
+    // One class does not affect the other.
+    CmdlineSettings s = parse_cmdline("systemd.sysext=0");
+    CHECK(s.confext_enabled);
+}
+
+TEST_CASE("cmdline: '-' and '_' are the same in keys") {
+    CmdlineSettings s = parse_cmdline("rd.rdext.log-level=debug");
+    CHECK(s.log_level == std::optional<std::string>("debug"));
+    CHECK(s.warnings.empty());
+}
+
+TEST_CASE("cmdline: quoted values") {
+    CmdlineSettings s = parse_cmdline("\"rd.sysext=0\" rd.sysext.exclude=\"a,b\"");
+    CHECK_FALSE(s.sysext_enabled);
+    CHECK(s.sysext_exclude == std::set<std::string>{"a", "b"});
+}
+
+TEST_CASE("cmdline: exclusions accumulate") {
+    CmdlineSettings s = parse_cmdline(
+        "rd.sysext.exclude=foo rd.sysext.exclude=bar,baz rd.confext.exclude=etc1 "
+        "rd.sysext.exclude=foo");
+    CHECK(s.sysext_exclude == std::set<std::string>{"foo", "bar", "baz"});
+    CHECK(s.confext_exclude == std::set<std::string>{"etc1"});
+    CHECK(s.warnings.empty());
+}
+
+TEST_CASE("cmdline: invalid exclusion names are warned about, valid ones kept") {
+    CmdlineSettings s = parse_cmdline("rd.sysext.exclude=good,a/b,,..,also_good");
+    CHECK(s.sysext_exclude == std::set<std::string>{"good", "also_good"});
+    CHECK(s.warnings.size() == 3);
+    CHECK(has_warning_containing(s, "invalid image name \"a/b\""));
+    CHECK(has_warning_containing(s, "invalid image name \"\""));
+    CHECK(has_warning_containing(s, "invalid image name \"..\""));
+}
+
+TEST_CASE("cmdline: control characters in names are refused and not echoed raw") {
+    CmdlineSettings s = parse_cmdline(std::string("rd.confext.exclude=a\x01" "b,c"));
+    CHECK(s.confext_exclude == std::set<std::string>{"c"});
+    REQUIRE(s.warnings.size() == 1);
+    CHECK(has_warning_containing(s, "a\\x01b"));
+    CHECK(s.warnings[0].find('\x01') == std::string::npos);
+}
+
+TEST_CASE("cmdline: an exclusion needs a value") {
+    CmdlineSettings s = parse_cmdline("rd.sysext.exclude rd.confext.exclude=");
+    CHECK(s.sysext_exclude.empty());
+    CHECK(s.confext_exclude.empty());
+    CHECK(s.warnings.size() == 2);
+}
+
+TEST_CASE("cmdline: log level") {
+    CHECK(parse_cmdline("rd.rdext.log_level=info").log_level == std::optional<std::string>("info"));
+    CHECK(parse_cmdline("rd.rdext.log_level=7").log_level == std::optional<std::string>("7"));
+    CHECK(parse_cmdline("rd.rdext.log_level=debug rd.rdext.log_level=err").log_level ==
+          std::optional<std::string>("err"));
+
+    CmdlineSettings s = parse_cmdline("rd.rdext.log_level=debug rd.rdext.log_level=loud");
+    CHECK(s.log_level == std::optional<std::string>("debug"));
+    CHECK(s.warnings.size() == 1);
+
+    s = parse_cmdline("rd.rdext.log_level");
+    CHECK_FALSE(s.log_level.has_value());
+    CHECK(s.warnings.size() == 1);
+}
+
+TEST_CASE("cmdline: unknown keys in our namespaces are warnings") {
+    CmdlineSettings s = parse_cmdline("rd.sysext.foo=1 rd.confext.bar rd.rdext.nope=x");
+    CHECK(s.sysext_enabled);
+    CHECK(s.confext_enabled);
+    REQUIRE(s.warnings.size() == 3);
+    CHECK(s.warnings[0] == "unknown option rd.sysext.foo=1, ignored");
+    CHECK(s.warnings[1] == "unknown option rd.confext.bar, ignored");
+    CHECK(s.warnings[2] == "unknown option rd.rdext.nope=x, ignored");
+}
+
+TEST_CASE("cmdline: other people's keys are left alone") {
+    CmdlineSettings s = parse_cmdline(
+        "rd.sysextra=1 sysext=0 rd.systemd.unit=x systemd.sysext.foo=1 rd.sysext_=1 "
+        "systemd.confextfoo=0 rd.sysext.=1 =rd.sysext.x");
+    CHECK(s.sysext_enabled);
+    CHECK(s.confext_enabled);
+    // "rd.sysext." is inside our namespace (with an empty name).
+    REQUIRE(s.warnings.size() == 1);
+    CHECK(s.warnings[0] == "unknown option rd.sysext.=1, ignored");
+}
+
+TEST_CASE("cmdline: garbage does not crash or change settings") {
+    std::string garbage;
+    for (int i = 0; i < 2048; i++) garbage += static_cast<char>((i * 7919 + 13) % 256);
+    CmdlineSettings s = parse_cmdline(garbage);
+    CHECK(s.sysext_enabled);
+    CHECK(s.confext_enabled);
+
+    s = parse_cmdline("= == === \"\" '' \"=\" rd.sysext==1");
+    CHECK(s.sysext_enabled);  // "=1" is not a boolean
+    CHECK(s.warnings.size() == 1);
+}
+
+TEST_CASE("cmdline: read_cmdline reads a file") {
+    char path[] = "/tmp/rdext-cmdline-XXXXXX";
+    int fd = ::mkstemp(path);
+    REQUIRE(fd >= 0);
+    ::close(fd);
+    {
+        std::ofstream f(path);
+        f << "root=/dev/vda rd.sysext=0 rd.confext.exclude=\"x,y\"\n";
+    }
+    auto s = read_cmdline(path);
+    ::unlink(path);
+    REQUIRE(s.has_value());
+    CHECK_FALSE(s->sysext_enabled);
+    CHECK(s->confext_exclude == std::set<std::string>{"x", "y"});
+}
+
+TEST_CASE("cmdline: read_cmdline refuses oversized and missing files") {
+    char path[] = "/tmp/rdext-cmdline-XXXXXX";
+    int fd = ::mkstemp(path);
+    REQUIRE(fd >= 0);
+    ::close(fd);
+    {
+        std::ofstream f(path);
+        f << std::string(1024 * 1024, 'x');
+    }
+    auto big = read_cmdline(path);
+    ::unlink(path);
+    CHECK_FALSE(big.has_value());
+
+    auto missing = read_cmdline("/nonexistent/cmdline");
+    REQUIRE_FALSE(missing.has_value());
+    CHECK(missing.error().code() == ENOENT);
+}
+
+TEST_CASE("cmdline: /proc/cmdline can be read") {
+    auto s = read_cmdline("/proc/cmdline");
+    CHECK(s.has_value());
+}
