@@ -29,13 +29,14 @@ bool is_separator(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\
 // Words end up in log messages: keep control characters out of them.
 std::string printable(std::string_view s) {
     std::string out;
-    for (unsigned char c : s) {
+    for (char ch : s) {
+        auto c = static_cast<unsigned char>(ch);
         if (c < 0x20 || c == 0x7f) {
             char buf[8];
             std::snprintf(buf, sizeof(buf), "\\x%02x", c);
             out += buf;
         } else {
-            out += static_cast<char>(c);
+            out += ch;
         }
     }
     return out;
@@ -101,7 +102,9 @@ const struct {
 // Namespaces rdext owns: an unknown key in them is probably a typo.
 const char* const kOwnedPrefixes[] = {"rd.sysext.", "rd.confext.", "rd.rdext."};
 
-bool same_char(char a, char b) { return a == b || ((a == '-' || a == '_') && (b == '-' || b == '_')); }
+bool same_char(char a, char b) {
+    return a == b || ((a == '-' || a == '_') && (b == '-' || b == '_'));
+}
 
 // Like systemd's proc_cmdline_key_streq(): '-' and '_' are interchangeable.
 bool key_equal(std::string_view a, std::string_view b) {
@@ -193,7 +196,8 @@ Result<CmdlineSettings> read_cmdline(const std::string& path) {
     auto fd = open_path(path, O_RDONLY | O_NOCTTY);
     if (!fd) return fd.error().prefix("cannot read the kernel command line: ");
     auto text = read_regular_file(fd->get(), kMaxCmdlineSize);
-    if (!text) return text.error().prefix("cannot read the kernel command line from " + path + ": ");
+    if (!text)
+        return text.error().prefix("cannot read the kernel command line from " + path + ": ");
     return parse_cmdline(*text);
 }
 

@@ -10,6 +10,7 @@
 
 #include "base/fs.h"
 #include "base/log.h"
+#include "release/extension_release.h"
 #include "release/version.h"
 
 namespace rdext {
@@ -89,7 +90,7 @@ bool classify(int root_fd, int dir_fd, const std::string& dir, const std::string
         }
     }
     c.name = image_name_for(entry, c.kind);
-    if (!image_name_valid(c.name)) {
+    if (!image_name_is_valid(c.name)) {
         log_warning() << c.path << ": skipped, image name is not valid";
         return false;
     }
@@ -103,19 +104,6 @@ bool classify(int root_fd, int dir_fd, const std::string& dir, const std::string
         }
     }
     *out = std::move(c);
-    return true;
-}
-
-bool utf8_valid(const std::string& s) {
-    size_t i = 0;
-    while (i < s.size()) {
-        unsigned char c = static_cast<unsigned char>(s[i]);
-        size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-        if (len == 0 || i + len > s.size()) return false;
-        for (size_t k = 1; k < len; k++)
-            if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
-        i += len;
-    }
     return true;
 }
 
@@ -138,15 +126,6 @@ const char* entry_state_name(EntryState s) {
         case EntryState::Broken: return "broken";
     }
     return "unknown";
-}
-
-bool image_name_valid(const std::string& name) {
-    if (name.empty() || name == "." || name == ".." || name.size() > 255) return false;
-    if (name.find('/') != std::string::npos) return false;
-    for (unsigned char c : name)
-        if (c < 0x20 || c == 0x7f) return false;
-    if (starts_with(name, ".#")) return false;
-    return utf8_valid(name);
 }
 
 Result<std::vector<Candidate>> discover(int root_fd, ImageClass cls) {

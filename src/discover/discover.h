@@ -36,10 +36,6 @@ struct Candidate {
     std::shared_ptr<UniqueFd> fd;
 };
 
-// systemd's image_name_is_valid(): a file name, no control characters,
-// valid UTF-8, not a ".#" temporary.
-bool image_name_valid(const std::string& name);
-
 // All entries of the class's search directories, sorted by name (version
 // aware, the top layer last), shadowed and masked ones included so callers
 // can report them. A missing search directory is not an error.

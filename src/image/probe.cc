@@ -279,8 +279,10 @@ Result<void> check_partition_extents(std::vector<PartitionExtent> extents, uint6
             return Error(EBADMSG) << "GPT partition " << e.partno << " (bytes " << e.offset
                                   << "+" << e.size << ") extends beyond the end of the image ("
                                   << image_size << " bytes)";
-    std::sort(extents.begin(), extents.end(),
-              [](const PartitionExtent& a, const PartitionExtent& b) { return a.offset < b.offset; });
+    auto by_offset = [](const PartitionExtent& a, const PartitionExtent& b) {
+        return a.offset < b.offset;
+    };
+    std::sort(extents.begin(), extents.end(), by_offset);
     for (size_t i = 1; i < extents.size(); i++) {
         const PartitionExtent& prev = extents[i - 1];
         const PartitionExtent& cur = extents[i];

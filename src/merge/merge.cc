@@ -103,7 +103,7 @@ std::vector<Admitted> admit_all(const std::vector<Candidate>& candidates, const 
 // Returns an empty overlay when no image has anything there.
 Result<PreparedOverlay> prepare_hierarchy(const Target& target, Staging& staging, ImageClass cls,
                                           const std::string& hierarchy, std::vector<Admitted>& admitted,
-                                          const std::vector<std::string>& names, MergeState& state) {
+                                          MergeState& state) {
     PreparedOverlay p;
     p.cls = cls;
     p.hierarchy = hierarchy;
@@ -131,7 +131,9 @@ Result<PreparedOverlay> prepare_hierarchy(const Target& target, Staging& staging
     std::replace(meta_name.begin(), meta_name.end(), '/', '-');
     auto meta = staging.make_slot(meta_name);
     if (!meta) return meta.error();
-    RDEXT_TRY(write_meta_layer(meta->get(), cls, names, base_st->st_dev));
+    std::vector<ExtensionRecord> merged;
+    for (const auto& a : admitted) merged.push_back(state.extensions[a.record]);
+    RDEXT_TRY(write_meta_layer(meta->get(), cls, merged, base_st->st_dev));
 
     OverlaySpec spec;
     spec.source = class_name(cls);
@@ -200,7 +202,7 @@ Result<MergeState> merge(const Target& target, const Settings& settings, MergeMo
         std::vector<std::string> names;
         for (auto& a : admitted.back()) names.push_back(a.candidate->name);
         for (const auto& h : class_info(cls).hierarchies) {
-            auto p = prepare_hierarchy(target, *staging, cls, h, admitted.back(), names, state);
+            auto p = prepare_hierarchy(target, *staging, cls, h, admitted.back(), state);
             if (!p) return p.error();
             p->merged_names = names;
             overlays.push_back(std::move(*p));

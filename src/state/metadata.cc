@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <json-c/json.h>
 #include <sys/sysmacros.h>
 
 #include "base/fs.h"
@@ -34,14 +35,35 @@ bool parse_devnum(const std::string& s, dev_t* out) {
 
 std::string format_devnum(dev_t d) { return std::to_string(major(d)) + ":" + std::to_string(minor(d)); }
 
-Result<void> write_meta_layer(int meta_fd, ImageClass cls, const std::vector<std::string>& names,
+std::string origin_json(ImageClass cls, const std::vector<ExtensionRecord>& merged) {
+    json_object* o = json_object_new_object();
+    json_object_object_add(o, "class", json_object_new_string(class_name(cls)));
+    json_object_object_add(o, "mutable", json_object_new_string("no"));
+    json_object_object_add(o, "mountOptions",
+                           json_object_new_string(cls == ImageClass::Sysext ? "ro,nodev" : "ro,nodev,nosuid,noexec"));
+    json_object* exts = json_object_new_array();
+    for (const auto& r : merged) {
+        json_object* e = json_object_new_object();
+        json_object_object_add(e, "name", json_object_new_string(r.name.c_str()));
+        json_object_object_add(e, "path", json_object_new_string(r.path.c_str()));
+        json_object_object_add(e, "identity", json_object_new_string(r.identity.c_str()));
+        json_object_array_add(exts, e);
+    }
+    json_object_object_add(o, "extensions", exts);
+    std::string out = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    json_object_put(o);
+    return out + "\n";
+}
+
+Result<void> write_meta_layer(int meta_fd, ImageClass cls, const std::vector<ExtensionRecord>& merged,
                               dev_t backing) {
     auto dot = open_dot_dir(meta_fd, cls);
     if (!dot) return dot.error();
     std::string list;
-    for (const auto& n : names) list += n + "\n";
+    for (const auto& r : merged) list += r.name + "\n";
     RDEXT_TRY(write_in(dot->get(), class_info(cls).list_file, list));
-    return write_in(dot->get(), "backing", format_devnum(backing) + "\n");
+    RDEXT_TRY(write_in(dot->get(), "backing", format_devnum(backing) + "\n"));
+    return write_in(dot->get(), "origin", origin_json(cls, merged));
 }
 
 Result<void> write_meta_dev(int meta_fd, ImageClass cls, dev_t overlay_dev) {

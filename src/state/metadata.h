@@ -11,14 +11,19 @@
 
 #include "base/image_class.h"
 #include "base/result.h"
+#include "state/state_file.h"
 
 namespace rdext {
 
-// Writes <meta>/<dot_dir>/{extensions|confexts, backing} before the overlay
-// exists. `names` is the full list of merged images (every hierarchy gets
-// the same list, as systemd does).
-Result<void> write_meta_layer(int meta_fd, ImageClass cls, const std::vector<std::string>& names,
+// Writes <meta>/<dot_dir>/{extensions|confexts, backing, origin} before the
+// overlay exists. `merged` are the merged images in layer order (every
+// hierarchy gets the full list, as systemd does).
+Result<void> write_meta_layer(int meta_fd, ImageClass cls, const std::vector<ExtensionRecord>& merged,
                               dev_t backing);
+
+// The `origin` file (systemd v260): how the merge was made and from what
+// (each image's path and identity), so a refresh can tell "nothing changed".
+std::string origin_json(ImageClass cls, const std::vector<ExtensionRecord>& merged);
 
 // Writes <meta>/<dot_dir>/dev once the overlay exists: systemd treats a
 // hierarchy as merged only when this matches the mount's st_dev.

@@ -12,7 +12,8 @@
 #     systemd252=merged|skipped|n/a  only where systemd 252 is known to differ
 #     note=TEXT          why it differs
 #     initrd=1           the root carries etc/initrd-release
-#     strict0=FILE / strict1=FILE  set user.extension-release.strict=0/1 on FILE
+#     strict0=FILES / strict1=FILES  set user.extension-release.strict=0/1 on
+#                        these release files (space separated)
 #   os-release           the root's etc/os-release (absent: no etc/os-release;
 #                        without usr-lib-os-release it is usr/lib/os-release
 #                        and etc/os-release links to it)
@@ -115,8 +116,8 @@ add_case() {
     mkdir -p "$reldir" "$(dirname "$payload")"
     echo "$name" >"$payload"
     for f in "$d"/extension-release.*; do cp "$f" "$reldir/"; done
-    [[ -z ${C_STRICT0[$c]} ]] || setfattr -n user.extension-release.strict -v 0 "$reldir/${C_STRICT0[$c]}"
-    [[ -z ${C_STRICT1[$c]} ]] || setfattr -n user.extension-release.strict -v 1 "$reldir/${C_STRICT1[$c]}"
+    for f in ${C_STRICT0[$c]}; do setfattr -n user.extension-release.strict -v 0 "$reldir/$f"; done
+    for f in ${C_STRICT1[$c]}; do setfattr -n user.extension-release.strict -v 1 "$reldir/$f"; done
 }
 
 # verdicts ROOT IMPL-LABEL CASES...: print "CASE merged|skipped" from ROOT's
