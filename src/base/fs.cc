@@ -88,7 +88,7 @@ Result<std::vector<std::string>> list_directory(int dir_fd) {
     if (!d) {
         int e = errno;
         ::close(fd);
-        return Error(e) << "fdopendir";
+        return Error::sys(e) << "fdopendir";
     }
     std::vector<std::string> names;
     errno = 0;
@@ -99,7 +99,7 @@ Result<std::vector<std::string>> list_directory(int dir_fd) {
     }
     int e = errno;
     ::closedir(d);
-    if (e != 0) return Error(e) << "readdir";
+    if (e != 0) return Error::sys(e) << "readdir";
     std::sort(names.begin(), names.end());
     return names;
 }
@@ -118,7 +118,7 @@ Result<void> write_file_atomic(int dir_fd, const std::string& name, const std::s
             if (errno == EINTR) continue;
             int e = errno;
             ::unlinkat(dir_fd, tmp.c_str(), 0);
-            return Error(e) << "write " << tmp;
+            return Error::sys(e) << "write " << tmp;
         }
         off += static_cast<size_t>(n);
     }
@@ -126,7 +126,7 @@ Result<void> write_file_atomic(int dir_fd, const std::string& name, const std::s
     if (::renameat(dir_fd, tmp.c_str(), dir_fd, name.c_str()) < 0) {
         int e = errno;
         ::unlinkat(dir_fd, tmp.c_str(), 0);
-        return Error(e) << "rename " << tmp << " to " << name;
+        return Error::sys(e) << "rename " << tmp << " to " << name;
     }
     return {};
 }

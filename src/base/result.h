@@ -1,7 +1,11 @@
 // Result<T>: a value or an Error, with std::expected's member names so a
 // later move to C++23 is a search-and-replace. Errors carry an errno (0 when
 // none applies) and a message built by streaming context:
-//   return Error(errno) << "open " << path;
+//   return ErrnoError() << "open " << path;         // "open x: No such file..."
+//   return Error(EBADMSG) << "binary content";      // the message says it all
+// A failed system call (SysError/ErrnoError) shows strerror in what(); an
+// error whose message is the whole explanation carries its code only for
+// callers that branch on it.
 #pragma once
 
 #include <cerrno>
@@ -17,6 +21,13 @@ class Error {
 public:
     explicit Error(int err = 0) : errno_(err) {}
 
+    // An error from a failed system call: what() appends strerror.
+    static Error sys(int err) {
+        Error e(err);
+        e.syscall_ = true;
+        return e;
+    }
+
     template <typename V>
     Error& operator<<(const V& v) & {
         std::ostringstream s;
@@ -30,9 +41,9 @@ public:
     }
 
     int code() const { return errno_; }
-    // The message with ": strerror" appended when an errno is set.
+    // The message, with ": strerror" appended for a failed system call.
     std::string what() const {
-        if (errno_ == 0) return message_;
+        if (!syscall_ || errno_ == 0) return message_;
         return message_ + ": " + std::strerror(errno_);
     }
     const std::string& message() const { return message_; }
@@ -45,11 +56,12 @@ public:
 
 private:
     int errno_;
+    bool syscall_ = false;
     std::string message_;
 };
 
 // Error carrying the current errno; call it right after the failing syscall.
-inline Error ErrnoError() { return Error(errno); }
+inline Error ErrnoError() { return Error::sys(errno); }
 
 template <typename T>
 class [[nodiscard]] Result {

@@ -100,7 +100,7 @@ Result<LoopDevice> LoopDevice::attach(int backing_fd, uint64_t offset, uint64_t 
             return Error(ENOTTY) << path << ": LOOP_CONFIGURE is not supported by this kernel";
         return ErrnoError() << "cannot configure " << path;
     }
-    return Error(last_err) << "no usable loop device after " << kMaxAttempts
+    return Error::sys(last_err) << "no usable loop device after " << kMaxAttempts
                            << " attempts (last tried " << last_path << ")";
 }
 

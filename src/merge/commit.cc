@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 
+#include "base/fault.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "mount/mount_api.h"
@@ -52,6 +53,7 @@ Result<void> put_on_new(const Target& target, PreparedOverlay& p, UndoLog& undo)
     if (!p.overlay_fd) return {};
     auto h = target.open_hierarchy(p.hierarchy);
     if (!h) return h.error().prefix("hierarchy " + p.hierarchy + ": ");
+    RDEXT_TRY(fault_point("commit"));
     RDEXT_TRY(attach_mount(p.overlay_fd.get(), h->get()));
     int fd = p.overlay_fd.get();
     undo.add([fd] { (void)detach_mount_of(fd); });

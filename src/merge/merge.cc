@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <ctime>
@@ -98,6 +99,13 @@ std::vector<Admitted> admit_all(const std::vector<Candidate>& candidates, const 
     return admitted;
 }
 
+Result<void> copy_owner_and_mode(const struct stat& from, int dir_fd) {
+    std::string p = proc_fd_path(dir_fd);
+    if (::chown(p.c_str(), from.st_uid, from.st_gid) < 0) return ErrnoError() << "chown meta layer";
+    if (::chmod(p.c_str(), from.st_mode & 07777) < 0) return ErrnoError() << "chmod meta layer";
+    return {};
+}
+
 // Builds the overlay for one hierarchy: metadata layer on top, the images
 // from the last-sorting (top) down, the root's own hierarchy at the bottom.
 // Returns an empty overlay when no image has anything there.
@@ -131,6 +139,9 @@ Result<PreparedOverlay> prepare_hierarchy(const Target& target, Staging& staging
     std::replace(meta_name.begin(), meta_name.end(), '/', '-');
     auto meta = staging.make_slot(meta_name);
     if (!meta) return meta.error();
+    // The topmost layer's root gives the merged hierarchy its owner and
+    // mode: make it look like the root's own hierarchy, not a 0700 slot.
+    RDEXT_TRY(copy_owner_and_mode(*base_st, meta->get()));
     std::vector<ExtensionRecord> merged;
     for (const auto& a : admitted) merged.push_back(state.extensions[a.record]);
     RDEXT_TRY(write_meta_layer(meta->get(), cls, merged, base_st->st_dev));

@@ -28,7 +28,7 @@ std::string drain_fs_log(int fs_fd) {
 
 Error fs_error(int err, int fs_fd, const std::string& what) {
     std::string log = drain_fs_log(fs_fd);
-    Error e(err);
+    Error e = Error::sys(err);
     e << what;
     if (!log.empty()) e << " (" << log << ")";
     return e;

@@ -2,6 +2,7 @@
 
 #include <sys/mount.h>
 
+#include "base/fault.h"
 #include "base/log.h"
 #include "mount/mount_api.h"
 
@@ -51,6 +52,7 @@ Result<UniqueFd> create_overlay(const OverlaySpec& spec) {
     if (spec.lowers.size() > kMaxOverlayLayers)
         return Error(E2BIG) << spec.lowers.size() << " layers exceed overlayfs' limit of "
                             << kMaxOverlayLayers;
+    RDEXT_TRY(fault_point("overlay"));
     auto r = with_lowerdir_plus(spec);
     // EINVAL from "lowerdir+" itself means a kernel before 6.8.
     if (!r && r.error().code() == EINVAL && r.error().message().find("lowerdir+") != std::string::npos) {

@@ -4,6 +4,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 
+#include "base/fault.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "image/probe.h"
@@ -49,6 +50,7 @@ Result<UniqueFd> mount_region(const Candidate& c, StagedImage& img, int backing_
         source = loop->path();
         img.loops.push_back(std::move(*loop));
     }
+    RDEXT_TRY(fault_point("image-mount"));
     auto m = mount_detached(part.fstype, {{"source", source}, {"ro", "", true}}, image_mount_attrs(c.cls));
     if (!m) return m.error().prefix("mount " + part.fstype + ": ");
     return m;
@@ -110,6 +112,7 @@ StagedImage::~StagedImage() { unmount(); }
 
 Result<StagedImage> stage_image(const Candidate& c, Staging& staging, const std::string& slot_name) {
     StagedImage img;
+    RDEXT_TRY(fault_point("stage-image"));
     auto slot = staging.make_slot(slot_name);
     if (!slot) return slot.error();
     img.slot_path = staging.slot_path(slot_name);

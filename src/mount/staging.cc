@@ -6,6 +6,7 @@
 
 #include <random>
 
+#include "base/fault.h"
 #include "base/fs.h"
 #include "mount/mount_api.h"
 
@@ -23,6 +24,7 @@ std::string random_suffix() {
 }  // namespace
 
 Result<Staging> Staging::create(int runtime_dir_fd) {
+    RDEXT_TRY(fault_point("staging"));
     std::string name;
     for (int attempt = 0;; attempt++) {
         name = ".staging-" + random_suffix();

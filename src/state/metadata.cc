@@ -5,6 +5,7 @@
 #include <json-c/json.h>
 #include <sys/sysmacros.h>
 
+#include "base/fault.h"
 #include "base/fs.h"
 #include "mount/mount_api.h"
 
@@ -57,6 +58,7 @@ std::string origin_json(ImageClass cls, const std::vector<ExtensionRecord>& merg
 
 Result<void> write_meta_layer(int meta_fd, ImageClass cls, const std::vector<ExtensionRecord>& merged,
                               dev_t backing) {
+    RDEXT_TRY(fault_point("metadata"));
     auto dot = open_dot_dir(meta_fd, cls);
     if (!dot) return dot.error();
     std::string list;

@@ -6,6 +6,7 @@
 
 #include <memory>
 
+#include "base/fault.h"
 #include "base/fs.h"
 
 namespace rdext {
@@ -90,6 +91,7 @@ Result<MergeState> state_from_json(const std::string& text) {
 }
 
 Result<void> write_state(int runtime_fd, const MergeState& s) {
+    RDEXT_TRY(fault_point("state-file"));
     return write_file_atomic(runtime_fd, kStateFile, state_to_json(s, true) + "\n");
 }
 
