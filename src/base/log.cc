@@ -31,6 +31,22 @@ void emit_kmsg(LogLevel level, const std::string& text) {
     write_all(fd, "<" + std::to_string(static_cast<int>(level)) + ">rdext: " + text + "\n");
 }
 
+// Names and paths in messages come from the untrusted root; a newline in
+// one must not forge a second record. Control characters become \xNN.
+std::string escape_controls(const std::string& s) {
+    std::string out;
+    for (unsigned char c : s) {
+        if (c < 0x20 || c == 0x7f) {
+            char buf[8];
+            std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+            out += buf;
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out;
+}
+
 }  // namespace
 
 void log_set_level(LogLevel level) { g_level = level; }
@@ -57,7 +73,7 @@ bool parse_log_level(const std::string& s, LogLevel* out) {
 }
 
 LogRecord::~LogRecord() {
-    std::string text = s_.str();
+    std::string text = escape_controls(s_.str());
     switch (g_sink) {
         case LogSink::Stderr: {
             const char* tag = level_ == LogLevel::Error     ? "error: "

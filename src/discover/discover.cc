@@ -91,8 +91,10 @@ bool classify(int root_fd, int dir_fd, const std::string& dir, const std::string
     }
     c.name = image_name_for(entry, c.kind);
     if (!image_name_is_valid(c.name)) {
-        log_warning() << c.path << ": skipped, image name is not valid";
-        return false;
+        // Reported (not silently dropped) so status can say why it is missing.
+        c.state = EntryState::Broken;
+        c.reason = "image name is not valid (control characters, invalid UTF-8 or a '.#' prefix)";
+        c.fd.reset();
     }
     if (c.state == EntryState::Available && c.kind == ImageKind::Directory) {
         // Reopen for reading: the O_PATH fd cannot list the directory.
@@ -134,7 +136,9 @@ Result<std::vector<Candidate>> discover(int root_fd, ImageClass cls) {
     for (const auto& dir : class_info(cls).search_dirs) {
         auto dfd = open_in_root(root_fd, dir, O_RDONLY | O_DIRECTORY);
         if (!dfd) {
-            if (dfd.error().code() != ENOENT && dfd.error().code() != ENOTDIR)
+            if (dfd.error().code() == ENOTDIR)
+                log_warning() << dir << " is not a directory, no extensions are taken from it";
+            else if (dfd.error().code() != ENOENT)
                 log_warning() << "cannot read " << dir << ", its extensions are skipped: "
                               << dfd.error().what();
             continue;

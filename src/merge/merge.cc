@@ -184,9 +184,12 @@ Result<MergeState> merge(const Target& target, const Settings& settings, MergeMo
     CompatContext compat;
     auto host = read_host_os_release(target.root_fd.get());
     if (!host) return host.error().prefix("cannot read the OS's os-release in " + target.root_path + ": ");
+    RDEXT_TRY(check_host_release(*host));
     compat.host = std::move(*host);
     compat.scope = target_scope(target.root_fd.get());
-    compat.architecture = native_architecture();
+    // What the kernel runs, as systemd compares it (a 32-bit build on a
+    // 64-bit kernel still serves x86-64 extensions).
+    compat.architecture = uname_architecture();
 
     auto runtime = target.runtime_dir(true);
     if (!runtime) return runtime.error();

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-
 #include "base/fd.h"
 #include "base/fs.h"
 #include "release/release_utf8.h"

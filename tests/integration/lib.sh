@@ -59,6 +59,28 @@ fail() {
     exit 1
 }
 
+# defer_fail MESSAGE: record a failure but keep going, so one finding does
+# not hide the checks after it; finish exits 1 if any were recorded.
+DEFERRED_FAILURES=()
+defer_fail() {
+    printf '%s: FAIL (continuing): %s\n' "$TEST_NAME" "$*" >&2
+    if [[ -s ${TEST_DIR:-/nonexistent}/last.err ]]; then
+        printf -- '--- stderr of %s:\n' "${LAST_CMD:-?}" >&2
+        head -c 2000 "$TEST_DIR/last.err" >&2
+    fi
+    DEFERRED_FAILURES+=("$*")
+}
+
+finish() {
+    if (( ${#DEFERRED_FAILURES[@]} )); then
+        printf '%s: FAIL: %d failure(s):\n' "$TEST_NAME" "${#DEFERRED_FAILURES[@]}" >&2
+        printf '  - %s\n' "${DEFERRED_FAILURES[@]}" >&2
+        exit 1
+    fi
+    log "PASS"
+    exit 0
+}
+
 skip() {
     if [[ ${CI:-} == true ]]; then
         printf '%s: FAIL (CI=true, cannot skip): %s\n' "$TEST_NAME" "$*" >&2
@@ -353,7 +375,8 @@ for l in devs:
     if p is not None:
         rel = os.path.relpath(p, top)
         lines.append(f'{l["name"]} {rel}' if with_names else rel)
-print("\n".join(sorted(lines)))
+for line in sorted(lines):
+    print(line)
 PYEOF
 }
 

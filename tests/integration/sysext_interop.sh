@@ -42,8 +42,10 @@ for top in ("usr", "opt"):
         for n in sorted(subdirs + files):
             p = os.path.join(d, n)
             rel = os.path.relpath(p, root)
-            # dev names the mount; backing (v258) is newer than systemd 252
-            if rel.endswith((".systemd-sysext/dev", ".systemd-sysext/backing")):
+            # dev names the mount; backing (v258) and origin (v260) are
+            # newer than systemd 252
+            if rel.endswith((".systemd-sysext/dev", ".systemd-sysext/backing",
+                             ".systemd-sysext/origin")):
                 continue
             st = os.lstat(p)
             extra = ""

@@ -113,8 +113,10 @@ TEST_CASE("discover: names that are not valid image names are skipped") {
     t.write("etc/extensions/bad\x01name.raw", "x");
     t.write("etc/extensions/with space.raw", "x");
     auto v = discover_ok(t, ImageClass::Sysext);
-    REQUIRE(v.size() == 1);
-    CHECK(v[0].name == "with space");
+    REQUIRE(v.size() == 3);
+    CHECK(find(v, "/etc/extensions/with space.raw")->state == EntryState::Available);
+    CHECK(find(v, "/etc/extensions/.#tmp.raw")->state == EntryState::Broken);
+    CHECK(find(v, "/etc/extensions/bad\x01name.raw")->state == EntryState::Broken);
 }
 
 TEST_CASE("discover: candidates are sorted version-aware, the top layer last") {
