@@ -29,26 +29,6 @@ private:
     std::vector<std::function<void()>> steps_;
 };
 
-// Takes the existing merge off a hierarchy, keeping a detached copy so it
-// can be put back if the commit fails later.
-Result<void> take_off_old(const Target& target, const PreparedOverlay& p, UndoLog& undo) {
-    auto h = target.open_hierarchy(p.hierarchy);
-    if (!h) return {};
-    auto old = read_merged(h->get(), p.cls);
-    if (!old || !old->merged) return {};
-    int copy = ::open_tree(h->get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
-    if (copy < 0) return ErrnoError() << "saving the current merge of " << p.hierarchy;
-    auto saved = std::make_shared<UniqueFd>(copy);
-    RDEXT_TRY(detach_mount_of(h->get()));
-    std::string hier = p.hierarchy;
-    undo.add([&target, hier, saved] {
-        auto again = target.open_hierarchy(hier);
-        if (!again || !attach_mount(saved->get(), again->get()))
-            log_error() << "could not restore the previous merge of " << hier;
-    });
-    return {};
-}
-
 Result<void> put_on_new(const Target& target, PreparedOverlay& p, UndoLog& undo) {
     if (!p.overlay_fd) return {};
     auto h = target.open_hierarchy(p.hierarchy);
@@ -62,12 +42,10 @@ Result<void> put_on_new(const Target& target, PreparedOverlay& p, UndoLog& undo)
 
 }  // namespace
 
-Result<void> commit_overlays(const Target& target, std::vector<PreparedOverlay>& overlays, bool replace) {
+Result<void> commit_overlays(const Target& target, std::vector<PreparedOverlay>& overlays) {
     UndoLog undo;
     for (auto& p : overlays) {
-        Result<void> r;
-        if (replace) r = take_off_old(target, p, undo);
-        if (r) r = put_on_new(target, p, undo);
+        auto r = put_on_new(target, p, undo);
         if (!r) {
             undo.run();
             return r.error().prefix("committing " + p.hierarchy + " failed, nothing was changed: ");
@@ -78,6 +56,29 @@ Result<void> commit_overlays(const Target& target, std::vector<PreparedOverlay>&
     }
     undo.clear();
     return {};
+}
+
+Result<std::vector<SavedMerge>> save_merges(const Target& target, ImageClass cls) {
+    std::vector<SavedMerge> saved;
+    for (const auto& h : class_info(cls).hierarchies) {
+        auto fd = target.open_hierarchy(h);
+        if (!fd) continue;
+        auto m = read_merged(fd->get(), cls);
+        if (!m || !m->merged) continue;
+        int copy = ::open_tree(fd->get(), "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
+        if (copy < 0) return ErrnoError() << "saving the current merge of " << h;
+        saved.push_back({cls, h, UniqueFd(copy)});
+    }
+    return saved;
+}
+
+void restore_merges(const Target& target, std::vector<SavedMerge>& saved) noexcept {
+    for (auto& s : saved) {
+        auto h = target.open_hierarchy(s.hierarchy);
+        if (!h || !attach_mount(s.copy.get(), h->get()))
+            log_error() << "could not put back the previous merge of " << s.hierarchy;
+    }
+    saved.clear();
 }
 
 Result<void> unmerge_hierarchy(const Target& target, ImageClass cls, const std::string& hierarchy) {

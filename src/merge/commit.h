@@ -1,6 +1,6 @@
 // The one step that changes what the target's hierarchies show. Every
 // overlay is attached, or (when one fails) none stays: what was attached
-// is taken back and, for a refresh, the previous merge is put back.
+// is taken back.
 #pragma once
 
 #include <string>
@@ -20,9 +20,17 @@ struct PreparedOverlay {
     std::vector<std::string> merged_names;
 };
 
-// replace: a refresh; an existing merge on a hierarchy is swapped for the
-// new overlay (or removed when nothing goes there any more).
-Result<void> commit_overlays(const Target& target, std::vector<PreparedOverlay>& overlays, bool replace);
+Result<void> commit_overlays(const Target& target, std::vector<PreparedOverlay>& overlays);
+
+// A detached copy of a merged hierarchy's mounts, taken before a refresh
+// removes them, so a refresh that fails can put the old merge back.
+struct SavedMerge {
+    ImageClass cls;
+    std::string hierarchy;
+    UniqueFd copy;
+};
+Result<std::vector<SavedMerge>> save_merges(const Target& target, ImageClass cls);
+void restore_merges(const Target& target, std::vector<SavedMerge>& saved) noexcept;
 
 // Removes merges (rdext's or systemd-sysext's, recognised by their
 // metadata) from one hierarchy, stacked ones included.

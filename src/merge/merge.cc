@@ -175,9 +175,7 @@ Result<void> refuse_if_merged(const Target& target, ImageClass cls) {
     return {};
 }
 
-}  // namespace
-
-Result<MergeState> merge(const Target& target, const Settings& settings, MergeMode mode) {
+Result<MergeState> merge_fresh(const Target& target, const Settings& settings) {
     MergeState state;
     state.root = target.root_path;
     state.time = now_iso8601();
@@ -208,7 +206,7 @@ Result<MergeState> merge(const Target& target, const Settings& settings, MergeMo
             log_info() << class_name(cls) << " merging is disabled on the kernel command line";
             continue;
         }
-        if (mode == MergeMode::Merge) RDEXT_TRY(refuse_if_merged(target, cls));
+        RDEXT_TRY(refuse_if_merged(target, cls));
         auto found = discover(target.root_fd.get(), cls);
         if (!found) return found.error();
         candidates.push_back(std::move(*found));
@@ -222,7 +220,7 @@ Result<MergeState> merge(const Target& target, const Settings& settings, MergeMo
             overlays.push_back(std::move(*p));
         }
     }
-    RDEXT_TRY(commit_overlays(target, overlays, mode == MergeMode::Refresh));
+    RDEXT_TRY(commit_overlays(target, overlays));
     for (auto& per_class : admitted)
         for (auto& a : per_class)
             for (auto& loop : a.image.loops) loop.relinquish();
@@ -234,6 +232,34 @@ Result<MergeState> merge(const Target& target, const Settings& settings, MergeMo
     if (auto w = write_state(runtime->get(), state); !w)
         log_warning() << "cannot record the merge in state.json: " << w.error().what();
     return state;
+}
+
+}  // namespace
+
+// A refresh takes the current merge off and merges again. The new overlays
+// need the root's own hierarchy as their bottom layer, and it is only
+// reachable by path once the old overlay is gone; a copy of the old merge
+// is kept so a failed merge can put it back. (Swapping without a gap needs
+// mount-beneath; see the refresh work.)
+Result<MergeState> merge(const Target& target, const Settings& settings, MergeMode mode) {
+    if (mode == MergeMode::Merge) return merge_fresh(target, settings);
+    std::vector<SavedMerge> saved;
+    for (ImageClass cls : all_classes()) {
+        if (!settings.class_enabled(cls)) continue;
+        auto s = save_merges(target, cls);
+        if (!s) return s.error();
+        for (auto& m : *s) saved.push_back(std::move(m));
+    }
+    for (size_t i = 0; i < saved.size(); i++) {
+        if (auto r = unmerge_hierarchy(target, saved[i].cls, saved[i].hierarchy); !r) {
+            saved.resize(i);  // only what was taken off goes back
+            restore_merges(target, saved);
+            return r.error();
+        }
+    }
+    auto r = merge_fresh(target, settings);
+    if (!r) restore_merges(target, saved);
+    return r;
 }
 
 Result<void> unmerge(const Target& target, const Settings& settings) {

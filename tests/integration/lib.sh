@@ -485,6 +485,33 @@ merged_names() {
     return 0
 }
 
+# tree_digest ROOT HIER...: a listing of ROOT/HIER with types, modes, owners,
+# link targets and content hashes, leaving out the metadata files that name
+# the mount (dev) or are newer than systemd 252 (backing v258, origin v260).
+tree_digest() {
+    python3 - "$@" <<'PYEOF'
+import hashlib, os, stat, sys
+root = sys.argv[1]
+skip = tuple(f"/.systemd-{c}/{f}" for c in ("sysext", "confext")
+             for f in ("dev", "backing", "origin"))
+for top in sys.argv[2:]:
+    for d, subdirs, files in os.walk(os.path.join(root, top)):
+        subdirs.sort()
+        for n in sorted(subdirs + files):
+            p = os.path.join(d, n)
+            rel = os.path.relpath(p, root)
+            if ("/" + rel).endswith(skip):
+                continue
+            st = os.lstat(p)
+            extra = ""
+            if stat.S_ISLNK(st.st_mode):
+                extra = "-> " + os.readlink(p)
+            elif stat.S_ISREG(st.st_mode):
+                extra = hashlib.sha256(open(p, "rb").read()).hexdigest()[:16]
+            print(rel, oct(st.st_mode), st.st_uid, st.st_gid, extra)
+PYEOF
+}
+
 # unmount_all_under DIR: tear down everything mounted below DIR (deepest
 # first), e.g. between phases of a test.
 unmount_all_under() {

@@ -4,8 +4,9 @@
 # /opt, and two confexts (directory, erofs) into /etc. Checks file contents
 # through the overlays, the layer order (name sorting last is on top, with
 # version-aware sorting), the metadata files, status/list --json, that no
-# staging is left under ROOT/run/rdext, refresh, and that unmerge restores
-# the state from before the merge.
+# staging is left under ROOT/run/rdext, that a second merge does not stack,
+# and that unmerge restores the state from before the merge. (refresh.sh
+# covers refresh.)
 source "$(dirname "$0")/lib.sh"
 require_root_env
 
@@ -179,43 +180,6 @@ if is_rdext; then
     got=$(json_query "$TEST_DIR/list.json" "' '.join(sorted(e['name'] for e in d if e['state'] == 'available'))")
     want=$(printf '%s\n' "${SYSEXTS[@]}" "${CONFEXTS[@]}" | sort | tr '\n' ' ' | sed 's/ $//')
     [[ $got == "$want" ]] || fail "list: available images '$got', expected '$want'"
-
-    check "refresh keeps the same merge"
-    run_refresh "$R"
-    expect_rc 0
-    # refresh must give what unmerge + merge gives; with the merged confext
-    # (nodev) still on /etc, a block device in /etc/extensions is at risk
-    got=$(merged_names "$R" /usr | tr '\n' ' ')
-    want=$(printf '%s\n' "${SYSEXTS[@]}" | sort | tr '\n' ' ')
-    [[ $got == "$want" ]] || defer_fail "refresh merged '$got', a fresh merge merged '$want'"
-    assert_merged "$R" /etc "${CONFEXTS[@]}"
-    assert_file_content "$R/$T/layer" layer-10
-    assert_no_staging "$R"
-
-    # h-block is judged by the check above; later refreshes expect whatever
-    # refresh did with it, so that finding is reported once
-    after_refresh=()
-    for n in "${SYSEXTS[@]}"; do
-        [[ $n == h-block ]] && ! merged_names "$R" /usr | grep -qx h-block && continue
-        after_refresh+=("$n")
-    done
-
-    check "refresh picks up an added and a removed extension"
-    make_ext_tree "$B/added" added sysext -- "$T/added=added"
-    cp -a "$B/added" "$R/run/extensions/added"
-    # (/etc is a read-only overlay now: change /run/extensions)
-    mv "$R/run/extensions/b-erofs.raw" "$TEST_DIR/b-erofs.away"
-    run_refresh "$R"
-    expect_rc 0
-    assert_merged "$R" /usr added $(printf '%s\n' "${after_refresh[@]}" | grep -vx b-erofs)
-    assert_file_content "$R/$T/added" added
-    assert_absent "$R/$T/b-erofs"
-    rm -rf "$R/run/extensions/added"
-    mv "$TEST_DIR/b-erofs.away" "$R/run/extensions/b-erofs.raw"
-    run_refresh "$R"
-    expect_rc 0
-    assert_merged "$R" /usr "${after_refresh[@]}"
-    assert_no_staging "$R"
 fi
 
 check "unmerge restores the state from before the merge"
