@@ -12,6 +12,7 @@
 #include "cli/options.h"
 #include "cli/report.h"
 #include "cmdline/cmdline.h"
+#include "merge/handoff.h"
 #include "merge/merge.h"
 #include "version.h"
 
@@ -37,6 +38,7 @@ Settings settings_from(const Options& o, const CmdlineSettings& c) {
     s.root = o.root;
     s.enabled = {c.sysext_enabled, c.confext_enabled};
     s.exclude = {c.sysext_exclude, c.confext_exclude};
+    s.require = {c.sysext_require, c.confext_require};
     return s;
 }
 
@@ -54,6 +56,12 @@ int run(const Options& o, const Settings& settings) {
                 log_error() << (o.command == Command::Merge ? "merge" : "refresh") << " failed: " << r.error().what();
                 return kFailed;
             }
+            // The merge stays in place for inspection; the failure sends the
+            // initrd to its emergency path.
+            auto missing = missing_required(*r, settings);
+            for (const auto& m : missing) log_error() << "required extension not merged: " << m;
+            if (!missing.empty()) return kFailed;
+            if (target->in_initrd) hand_off(*target);
             return kOk;
         }
         case Command::Unmerge: {

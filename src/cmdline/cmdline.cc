@@ -96,6 +96,8 @@ const struct {
     {"systemd.confext", set_bool<&CmdlineSettings::confext_enabled>},
     {"rd.sysext.exclude", add_names<&CmdlineSettings::sysext_exclude>},
     {"rd.confext.exclude", add_names<&CmdlineSettings::confext_exclude>},
+    {"rd.sysext.require", add_names<&CmdlineSettings::sysext_require>},
+    {"rd.confext.require", add_names<&CmdlineSettings::confext_require>},
     {"rd.rdext.log_level", set_log_level},
 };
 

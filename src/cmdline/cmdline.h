@@ -22,6 +22,10 @@ struct CmdlineSettings {
     bool confext_enabled = true;
     std::set<std::string> sysext_exclude;
     std::set<std::string> confext_exclude;
+    // Extensions the boot cannot do without: if one is not merged, the
+    // merge fails so the initrd takes its emergency path.
+    std::set<std::string> sysext_require;
+    std::set<std::string> confext_require;
     std::optional<std::string> log_level;  // validated with parse_log_level()
     // Human-readable, one per ignored word, e.g.
     // "unknown option rd.sysext.foo=1, ignored".

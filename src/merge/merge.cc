@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "discover/discover.h"
 #include "merge/commit.h"
+#include "merge/var_mount.h"
 #include "mount/overlay.h"
 #include "mount/stage_image.h"
 #include "release/compat.h"
@@ -191,6 +192,9 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings) {
 
     auto runtime = target.runtime_dir(true);
     if (!runtime) return runtime.error();
+    // Before discovery: /var/lib/extensions may live on it.
+    auto var = mount_var_from_fstab(target);
+    if (!var) return var.error();
     auto staging = Staging::create(runtime->get());
     if (!staging) return staging.error();
 
@@ -221,6 +225,7 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings) {
         }
     }
     RDEXT_TRY(commit_overlays(target, overlays));
+    var->keep();
     for (auto& per_class : admitted)
         for (auto& a : per_class)
             for (auto& loop : a.image.loops) loop.relinquish();
@@ -260,6 +265,23 @@ Result<MergeState> merge(const Target& target, const Settings& settings, MergeMo
     auto r = merge_fresh(target, settings);
     if (!r) restore_merges(target, saved);
     return r;
+}
+
+std::vector<std::string> missing_required(const MergeState& state, const Settings& settings) {
+    std::vector<std::string> missing;
+    for (ImageClass cls : all_classes())
+        for (const auto& name : settings.required(cls)) {
+            std::string why = "not found";
+            bool merged = false;
+            for (const auto& r : state.extensions)
+                if (r.name == name && r.cls == class_name(cls)) {
+                    merged = r.result == "merged";
+                    why = r.result + (r.reason.empty() ? "" : ": " + r.reason);
+                }
+            if (!settings.class_enabled(cls)) why = std::string(class_name(cls)) + " merging is disabled";
+            if (!merged) missing.push_back(std::string(class_name(cls)) + " " + name + " (" + why + ")");
+        }
+    return missing;
 }
 
 Result<void> unmerge(const Target& target, const Settings& settings) {

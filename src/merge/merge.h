@@ -4,6 +4,9 @@
 // the target hierarchies, and a failed commit takes back what it did.
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "base/result.h"
 #include "merge/target.h"
 #include "state/state_file.h"
@@ -18,6 +21,10 @@ enum class MergeMode {
 // Returns the record of what was merged, skipped and why; also written to
 // the runtime directory's state.json.
 Result<MergeState> merge(const Target& target, const Settings& settings, MergeMode mode);
+
+// Names required on the kernel command line (rd.sysext.require=) that the
+// merge did not merge, each with the reason; empty when all are there.
+std::vector<std::string> missing_required(const MergeState& state, const Settings& settings);
 
 // Removes rdext's (or systemd-sysext's) overlays from the class's
 // hierarchies. Hierarchies that are not merged are left alone.

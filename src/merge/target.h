@@ -16,9 +16,11 @@ struct Settings {
     // Indexed by ImageClass.
     std::array<bool, 2> enabled{true, true};
     std::array<std::set<std::string>, 2> exclude;
+    std::array<std::set<std::string>, 2> require;
 
     bool class_enabled(ImageClass c) const { return enabled[static_cast<size_t>(c)]; }
     const std::set<std::string>& excluded(ImageClass c) const { return exclude[static_cast<size_t>(c)]; }
+    const std::set<std::string>& required(ImageClass c) const { return require[static_cast<size_t>(c)]; }
 };
 
 struct Target {

@@ -449,7 +449,11 @@ assert_merged() {
         /etc) class=confext; meta=$mp/.systemd-confext/confexts ;;
         *) class=sysext; meta=$mp/.systemd-sysext/extensions ;;
     esac
-    check "$hier is merged with: $*"
+    if (( $# > 8 )); then
+        check "$hier is merged with: $1 $2 $3 ... ${!#} ($# names)"
+    else
+        check "$hier is merged with: $*"
+    fi
     mountpoint -q "$mp" || fail "$mp is not a mount point"
     [[ $(mount_field "$mp" 1) == overlay ]] || fail "$mp is not an overlay (got $(mount_field "$mp" 1))"
     [[ $(mount_field "$mp" 2) == "$class" ]] || fail "$mp overlay source is '$(mount_field "$mp" 2)', expected $class"
@@ -458,7 +462,10 @@ assert_merged() {
     local want got
     want=$(printf '%s\n' "$@" | sort)
     got=$(sort "$meta")
-    [[ $want == "$got" ]] || fail "$meta lists '$(tr '\n' ' ' <"$meta")', expected '$*'"
+    if [[ $want != "$got" ]]; then
+        diff <(echo "$want") <(echo "$got") | head -20 >&2 || true
+        fail "$meta does not list exactly the expected names (diff above: < expected, > listed)"
+    fi
     local dev st
     dev=$(cat "$(dirname "$meta")/dev")
     st=$(python3 -c 'import os,sys; s=os.lstat(sys.argv[1]).st_dev; print(f"{os.major(s)}:{os.minor(s)}")' "$mp")

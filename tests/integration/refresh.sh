@@ -24,7 +24,7 @@ make_erofs "$B/two" "$R/run/extensions/two.raw"
 make_ext_tree "$B/three" three sysext -- "$T/three=three"
 make_squashfs "$B/three" "$R/var/lib/extensions/three.raw"
 make_ext_tree "$B/cx" cx confext -- "etc/rdext-test/cx=cx"
-cp -a "$B/cx" "$R/run/confexts/cx"
+cp -a "$B/cx" "$R/var/lib/confexts/cx"
 # a block device entry in /etc/extensions
 make_ext_tree "$B/blk" blk sysext -- "$T/blk=blk"
 make_erofs "$B/blk" "$B/blk.raw"
@@ -117,15 +117,15 @@ losetup -d "$BLOCK_LOOP"
 check "refresh with every image gone unmerges"
 R=$TEST_DIR/root2
 make_root "$R"
-cp -a "$B/one" "$R/run/extensions/one"
-cp -a "$B/cx" "$R/run/confexts/cx"
+cp -a "$B/one" "$R/var/lib/extensions/one"
+cp -a "$B/cx" "$R/var/lib/confexts/cx"
 bind_root "$R"
 snapshot_state "$R" before2
 run_rdext --root="$R" merge
 expect_rc 0
 assert_merged "$R" /usr one
 assert_merged "$R" /etc cx
-rm -rf "$R/run/extensions/one" "$R/run/confexts/cx"
+rm -rf "$R/var/lib/extensions/one" "$R/var/lib/confexts/cx"
 run_refresh "$R"
 expect_rc 0
 assert_not_merged "$R" /usr

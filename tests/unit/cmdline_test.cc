@@ -248,3 +248,10 @@ TEST_CASE("cmdline: /proc/cmdline can be read") {
     auto s = read_cmdline("/proc/cmdline");
     CHECK(s.has_value());
 }
+
+TEST_CASE("cmdline: rd.sysext.require and rd.confext.require accumulate names") {
+    auto s = rdext::parse_cmdline("rd.sysext.require=a,b rd.sysext.require=c rd.confext.require=conf");
+    CHECK(s.sysext_require == std::set<std::string>{"a", "b", "c"});
+    CHECK(s.confext_require == std::set<std::string>{"conf"});
+    CHECK(s.warnings.empty());
+}

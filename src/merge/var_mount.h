@@ -1,0 +1,38 @@
+// A separate /var: extensions in /var/lib/extensions live on a file system
+// that an initrd usually does not mount (only / and /usr are mounted before
+// switch-root). When the root's fstab lists /var and nothing is mounted on
+// <root>/var yet, rdext mounts it there as fstab says, through libmount,
+// before discovery; the booted system then finds it already mounted.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "base/fd.h"
+#include "base/result.h"
+#include "merge/target.h"
+
+namespace rdext {
+
+class VarMount {
+public:
+    VarMount() = default;
+    VarMount(VarMount&& o) noexcept : mount_fd_(std::move(o.mount_fd_)) {}
+    VarMount& operator=(VarMount&&) = delete;
+    ~VarMount();  // unmounts unless kept
+    bool mounted() const { return mount_fd_.valid(); }
+    // The merge succeeded: /var stays for the booted system.
+    void keep() { mount_fd_.reset(); }
+
+private:
+    friend Result<VarMount> mount_var_from_fstab(const Target& target);
+    UniqueFd mount_fd_;  // root of the /var mount, for a precise unmount
+};
+
+// No-op (an empty VarMount) when there is no fstab, no /var line, or /var
+// is already a mount point. The fstab line is untrusted input: only the
+// source, type and options are taken from it, the target is always
+// <root>/var resolved inside the root.
+Result<VarMount> mount_var_from_fstab(const Target& target);
+
+}  // namespace rdext
