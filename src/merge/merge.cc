@@ -176,20 +176,53 @@ Result<void> refuse_if_merged(const Target& target, ImageClass cls) {
     return {};
 }
 
-Result<MergeState> merge_fresh(const Target& target, const Settings& settings) {
-    MergeState state;
-    state.root = target.root_path;
-    state.time = now_iso8601();
+// The OS the extensions must fit: the root's os-release, the scope the
+// merged tree is for, and the architecture the kernel runs.
+Result<CompatContext> compat_for(const Target& target) {
     CompatContext compat;
     auto host = read_host_os_release(target.root_fd.get());
     if (!host) return host.error().prefix("cannot read the OS's os-release in " + target.root_path + ": ");
     RDEXT_TRY(check_host_release(*host));
     compat.host = std::move(*host);
     compat.scope = target_scope(target.root_fd.get());
-    // What the kernel runs, as systemd compares it (a 32-bit build on a
-    // 64-bit kernel still serves x86-64 extensions).
+    // As systemd compares it: a 32-bit build on a 64-bit kernel still
+    // serves x86-64 extensions.
     compat.architecture = uname_architecture();
+    return compat;
+}
 
+// One class's share of a merge. Candidates and admitted images stay alive
+// until the commit: the overlays reference their staged mounts.
+struct ClassWork {
+    std::vector<Candidate> candidates;
+    std::vector<Admitted> admitted;
+};
+
+Result<void> prepare_class(const Target& target, const Settings& settings, Staging& staging,
+                           const CompatContext& compat, ImageClass cls, ClassWork& work, MergeState& state,
+                           std::vector<PreparedOverlay>& overlays) {
+    RDEXT_TRY(refuse_if_merged(target, cls));
+    auto found = discover(target.root_fd.get(), cls);
+    if (!found) return found.error();
+    work.candidates = std::move(*found);
+    work.admitted = admit_all(work.candidates, settings, staging, compat, state);
+    std::vector<std::string> names;
+    for (auto& a : work.admitted) names.push_back(a.candidate->name);
+    for (const auto& h : class_info(cls).hierarchies) {
+        auto p = prepare_hierarchy(target, staging, cls, h, work.admitted, state);
+        if (!p) return p.error();
+        p->merged_names = names;
+        overlays.push_back(std::move(*p));
+    }
+    return {};
+}
+
+Result<MergeState> merge_fresh(const Target& target, const Settings& settings) {
+    MergeState state;
+    state.root = target.root_path;
+    state.time = now_iso8601();
+    auto compat = compat_for(target);
+    if (!compat) return compat.error();
     auto runtime = target.runtime_dir(true);
     if (!runtime) return runtime.error();
     // Before discovery: /var/lib/extensions may live on it.
@@ -198,42 +231,23 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings) {
     auto staging = Staging::create(runtime->get());
     if (!staging) return staging.error();
 
-    // Candidates and admitted images of both classes stay alive until the
-    // commit: the overlays reference their staged mounts.
-    std::vector<std::vector<Candidate>> candidates;
-    std::vector<std::vector<Admitted>> admitted;
+    std::vector<ClassWork> work(all_classes().size());
     std::vector<PreparedOverlay> overlays;
-    candidates.reserve(2);
-    admitted.reserve(2);
     for (ImageClass cls : all_classes()) {
         if (!settings.class_enabled(cls)) {
             log_info() << class_name(cls) << " merging is disabled on the kernel command line";
             continue;
         }
-        RDEXT_TRY(refuse_if_merged(target, cls));
-        auto found = discover(target.root_fd.get(), cls);
-        if (!found) return found.error();
-        candidates.push_back(std::move(*found));
-        admitted.push_back(admit_all(candidates.back(), settings, *staging, compat, state));
-        std::vector<std::string> names;
-        for (auto& a : admitted.back()) names.push_back(a.candidate->name);
-        for (const auto& h : class_info(cls).hierarchies) {
-            auto p = prepare_hierarchy(target, *staging, cls, h, admitted.back(), state);
-            if (!p) return p.error();
-            p->merged_names = names;
-            overlays.push_back(std::move(*p));
-        }
+        RDEXT_TRY(prepare_class(target, settings, *staging, *compat, cls, work[static_cast<size_t>(cls)], state,
+                                overlays));
     }
     RDEXT_TRY(commit_overlays(target, overlays));
     var->keep();
-    for (auto& per_class : admitted)
-        for (auto& a : per_class)
+    // Merged: the overlays hold the loop devices now; autoclear frees each
+    // when its last mount goes.
+    for (auto& w : work)
+        for (auto& a : w.admitted)
             for (auto& loop : a.image.loops) loop.relinquish();
-    for (auto& rec : state.extensions)
-        if (rec.result == "merged" && rec.hierarchies.empty()) {
-            rec.result = "skipped";
-            rec.reason = "has nothing under any hierarchy the OS has";
-        }
     if (auto w = write_state(runtime->get(), state); !w)
         log_warning() << "cannot record the merge in state.json: " << w.error().what();
     return state;

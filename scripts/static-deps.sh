@@ -1,0 +1,337 @@
+#!/usr/bin/env bash
+# Builds the C libraries rdext links as static archives, for a fully static
+# rdext (cmake -DRDEXT_STATIC=ON runs this at configure time). Debian 12's
+# -dev packages ship only shared objects for libmount, libcryptsetup, libkmod
+# and libdevmapper, so they are built here from Debian's own source packages
+# (with Debian's patches): util-linux (libmount, libblkid, libuuid), lvm2
+# (libdevmapper only), kmod (libkmod) and cryptsetup (libcryptsetup, OpenSSL
+# backend). OpenSSL's libcrypto, json-c, zlib, liblzma and libzstd come as
+# static archives with Debian's -dev packages.
+#
+# Everything is installed into ONE prefix, $RDEXT_CACHE_DIR/<stamp>, where
+# <stamp> hashes this script, the source package versions and the compiler
+# (the .pc files hold absolute paths, so the prefix never moves). When that
+# install is complete the script only prints the prefix: a rebuild is a no-op.
+# The prefix is the only thing printed on stdout; progress goes to stderr.
+#
+# Environment:
+#   RDEXT_CACHE_DIR             cache root (default /var/cache/rdext/static-deps)
+#   RDEXT_UTIL_LINUX_VERSION    source versions to build (default: the newest
+#   RDEXT_LVM2_VERSION            in the Debian suite's index, as apt-get source
+#   RDEXT_KMOD_VERSION            would pick, resolved once and remembered in
+#   RDEXT_CRYPTSETUP_VERSION      $RDEXT_CACHE_DIR/apt/default-versions)
+#   RDEXT_STATIC_DEPS_UPDATE=1  refresh the source index and the default versions
+#   RDEXT_STATIC_DEPS_CFLAGS    CFLAGS for the libraries
+#                               (default -O2 -ffunction-sections -fdata-sections)
+#   RDEXT_DEBIAN_MIRROR, RDEXT_DEBIAN_SECURITY_MIRROR, RDEXT_DEBIAN_SUITE
+#                               where the sources come from (default
+#                               deb.debian.org, the running system's codename)
+#   CC                          C compiler (default cc)
+#
+# Downloaded sources are kept in $RDEXT_CACHE_DIR/sources (Debian removes a
+# version from the archive once it is superseded): dropping a version's
+# .dsc, .orig and .debian files there makes it buildable offline. Build
+# logs are in $RDEXT_CACHE_DIR/logs/<stamp>/; the tail of a failing one is
+# printed. Old <stamp> prefixes are not removed (a build tree may still use
+# one): delete them by hand.
+set -euo pipefail
+
+self=$(readlink -f "${BASH_SOURCE[0]}")
+packages=(util-linux lvm2 kmod cryptsetup)
+
+say() { printf 'static-deps: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+if [ -n "${RDEXT_CACHE_DIR:-}" ]; then
+    cache=$RDEXT_CACHE_DIR
+elif [ "$(id -u)" = 0 ]; then
+    cache=/var/cache/rdext/static-deps
+else
+    cache=${XDG_CACHE_HOME:-$HOME/.cache}/rdext/static-deps
+fi
+mkdir -p "$cache"
+cache=$(cd "$cache" && pwd -P)
+
+export CC=${CC:-cc}
+cflags=${RDEXT_STATIC_DEPS_CFLAGS:--O2 -ffunction-sections -fdata-sections}
+
+# --- private apt configuration: deb-src entries without touching the system's
+aptdir=$cache/apt
+suite=${RDEXT_DEBIAN_SUITE:-$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")}
+mirror=${RDEXT_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+security_mirror=${RDEXT_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+sources_list="deb-src [signed-by=$keyring] $mirror $suite main
+deb-src [signed-by=$keyring] $mirror $suite-updates main
+deb-src [signed-by=$keyring] $security_mirror $suite-security main"
+apt_opts=(
+    -o "Dir::Etc::sourcelist=$aptdir/sources.list" -o "Dir::Etc::sourceparts=-"
+    -o "Dir::State::Lists=$aptdir/lists" -o "Dir::Cache=$aptdir/cache"
+    -o "APT::Sandbox::User=root" -o "Acquire::Languages=none"
+)
+
+apt_update() {
+    say "refreshing the source index ($suite, $suite-updates, $suite-security)"
+    mkdir -p "$aptdir/lists/partial" "$aptdir/cache/archives/partial"
+    printf '%s\n' "$sources_list" >"$aptdir/sources.list"
+    apt-get "${apt_opts[@]}" -qq update >&2 || die "apt-get update (private source index in $aptdir) failed"
+    # The newest version in the index is what `apt-get source NAME` takes.
+    local p v best out=
+    for p in "${packages[@]}"; do
+        best=
+        for v in $(apt-cache "${apt_opts[@]}" showsrc "$p" |
+                   awk -v p="$p" '/^Package: /{n=$2} /^Version: /{if (n==p) print $2}'); do
+            if [ -z "$best" ] || dpkg --compare-versions "$v" gt "$best"; then best=$v; fi
+        done
+        [ -n "$best" ] || die "no source package $p in the index"
+        out+="$p $best"$'\n'
+    done
+    printf '%s' "$out" >"$aptdir/default-versions"
+    printf '%s\n' "$sources_list" >"$aptdir/default-versions.sources"
+}
+
+# --- versions: env override, else the remembered default
+declare -A version
+version_var() { local v=${1^^}; echo "RDEXT_${v//-/_}_VERSION"; }
+need_defaults=
+for p in "${packages[@]}"; do
+    var=$(version_var "$p")
+    version[$p]=${!var:-}
+    [ -n "${version[$p]}" ] || need_defaults=1
+done
+if [ -n "$need_defaults" ]; then
+    if [ "${RDEXT_STATIC_DEPS_UPDATE:-0}" = 1 ] || [ ! -f "$aptdir/default-versions" ] ||
+       [ "$(cat "$aptdir/default-versions.sources" 2>/dev/null)" != "$sources_list" ]; then
+        apt_update
+    fi
+    while read -r p v; do
+        [ -n "${version[$p]:-}" ] || version[$p]=$v
+    done <"$aptdir/default-versions"
+fi
+
+# --- stamp and prefix
+stamp_input="script $(sha256sum <"$self")
+cflags $cflags
+cc $CC $("$CC" -dumpmachine) $("$CC" --version | head -n1)"
+for p in "${packages[@]}"; do stamp_input+=$'\n'"$p ${version[$p]}"; done
+stamp=$(printf '%s\n' "$stamp_input" | sha256sum | cut -c1-16)
+prefix=$cache/$stamp
+
+if [ -f "$prefix/.complete" ]; then
+    echo "$prefix"
+    exit 0
+fi
+
+# Cold path from here. One builder per stamp at a time.
+exec 9>"$cache/.lock-$stamp"
+flock 9
+if [ -f "$prefix/.complete" ]; then
+    echo "$prefix"
+    exit 0
+fi
+start=$SECONDS
+say "building static libraries into $prefix"
+for p in "${packages[@]}"; do say "  $p ${version[$p]}"; done
+
+# --- build tools and the -dev packages whose static archives are linked
+tools=(build-essential dpkg-dev autoconf automake libtool autopoint gettext pkgconf
+       libssl-dev libjson-c-dev zlib1g-dev liblzma-dev libzstd-dev)
+missing=()
+for t in "${tools[@]}"; do
+    dpkg-query -W -f='${Status}\n' "$t" 2>/dev/null | grep -q "install ok installed" || missing+=("$t")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || die "missing packages: ${missing[*]} (run scripts/setup-debian.sh as root)"
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >&2 ||
+        die "apt-get install ${missing[*]} failed"
+fi
+
+# --- sources: cached in $cache/sources, downloaded when missing
+srcdir=$cache/sources
+mkdir -p "$srcdir"
+dsc_of() { echo "$srcdir/${1}_${2#*:}.dsc"; }
+have_source() {
+    local dsc f
+    dsc=$(dsc_of "$1" "$2")
+    [ -f "$dsc" ] || return 1
+    for f in $(awk '/^Files:/{f=1; next} /^[^ ]/{f=0} f{print $3}' "$dsc"); do
+        [ -f "$srcdir/$f" ] || return 1
+    done
+}
+fetch_source() {
+    local p=$1 v=$2 tmp
+    tmp=$(mktemp -d "$srcdir/.download.XXXXXX")
+    if ! (cd "$tmp" && apt-get "${apt_opts[@]}" -qq source --download-only "$p=$v") >&2; then
+        rm -rf "$tmp"
+        return 1
+    fi
+    mv -f "$tmp"/* "$srcdir"/
+    rmdir "$tmp"
+}
+updated=
+for p in "${packages[@]}"; do
+    v=${version[$p]}
+    have_source "$p" "$v" && continue
+    say "downloading source $p $v"
+    [ -f "$aptdir/sources.list" ] || { apt_update; updated=1; }
+    if ! fetch_source "$p" "$v"; then
+        [ -z "$updated" ] && { apt_update; updated=1; }
+        fetch_source "$p" "$v" ||
+            die "cannot download $p $v (superseded in the archive? set $(version_var "$p") or put its .dsc and tarballs in $srcdir)"
+    fi
+    have_source "$p" "$v" || die "$p $v: downloaded files do not match $(dsc_of "$p" "$v")"
+done
+
+# --- unpack (dpkg-source applies Debian's patches)
+work=$cache/work/$stamp
+logs=$cache/logs/$stamp
+rm -rf "$work" "$prefix" "$logs"
+mkdir -p "$work" "$prefix/lib/pkgconfig" "$prefix/include" "$logs"
+for p in "${packages[@]}"; do
+    dpkg-source -x "$(dsc_of "$p" "${version[$p]}")" "$work/$p" >"$logs/$p.log" 2>&1 ||
+        { tail -n 30 "$logs/$p.log" >&2; die "dpkg-source -x $p failed"; }
+done
+
+jobs=$(nproc)
+export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
+export PKG_CONFIG_LIBDIR=${PKG_CONFIG_LIBDIR:-$(pkg-config --variable pc_path pkg-config)}
+export CFLAGS=$cflags
+export LC_ALL=C
+common=(--prefix="$prefix" --libdir="$prefix/lib" --includedir="$prefix/include"
+        --enable-static --disable-shared --disable-dependency-tracking)
+
+build_util_linux() {
+    cd "$work/util-linux"
+    GTKDOCIZE=true autoreconf -fi
+    ./configure "${common[@]}" --sysconfdir=/etc --localstatedir=/var --runstatedir=/run \
+        --disable-all-programs --enable-libuuid --enable-libblkid --enable-libmount \
+        --disable-nls --disable-gtk-doc --disable-asciidoc --disable-bash-completion \
+        --without-python --without-selinux --without-udev --without-systemd \
+        --without-cryptsetup --without-econf --without-audit --without-smack \
+        --without-btrfs --without-readline --without-ncursesw --without-ncurses \
+        --without-tinfo --without-libmagic --without-user --without-utempter \
+        --without-cap-ng --without-libz
+    make -j"$jobs"
+    make install
+}
+
+build_lvm2() {
+    cd "$work/lvm2"
+    # Device nodes as Debian's libdevmapper makes them (root:disk 0660);
+    # without udev sync libdevmapper creates /dev/mapper nodes itself.
+    ./configure --prefix="$prefix" --libdir="$prefix/lib" --includedir="$prefix/include" \
+        --with-usrlibdir="$prefix/lib" --with-usrsbindir="$prefix/sbin" \
+        --with-optimisation= --enable-static_link --enable-pkgconfig \
+        --disable-udev_sync --disable-udev_rules --disable-selinux --disable-readline \
+        --disable-blkid_wiping --disable-dmeventd --disable-cmdlib --disable-lvmpolld \
+        --disable-systemd-journal --disable-app-machineid --disable-notify-dbus \
+        --with-thin=none --with-cache=none --with-vdo=none --with-writecache=none \
+        --with-integrity=none \
+        --with-device-uid=0 --with-device-gid=6 --with-device-mode=0660 \
+        --with-default-pid-dir=/run --with-default-dm-run-dir=/run \
+        --with-default-run-dir=/run/lvm --with-default-locking-dir=/run/lock/lvm \
+        --with-confdir=/etc --with-default-system-dir=/etc/lvm
+    make -j"$jobs" -C libdm
+    make -C libdm install_static install_include install_pkgconfig
+}
+
+build_kmod() {
+    cd "$work/kmod"
+    # kmod's configure refuses --enable-static; the library builds fine.
+    sed -i '/--enable-static is not supported/d' configure.ac
+    if grep -q 'enable-static is not supported' configure.ac; then
+        echo "kmod: cannot drop the --enable-static check"; return 1
+    fi
+    touch libkmod/docs/gtk-doc.make  # as kmod's autogen.sh without gtkdocize
+    autoreconf -fi
+    ./configure "${common[@]}" --sysconfdir=/etc \
+        --disable-tools --disable-manpages --disable-test-modules --disable-python \
+        --disable-gtk-doc --disable-logging --disable-debug \
+        --with-xz --with-zstd --with-zlib --with-openssl
+    make -j"$jobs"
+    make install
+}
+
+build_cryptsetup() {
+    cd "$work/cryptsetup"
+    ./autogen.sh
+    # --static: configure's link tests see the whole static chain.
+    PKG_CONFIG="pkg-config --static" ./configure "${common[@]}" \
+        --with-crypto_backend=openssl \
+        --disable-cryptsetup --disable-veritysetup --disable-integritysetup \
+        --disable-ssh-token --disable-external-tokens --disable-nls --disable-selinux \
+        --disable-udev --disable-asciidoc --disable-pwquality --disable-passwdqc \
+        --with-tmpfilesdir="$prefix/lib/tmpfiles.d" \
+        ac_cv_lib_popt_poptConfigFileToString=yes
+    make -j"$jobs"
+    make install
+}
+
+# run_build NAME: build_NAME with its output in $logs/NAME.log. Not to be
+# called as a condition: errexit would be off inside it.
+run_build() {
+    local p=$1 t0=$SECONDS rc
+    set +e
+    ( PS4='+ [${SECONDS}s] '; set -euxo pipefail; "build_${p//-/_}" ) >"$logs/$p.log" 2>&1 </dev/null
+    rc=$?
+    set -e
+    if [ $rc = 0 ]; then
+        say "  $p built in $((SECONDS - t0)) s"
+    else
+        say "  $p FAILED after $((SECONDS - t0)) s; last lines of $logs/$p.log:"
+        tail -n 40 "$logs/$p.log" | sed 's/^/    | /' >&2
+        exit 1
+    fi
+}
+
+# util-linux, lvm2 and kmod are independent; cryptsetup needs the first two.
+pids=()
+for p in util-linux lvm2 kmod; do
+    run_build "$p" &
+    pids+=($!)
+done
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+[ $failed = 0 ] || die "build failed (logs in $logs)"
+run_build cryptsetup
+
+# libkmod.pc does not name libcrypto, which libkmod uses with --with-openssl.
+pc=$prefix/lib/pkgconfig/libkmod.pc
+grep -q '^Requires.private:.*libcrypto' "$pc" ||
+    if grep -q '^Requires.private:' "$pc"; then
+        sed -i 's/^Requires.private:.*/&, libcrypto/' "$pc"
+    else
+        echo 'Requires.private: libcrypto' >>"$pc"
+    fi
+rm -f "$prefix"/lib/*.la
+rm -rf "$prefix/share" "$prefix/sbin" "$prefix/bin" "$prefix/etc" "$prefix/lib/tmpfiles.d"
+
+# Proof that the whole chain links statically.
+mods=(mount blkid uuid devmapper libcryptsetup libkmod)
+cat >"$work/smoke.c" <<'EOF'
+#include <blkid.h>
+#include <libcryptsetup.h>
+#include <libkmod.h>
+#include <libmount.h>
+int main(void) {
+    struct crypt_device *cd = 0;
+    crypt_init(&cd, "/nonexistent");
+    mnt_free_context(mnt_new_context());
+    blkid_free_probe(blkid_new_probe());
+    kmod_unref(kmod_new(0, 0));
+    return 0;
+}
+EOF
+# shellcheck disable=SC2046
+"$CC" -o "$work/smoke" "$work/smoke.c" -static $(pkg-config --static --cflags --libs "${mods[@]}") \
+    >"$logs/smoke.log" 2>&1 || { tail -n 40 "$logs/smoke.log" >&2; die "static link test failed"; }
+
+{
+    printf '%s\n' "$stamp_input"
+    echo "built $(date -u +%FT%TZ) in $((SECONDS - start)) s"
+} >"$prefix/.complete"
+rm -rf "$work"
+say "done in $((SECONDS - start)) s"
+echo "$prefix"
