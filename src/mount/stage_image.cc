@@ -86,12 +86,28 @@ Result<UniqueFd> mount_region(const Candidate& c, StagedImage& img, int backing_
     return m;
 }
 
+// erofs (Linux 6.12+) reads a regular file directly: no loop device to set
+// up, about twice as cheap per image. The source is the fd we probed,
+// through its /proc link, so the kernel opens the very same file.
+Result<UniqueFd> mount_erofs_from_file(const Candidate& c, int file_fd) {
+    return mount_detached("erofs", {{"source", proc_fd_path(file_fd)}, {"ro", "", true}},
+                          image_mount_attrs(c.cls));
+}
+
 Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd) {
     auto file = reopen(c, O_RDONLY | O_NONBLOCK);
     if (!file) return file.error().prefix("open: ");
     auto layout = probe_image(file->get());
     if (!layout) return layout.error();
     bool bare = layout->kind == ImageLayoutKind::FileSystem;
+    if (bare && c.kind == ImageKind::Raw && layout->root->fstype == "erofs") {
+        RDEXT_TRY(fault_point("image-mount"));
+        if (auto m = mount_erofs_from_file(c, file->get()); m) {
+            img.fstype = "erofs";
+            return attach_into(img, std::move(*m), slot_fd);
+        }
+        // Older kernels want a block device (ENOTBLK): use a loop device.
+    }
     if (layout->root) {
         auto m = mount_region(c, img, file->get(), *layout->root, bare);
         if (!m) return m.error();
