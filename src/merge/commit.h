@@ -17,7 +17,7 @@ struct PreparedOverlay {
     ImageClass cls = ImageClass::Sysext;
     std::string hierarchy;   // "/usr"
     UniqueFd overlay_fd;     // detached overlay; invalid when nothing goes here
-    std::vector<std::string> merged_names;
+    std::vector<std::string> merged_names;  // images with files here, bottom to top
 };
 
 Result<void> commit_overlays(const Target& target, std::vector<PreparedOverlay>& overlays);

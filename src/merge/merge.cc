@@ -122,6 +122,7 @@ Result<PreparedOverlay> prepare_hierarchy(const Target& target, Staging& staging
         if (!layer) return layer.error().prefix(it->candidate->path + ": ");
         if (layer->empty()) continue;
         layers.push_back(*layer);
+        p.merged_names.insert(p.merged_names.begin(), it->candidate->name);
         state.extensions[it->record].hierarchies.push_back(hierarchy);
     }
     if (layers.empty()) return p;
@@ -206,12 +207,9 @@ Result<void> prepare_class(const Target& target, const Settings& settings, Stagi
     if (!found) return found.error();
     work.candidates = std::move(*found);
     work.admitted = admit_all(work.candidates, settings, staging, compat, state);
-    std::vector<std::string> names;
-    for (auto& a : work.admitted) names.push_back(a.candidate->name);
     for (const auto& h : class_info(cls).hierarchies) {
         auto p = prepare_hierarchy(target, staging, cls, h, work.admitted, state);
         if (!p) return p.error();
-        p->merged_names = names;
         overlays.push_back(std::move(*p));
     }
     return {};

@@ -29,9 +29,9 @@ bool contains(const std::vector<std::string>& words, const std::string& w) {
     return std::find(words.begin(), words.end(), w) != words.end();
 }
 
-// A refusal is a verdict, not an OS error: no errno, so what() stays the
-// plain reason.
-Error refuse(const std::string& name) { return Error() << name << ": "; }
+// A refusal is a verdict, not an OS error: no errno, and the plain reason
+// (the caller names the image).
+Error refuse(const std::string&) { return Error(); }
 
 Result<void> check_scope(ImageClass cls, const std::string& name, const ReleaseFields& ext,
                          const std::string& scope) {

@@ -26,7 +26,8 @@
 # itself an error (a bad extension must be skipped, not fail the merge).
 #
 # IMPL=systemd-sysext checks only systemd-sysext against the expectations.
-TEST_NAME=differential
+TEST_NAME=differential   # read by lib.sh (the script is called run.sh)
+# shellcheck source=../lib.sh
 source "$(dirname "$0")/../lib.sh"
 require_root_env
 
@@ -124,7 +125,7 @@ add_case() {
 # metadata, cross-checked with the payload file visible through the overlay.
 verdicts() {
     local root=$1 label=$2; shift 2
-    local c name list hier dir v
+    local c name list dir v
     local usr_list etc_list
     usr_list=$(merged_names "$root" /usr)
     etc_list=$(merged_names "$root" /etc)
