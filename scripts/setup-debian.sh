@@ -13,9 +13,15 @@ packages=(
     build-essential cmake ninja-build pkgconf
     libmount-dev libblkid-dev libcryptsetup-dev libkmod-dev libssl-dev
     libjson-c-dev doctest-dev
+    # static build (scripts/static-deps.sh, cmake -DRDEXT_STATIC=ON)
+    dpkg-dev autoconf automake libtool autopoint gettext
+    zlib1g-dev liblzma-dev libzstd-dev
     # image tools used by the tests and the demo
     erofs-utils squashfs-tools e2fsprogs fdisk util-linux systemd
     attr python3
+    # VM tests (tests/vm): QEMU, the guest root, the busybox initrd, the
+    # kernel's modules (depmod/modprobe on the host); dracut runs in the guest root
+    qemu-system-x86 debootstrap busybox-static cpio kmod zstd xz-utils
 )
 
 missing=()

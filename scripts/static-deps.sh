@@ -57,6 +57,7 @@ cflags=${RDEXT_STATIC_DEPS_CFLAGS:--O2 -ffunction-sections -fdata-sections}
 
 # --- private apt configuration: deb-src entries without touching the system's
 aptdir=$cache/apt
+# shellcheck source=/dev/null
 suite=${RDEXT_DEBIAN_SUITE:-$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")}
 mirror=${RDEXT_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security_mirror=${RDEXT_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
@@ -73,6 +74,8 @@ apt_opts=(
 apt_update() {
     say "refreshing the source index ($suite, $suite-updates, $suite-security)"
     mkdir -p "$aptdir/lists/partial" "$aptdir/cache/archives/partial"
+    exec 8>"$cache/.lock-apt"  # one apt-get update on the private lists at a time
+    flock 8
     printf '%s\n' "$sources_list" >"$aptdir/sources.list"
     apt-get "${apt_opts[@]}" -qq update >&2 || die "apt-get update (private source index in $aptdir) failed"
     # The newest version in the index is what `apt-get source NAME` takes.
@@ -86,8 +89,10 @@ apt_update() {
         [ -n "$best" ] || die "no source package $p in the index"
         out+="$p $best"$'\n'
     done
-    printf '%s' "$out" >"$aptdir/default-versions"
     printf '%s\n' "$sources_list" >"$aptdir/default-versions.sources"
+    printf '%s' "$out" >"$aptdir/default-versions.tmp"
+    mv -f "$aptdir/default-versions.tmp" "$aptdir/default-versions"
+    flock -u 8
 }
 
 # --- versions: env override, else the remembered default
@@ -112,7 +117,7 @@ fi
 # --- stamp and prefix
 stamp_input="script $(sha256sum <"$self")
 cflags $cflags
-cc $CC $("$CC" -dumpmachine) $("$CC" --version | head -n1)"
+cc $(readlink -f "$(command -v "${CC%% *}")") $($CC -dumpmachine) $($CC --version | head -n1)"
 for p in "${packages[@]}"; do stamp_input+=$'\n'"$p ${version[$p]}"; done
 stamp=$(printf '%s\n' "$stamp_input" | sha256sum | cut -c1-16)
 prefix=$cache/$stamp
@@ -187,7 +192,7 @@ done
 # --- unpack (dpkg-source applies Debian's patches)
 work=$cache/work/$stamp
 logs=$cache/logs/$stamp
-rm -rf "$work" "$prefix" "$logs"
+rm -rf "${work:?}" "${prefix:?}" "${logs:?}"
 mkdir -p "$work" "$prefix/lib/pkgconfig" "$prefix/include" "$logs"
 for p in "${packages[@]}"; do
     dpkg-source -x "$(dsc_of "$p" "${version[$p]}")" "$work/$p" >"$logs/$p.log" 2>&1 ||
@@ -196,7 +201,6 @@ done
 
 jobs=$(nproc)
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
-export PKG_CONFIG_LIBDIR=${PKG_CONFIG_LIBDIR:-$(pkg-config --variable pc_path pkg-config)}
 export CFLAGS=$cflags
 export LC_ALL=C
 common=(--prefix="$prefix" --libdir="$prefix/lib" --includedir="$prefix/include"
@@ -213,7 +217,7 @@ build_util_linux() {
         --without-btrfs --without-readline --without-ncursesw --without-ncurses \
         --without-tinfo --without-libmagic --without-user --without-utempter \
         --without-cap-ng --without-libz
-    make -j"$jobs"
+    make -j"$jobs" V=1
     make install
 }
 
@@ -233,7 +237,7 @@ build_lvm2() {
         --with-default-pid-dir=/run --with-default-dm-run-dir=/run \
         --with-default-run-dir=/run/lvm --with-default-locking-dir=/run/lock/lvm \
         --with-confdir=/etc --with-default-system-dir=/etc/lvm
-    make -j"$jobs" -C libdm
+    make -j"$jobs" -C libdm V=1
     make -C libdm install_static install_include install_pkgconfig
 }
 
@@ -248,9 +252,9 @@ build_kmod() {
     autoreconf -fi
     ./configure "${common[@]}" --sysconfdir=/etc \
         --disable-tools --disable-manpages --disable-test-modules --disable-python \
-        --disable-gtk-doc --disable-logging --disable-debug \
+        --disable-debug \
         --with-xz --with-zstd --with-zlib --with-openssl
-    make -j"$jobs"
+    make -j"$jobs" V=1
     make install
 }
 
@@ -265,7 +269,7 @@ build_cryptsetup() {
         --disable-udev --disable-asciidoc --disable-pwquality --disable-passwdqc \
         --with-tmpfilesdir="$prefix/lib/tmpfiles.d" \
         ac_cv_lib_popt_poptConfigFileToString=yes
-    make -j"$jobs"
+    make -j"$jobs" V=1
     make install
 }
 
@@ -306,7 +310,7 @@ grep -q '^Requires.private:.*libcrypto' "$pc" ||
         echo 'Requires.private: libcrypto' >>"$pc"
     fi
 rm -f "$prefix"/lib/*.la
-rm -rf "$prefix/share" "$prefix/sbin" "$prefix/bin" "$prefix/etc" "$prefix/lib/tmpfiles.d"
+rm -rf "${prefix:?}/share" "${prefix:?}/sbin" "${prefix:?}/bin" "${prefix:?}/etc" "${prefix:?}/lib/tmpfiles.d"
 
 # Proof that the whole chain links statically.
 mods=(mount blkid uuid devmapper libcryptsetup libkmod)
