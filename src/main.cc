@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "base/log.h"
+#include "boot_count/boot_count.h"
 #include "cli/options.h"
 #include "cli/report.h"
 #include "cmdline/cmdline.h"
@@ -39,6 +40,7 @@ Settings settings_from(const Options& o, const CmdlineSettings& c) {
     s.enabled = {c.sysext_enabled, c.confext_enabled};
     s.exclude = {c.sysext_exclude, c.confext_exclude};
     s.require = {c.sysext_require, c.confext_require};
+    s.pin = {c.sysext_pin, c.confext_pin};
     return s;
 }
 
@@ -68,6 +70,14 @@ int run(const Options& o, const Settings& settings) {
             auto r = unmerge(*target, settings);
             if (!r) {
                 log_error() << "unmerge failed: " << r.error().what();
+                return kFailed;
+            }
+            return kOk;
+        }
+        case Command::MarkGood: {
+            auto r = mark_good(*target);
+            if (!r) {
+                log_error() << "mark-good failed: " << r.error().what();
                 return kFailed;
             }
             return kOk;

@@ -17,7 +17,7 @@ Result<Command> parse_command(const std::string& s) {
         Command cmd;
     } commands[] = {
         {"merge", Command::Merge},   {"unmerge", Command::Unmerge}, {"refresh", Command::Refresh},
-        {"status", Command::Status}, {"list", Command::List},
+        {"status", Command::Status}, {"list", Command::List},       {"mark-good", Command::MarkGood},
     };
     for (const auto& c : commands)
         if (s == c.name) return c.cmd;
@@ -38,6 +38,7 @@ const char* usage_text() {
            "  refresh    Merge again, replacing the current merge\n"
            "  status     Show what is merged, and what was skipped and why\n"
            "  list       List the extension images found in the root\n"
+           "  mark-good  Mark the merged trial images (NAME_VER+LEFT-DONE.raw) as good\n"
            "\n"
            "Options:\n"
            "  --root=DIR           Root to extend (default: /sysroot in an initrd, else /)\n"
@@ -49,7 +50,8 @@ const char* usage_text() {
            "\n"
            "Kernel command line: rd.sysext=0|1, rd.confext=0|1, rd.sysext.exclude=NAME[,NAME...],\n"
            "rd.confext.exclude=NAME[,NAME...], rd.sysext.require=NAME[,NAME...],\n"
-           "rd.confext.require=NAME[,NAME...], systemd.sysext=0, rd.systemd.sysext=0,\n"
+           "rd.confext.require=NAME[,NAME...], rd.sysext.pin=NAME=VERSION,\n"
+           "rd.confext.pin=NAME=VERSION, systemd.sysext=0, rd.systemd.sysext=0,\n"
            "systemd.confext=0, rd.systemd.confext=0, rd.rdext.log_level=LEVEL.\n"
            "\n"
            "Exit status: 0 success (skipped extensions are reported, not failures),\n"

@@ -8,7 +8,7 @@
 
 namespace rdext {
 
-enum class Command { Merge, Unmerge, Refresh, Status, List, Help, Version };
+enum class Command { Merge, Unmerge, Refresh, Status, List, MarkGood, Help, Version };
 
 struct Options {
     Command command = Command::Help;

@@ -7,6 +7,7 @@
 
 #include "base/fs.h"
 #include "base/log.h"
+#include "vpick/vpick.h"
 
 namespace rdext {
 namespace {
@@ -76,6 +77,17 @@ void add_names(CmdlineSettings& s, const Word& w) {
     }
 }
 
+template <std::map<std::string, std::string> CmdlineSettings::*Field>
+void add_pin(CmdlineSettings& s, const Word& w) {
+    size_t eq = w.value ? w.value->find('=') : std::string::npos;
+    if (eq == std::string::npos) return warn(s, w, "expects NAME=VERSION");
+    std::string name = w.value->substr(0, eq), version = w.value->substr(eq + 1);
+    if (!valid_image_name(name)) return warn(s, w, "invalid image name \"" + printable(name) + "\"");
+    if (!version_is_valid(version))
+        return warn(s, w, "invalid version \"" + printable(version) + "\" (letters, digits and . , _ - + only)");
+    (s.*Field)[name] = version;
+}
+
 void set_log_level(CmdlineSettings& s, const Word& w) {
     LogLevel level;
     if (!w.value || !parse_log_level(*w.value, &level))
@@ -98,6 +110,8 @@ const struct {
     {"rd.confext.exclude", add_names<&CmdlineSettings::confext_exclude>},
     {"rd.sysext.require", add_names<&CmdlineSettings::sysext_require>},
     {"rd.confext.require", add_names<&CmdlineSettings::confext_require>},
+    {"rd.sysext.pin", add_pin<&CmdlineSettings::sysext_pin>},
+    {"rd.confext.pin", add_pin<&CmdlineSettings::confext_pin>},
     {"rd.rdext.log_level", set_log_level},
 };
 

@@ -7,6 +7,7 @@
 // fatal: anything rdext cannot use becomes a warning and is ignored.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -26,6 +27,11 @@ struct CmdlineSettings {
     // merge fails so the initrd takes its emergency path.
     std::set<std::string> sysext_require;
     std::set<std::string> confext_require;
+    // rd.sysext.pin=NAME=VERSION: take that version from NAME's versioned
+    // directory (a downgrade that survives updates). Repeatable; for one
+    // name the last occurrence wins.
+    std::map<std::string, std::string> sysext_pin;
+    std::map<std::string, std::string> confext_pin;
     std::optional<std::string> log_level;  // validated with parse_log_level()
     // Human-readable, one per ignored word, e.g.
     // "unknown option rd.sysext.foo=1, ignored".
@@ -43,6 +49,8 @@ std::optional<bool> parse_boolean(std::string_view s);
 //   rd.sysext=BOOL, rd.systemd.sysext=BOOL, systemd.sysext=BOOL
 //   rd.confext=BOOL, rd.systemd.confext=BOOL, systemd.confext=BOOL
 //   rd.sysext.exclude=NAME[,NAME...], rd.confext.exclude=NAME[,NAME...]
+//   rd.sysext.require=NAME[,NAME...], rd.confext.require=NAME[,NAME...]
+//   rd.sysext.pin=NAME=VERSION, rd.confext.pin=NAME=VERSION
 //   rd.rdext.log_level=LEVEL
 // A boolean key without "=" means true; the last occurrence wins.
 // Exclusions accumulate. Unknown rd.sysext.*, rd.confext.* and rd.rdext.*

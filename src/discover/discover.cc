@@ -48,6 +48,97 @@ Result<bool> directory_is_empty(int fd) {
     return names->empty();
 }
 
+// Summary of why a versioned directory offers nothing (the full list goes
+// into the record of the merge).
+std::string no_usable_entry(const VersionedDir& v) {
+    if (v.ignored.empty()) return "versioned directory without entries";
+    std::string why = "no usable entry in the versioned directory (";
+    for (size_t i = 0; i < v.ignored.size() && i < 3; i++)
+        why += (i ? "; " : "") + v.ignored[i].path.substr(v.path.size() + 1) + ": " + v.ignored[i].reason;
+    if (v.ignored.size() > 3) why += "; " + std::to_string(v.ignored.size() - 3) + " more";
+    return why + ")";
+}
+
+// Reads one entry of a versioned directory; false (with the reason in
+// `ignored`) when it is not one of the directory's images.
+bool read_versioned_entry(int root_fd, int dir_fd, const VersionedDirName& dn, const std::string& file,
+                          const std::vector<std::string>& archs, VersionedDir& v, VersionedImage* out) {
+    const std::string path = v.path + "/" + file;
+    auto ignore = [&](const std::string& why) {
+        v.ignored.push_back({v.path + "/" + printable_name(file), why});
+        return false;
+    };
+    auto parsed = parse_versioned_entry(file, dn, archs);
+    if (!parsed) return ignore(parsed.error().what());
+    auto fd = open_in_root(root_fd, path, O_PATH);
+    if (!fd) return ignore("cannot resolve it: " + fd.error().what());
+    auto st = stat_fd(fd->get());
+    if (!st) return ignore(st.error().what());
+    struct stat lst;
+    if (::fstatat(dir_fd, file.c_str(), &lst, AT_SYMLINK_NOFOLLOW) < 0) return ignore("vanished while being read");
+    if (dn.holds_files() && S_ISREG(st->st_mode))
+        out->kind = ImageKind::Raw;
+    else if (dn.holds_files() && S_ISBLK(st->st_mode))
+        out->kind = ImageKind::Block;
+    else if (!dn.holds_files() && S_ISDIR(st->st_mode))
+        out->kind = ImageKind::Directory;
+    else
+        return ignore(dn.holds_files() ? "not a regular file or block device, as entries of a .raw.v directory must be"
+                                       : "not a directory, as entries of a .v directory without .raw must be");
+    if (!parsed->note.empty()) v.notes.push_back(parsed->note);
+    out->entry = std::move(*parsed);
+    out->path = path;
+    out->identity = entry_identity(lst);
+    out->fd = std::make_shared<UniqueFd>(std::move(*fd));
+    return true;
+}
+
+// A NAME.v/ or NAME.raw.v/ directory (systemd.v(7)) is one image, NAME,
+// with one entry per version: all usable entries are kept, best first, and
+// the merge picks the first that fits the OS. Without any usable entry the
+// directory holds no name (systemd skips it the same way).
+void classify_versioned(int root_fd, const std::string& entry, ImageClass cls, Candidate& c) {
+    c.kind = ImageKind::Directory;
+    c.fd.reset();
+    auto dn = parse_versioned_dir_name(entry, cls);
+    if (!dn) {
+        c.name = printable_name(entry);
+        c.state = EntryState::Broken;
+        c.reason = dn.error().what();
+        return;
+    }
+    c.name = dn->name;
+    VersionedDir v;
+    v.path = c.path;
+    auto dir = open_in_root(root_fd, v.path, O_RDONLY | O_DIRECTORY);
+    auto names = dir ? list_directory(dir->get()) : Result<std::vector<std::string>>(dir.error());
+    if (!names) {
+        c.state = EntryState::Broken;
+        c.reason = "cannot read the versioned directory: " + names.error().what();
+        return;
+    }
+    const auto archs = local_architectures();
+    for (const auto& file : *names) {
+        VersionedImage img;
+        if (read_versioned_entry(root_fd, dir->get(), *dn, file, archs, v, &img)) v.ranked.push_back(std::move(img));
+    }
+    std::sort(v.ranked.begin(), v.ranked.end(), [](const VersionedImage& a, const VersionedImage& b) {
+        return compare_entries(a.entry, b.entry) < 0;
+    });
+    std::vector<VersionedEntry> entries;
+    for (const auto& img : v.ranked) entries.push_back(img.entry);
+    for (auto& note : duplicate_versions(entries)) v.notes.push_back(std::move(note));
+    if (v.ranked.empty()) {
+        c.state = EntryState::Broken;
+        c.reason = no_usable_entry(v);
+    } else {
+        c.kind = v.ranked[0].kind;
+        c.path = v.ranked[0].path;
+        c.fd = v.ranked[0].fd;
+    }
+    c.versioned = std::move(v);
+}
+
 // Classifies one directory entry. Returns false when the entry is not an
 // image at all (ordinary files, sockets, names that are not valid).
 bool classify(int root_fd, int dir_fd, const std::string& dir, const std::string& entry,
@@ -70,8 +161,9 @@ bool classify(int root_fd, int dir_fd, const std::string& dir, const std::string
             if (!st) return false;
             if (S_ISDIR(st->st_mode)) {
                 if (ends_with(entry, ".v")) {
-                    log_info() << c.path << ": versioned directories are not supported yet, skipped";
-                    return false;
+                    classify_versioned(root_fd, entry, cls, c);
+                    *out = std::move(c);
+                    return true;
                 }
                 c.kind = ImageKind::Directory;
             } else if (S_ISREG(st->st_mode) && ends_with(entry, ".raw")) {
@@ -110,6 +202,20 @@ bool classify(int root_fd, int dir_fd, const std::string& dir, const std::string
 }
 
 }  // namespace
+
+std::string entry_identity(const struct stat& st) {
+    return std::to_string(major(st.st_dev)) + ":" + std::to_string(minor(st.st_dev)) + ":" +
+           std::to_string(st.st_ino);
+}
+
+Candidate versioned_entry_candidate(const Candidate& c, size_t index) {
+    Candidate e = c;
+    const VersionedImage& img = c.versioned->ranked.at(index);
+    e.path = img.path;
+    e.kind = img.kind;
+    e.fd = img.fd;
+    return e;
+}
 
 const char* kind_name(ImageKind k) {
     switch (k) {

@@ -3,13 +3,17 @@
 // a name owns it, masking, image kinds). Nothing is mounted here.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/fd.h"
 #include "base/image_class.h"
 #include "base/result.h"
+#include "vpick/vpick.h"
 
 namespace rdext {
 
@@ -24,6 +28,28 @@ enum class EntryState {
 };
 const char* entry_state_name(EntryState s);
 
+// One usable entry of a versioned directory (NAME.raw.v/, NAME.v/).
+struct VersionedImage {
+    VersionedEntry entry;   // what its name says (version, architecture, boot counter)
+    std::string path;       // inside the root
+    ImageKind kind = ImageKind::Raw;
+    std::string identity;   // "dev:ino" of the directory entry: a rename only ever touches this one
+    std::shared_ptr<UniqueFd> fd;  // O_PATH fd of what the entry resolves to inside the root
+};
+
+// An entry of a versioned directory that is not considered, and why.
+struct IgnoredEntry {
+    std::string path;
+    std::string reason;
+};
+
+struct VersionedDir {
+    std::string path;                    // "/var/lib/extensions/foo.raw.v"
+    std::vector<VersionedImage> ranked;  // best first, systemd.v(7) order
+    std::vector<IgnoredEntry> ignored;
+    std::vector<std::string> notes;      // odd names, two entries claiming one version
+};
+
 struct Candidate {
     std::string name;        // image name: file name minus ".raw" and ".sysext"/".confext"
     ImageClass cls = ImageClass::Sysext;
@@ -34,7 +60,17 @@ struct Candidate {
     // O_PATH fd of what the entry resolves to inside the root. Later stages
     // mount exactly this inode, never the path again (no swap in between).
     std::shared_ptr<UniqueFd> fd;
+    // Set for a versioned directory: path, kind and fd above are then its
+    // best ranked entry's, until the merge picks the entry that fits.
+    std::optional<VersionedDir> versioned;
 };
+
+// "MAJOR:MINOR:INODE" of a stat result: which inode a name referred to.
+std::string entry_identity(const struct stat& st);
+
+// The candidate as if discovery had found entry `index` of its versioned
+// directory instead of the best ranked one.
+Candidate versioned_entry_candidate(const Candidate& c, size_t index);
 
 // All entries of the class's search directories, sorted by name (version
 // aware, the top layer last), shadowed and masked ones included so callers

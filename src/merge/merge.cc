@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <ctime>
+#include <optional>
 
 #include "base/fs.h"
 #include "base/log.h"
+#include "boot_count/boot_count.h"
 #include "discover/discover.h"
 #include "merge/commit.h"
 #include "merge/var_mount.h"
@@ -17,6 +19,7 @@
 #include "release/compat.h"
 #include "release/extension_release.h"
 #include "state/metadata.h"
+#include "vpick/versioned_record.h"
 
 namespace rdext {
 namespace {
@@ -53,8 +56,8 @@ std::string now_iso8601() {
 }
 
 // Stages one image and checks that it fits the OS. The error says why not.
-Result<StagedImage> admit(const Candidate& c, Staging& staging, const CompatContext& compat, size_t index) {
-    auto img = stage_image(c, staging, std::string(class_name(c.cls)) + "-" + std::to_string(index));
+Result<StagedImage> admit(const Candidate& c, Staging& staging, const CompatContext& compat, const std::string& slot) {
+    auto img = stage_image(c, staging, slot);
     if (!img) return img.error();
     if (image_ships_os_release(img->tree_fd.get()))
         return Error() << "ships an os-release file of its own, which would replace the OS's identity";
@@ -64,14 +67,43 @@ Result<StagedImage> admit(const Candidate& c, Staging& staging, const CompatCont
     return img;
 }
 
+// OS-bound selection, beyond systemd-sysext (which takes the best ranked
+// entry of a versioned directory, fitting or not): the entries are staged
+// and checked best first, a pinned version before the others, and the first
+// that fits the OS is merged, so an OS rolled back to its previous release
+// finds the extension built for it. The candidate becomes that entry.
+Result<StagedImage> admit_versioned(Candidate& c, const Settings& settings, Staging& staging,
+                                    const CompatContext& compat, size_t index, ExtensionRecord& rec) {
+    std::vector<VersionedEntry> ranked;
+    for (const auto& img : c.versioned->ranked) ranked.push_back(img.entry);
+    std::optional<StagedImage> staged;
+    auto try_entry = [&](size_t k) -> Result<void> {
+        std::string slot = std::string(class_name(c.cls)) + "-" + std::to_string(index) + "." + std::to_string(k);
+        auto img = admit(versioned_entry_candidate(c, k), staging, compat, slot);
+        if (!img) return img.error();
+        staged = std::move(*img);
+        return {};
+    };
+    const std::string pin = settings.pinned(c.cls, c.name);
+    Selection sel = select_entry(ranked, pin, try_entry);
+    record_selection(c, sel, pin, rec);
+    if (!sel.chosen) return Error() << no_entry_fits(c, sel);
+    rec.trial = trial_for(c.versioned->path, c.versioned->ranked[*sel.chosen]);
+    c = versioned_entry_candidate(c, *sel.chosen);
+    rec.path = c.path;
+    rec.kind = kind_name(c.kind);
+    return std::move(*staged);
+}
+
 // Decides about every candidate of a class; admitted images stay mounted
 // in the staging area.
-std::vector<Admitted> admit_all(const std::vector<Candidate>& candidates, const Settings& settings,
+std::vector<Admitted> admit_all(std::vector<Candidate>& candidates, const Settings& settings,
                                 Staging& staging, const CompatContext& compat, MergeState& state) {
     std::vector<Admitted> admitted;
     for (size_t i = 0; i < candidates.size(); i++) {
-        const Candidate& c = candidates[i];
+        Candidate& c = candidates[i];
         ExtensionRecord rec = record_for(c);
+        if (c.versioned) start_versioned_record(c, rec);
         if (c.state != EntryState::Available) {
             rec.result = c.state == EntryState::Broken ? "skipped" : entry_state_name(c.state);
             rec.reason = c.reason;
@@ -81,7 +113,12 @@ std::vector<Admitted> admit_all(const std::vector<Candidate>& candidates, const 
             rec.reason = std::string("excluded by rd.") + class_name(c.cls) + ".exclude=";
             log_info() << "not merging " << c.path << ": " << rec.reason;
         } else {
-            auto img = admit(c, staging, compat, i);
+            const std::string slot = std::string(class_name(c.cls)) + "-" + std::to_string(i);
+            if (!c.versioned && !settings.pinned(c.cls, c.name).empty())
+                log_warning() << "rd." << class_name(c.cls) << ".pin=" << c.name << "=... does not apply: " << c.path
+                              << " is not a versioned directory";
+            auto img = c.versioned ? admit_versioned(c, settings, staging, compat, i, rec)
+                                   : admit(c, staging, compat, slot);
             if (!img) {
                 rec.result = "skipped";
                 rec.reason = img.error().what();
@@ -228,6 +265,11 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings) {
     if (!var) return var.error();
     auto staging = Staging::create(runtime->get());
     if (!staging) return staging.error();
+    // Boot counting: renames the last merge could not do on a read-only root.
+    std::optional<MergeState> previous;
+    if (auto p = read_state(runtime->get()); p) previous = std::move(*p);
+    if (previous) retry_pending_trials(target.root_fd.get(), *previous);
+    state.boot_id = current_boot_id();
 
     std::vector<ClassWork> work(all_classes().size());
     std::vector<PreparedOverlay> overlays;
@@ -246,6 +288,8 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings) {
     for (auto& w : work)
         for (auto& a : w.admitted)
             for (auto& loop : a.image.loops) loop.relinquish();
+    // Each merged trial entry has used up one try of this boot.
+    count_trials(target.root_fd.get(), previous ? &*previous : nullptr, state);
     if (auto w = write_state(runtime->get(), state); !w)
         log_warning() << "cannot record the merge in state.json: " << w.error().what();
     return state;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <array>
+#include <map>
 #include <set>
 #include <string>
 
@@ -17,10 +18,18 @@ struct Settings {
     std::array<bool, 2> enabled{true, true};
     std::array<std::set<std::string>, 2> exclude;
     std::array<std::set<std::string>, 2> require;
+    // rd.sysext.pin=NAME=VERSION: the version to take from NAME's versioned directory.
+    std::array<std::map<std::string, std::string>, 2> pin;
 
     bool class_enabled(ImageClass c) const { return enabled[static_cast<size_t>(c)]; }
     const std::set<std::string>& excluded(ImageClass c) const { return exclude[static_cast<size_t>(c)]; }
     const std::set<std::string>& required(ImageClass c) const { return require[static_cast<size_t>(c)]; }
+    // "" when NAME is not pinned.
+    std::string pinned(ImageClass c, const std::string& name) const {
+        const auto& m = pin[static_cast<size_t>(c)];
+        auto it = m.find(name);
+        return it == m.end() ? std::string() : it->second;
+    }
 };
 
 struct Target {

@@ -26,6 +26,56 @@ std::string get_string(json_object* o, const char* key) {
     return json_object_get_string(v);
 }
 
+json_object* string_array(const std::vector<std::string>& v) {
+    json_object* a = json_object_new_array();
+    for (const auto& x : v) json_object_array_add(a, json_object_new_string_len(x.data(), static_cast<int>(x.size())));
+    return a;
+}
+
+std::vector<std::string> get_strings(json_object* o, const char* key) {
+    std::vector<std::string> out;
+    json_object* a = nullptr;
+    if (json_object_object_get_ex(o, key, &a) && json_object_is_type(a, json_type_array))
+        for (size_t i = 0; i < json_object_array_length(a); i++) {
+            json_object* e = json_object_array_get_idx(a, i);
+            if (json_object_is_type(e, json_type_string)) out.push_back(json_object_get_string(e));
+        }
+    return out;
+}
+
+json_object* candidate_to_json(const VersionCandidate& c) {
+    json_object* o = json_object_new_object();
+    add_string(o, "path", c.path);
+    add_string(o, "version", c.version);
+    if (!c.architecture.empty()) add_string(o, "architecture", c.architecture);
+    add_string(o, "verdict", c.verdict);
+    add_string(o, "reason", c.reason);
+    return o;
+}
+
+VersionCandidate candidate_from_json(json_object* o) {
+    return {get_string(o, "path"), get_string(o, "version"), get_string(o, "architecture"),
+            get_string(o, "verdict"), get_string(o, "reason")};
+}
+
+json_object* trial_to_json(const TrialRecord& t) {
+    json_object* o = json_object_new_object();
+    add_string(o, "dir", t.dir);
+    add_string(o, "entry", t.entry);
+    add_string(o, "counted_name", t.counted_name);
+    add_string(o, "good_name", t.good_name);
+    add_string(o, "identity", t.identity);
+    add_string(o, "status", t.status);
+    add_string(o, "reason", t.reason);
+    return o;
+}
+
+TrialRecord trial_from_json(json_object* o) {
+    return {get_string(o, "dir"),      get_string(o, "entry"),  get_string(o, "counted_name"),
+            get_string(o, "good_name"), get_string(o, "identity"), get_string(o, "status"),
+            get_string(o, "reason")};
+}
+
 json_object* record_to_json(const ExtensionRecord& r) {
     json_object* o = json_object_new_object();
     add_string(o, "name", r.name);
@@ -39,6 +89,14 @@ json_object* record_to_json(const ExtensionRecord& r) {
     json_object* h = json_object_new_array();
     for (const auto& x : r.hierarchies) json_object_array_add(h, json_object_new_string(x.c_str()));
     json_object_object_add(o, "hierarchies", h);
+    if (!r.versioned_dir.empty()) {
+        add_string(o, "versioned_dir", r.versioned_dir);
+        json_object* c = json_object_new_array();
+        for (const auto& x : r.candidates) json_object_array_add(c, candidate_to_json(x));
+        json_object_object_add(o, "candidates", c);
+        if (!r.notes.empty()) json_object_object_add(o, "notes", string_array(r.notes));
+    }
+    if (r.trial) json_object_object_add(o, "trial", trial_to_json(*r.trial));
     return o;
 }
 
@@ -52,12 +110,18 @@ ExtensionRecord record_from_json(json_object* o) {
     r.identity = get_string(o, "identity");
     r.result = get_string(o, "result");
     r.reason = get_string(o, "reason");
-    json_object* h = nullptr;
-    if (json_object_object_get_ex(o, "hierarchies", &h) && json_object_is_type(h, json_type_array))
-        for (size_t i = 0; i < json_object_array_length(h); i++) {
-            json_object* e = json_object_array_get_idx(h, i);
-            if (json_object_is_type(e, json_type_string)) r.hierarchies.push_back(json_object_get_string(e));
+    r.hierarchies = get_strings(o, "hierarchies");
+    r.versioned_dir = get_string(o, "versioned_dir");
+    json_object* c = nullptr;
+    if (json_object_object_get_ex(o, "candidates", &c) && json_object_is_type(c, json_type_array))
+        for (size_t i = 0; i < json_object_array_length(c); i++) {
+            json_object* e = json_object_array_get_idx(c, i);
+            if (json_object_is_type(e, json_type_object)) r.candidates.push_back(candidate_from_json(e));
         }
+    r.notes = get_strings(o, "notes");
+    json_object* t = nullptr;
+    if (json_object_object_get_ex(o, "trial", &t) && json_object_is_type(t, json_type_object))
+        r.trial = trial_from_json(t);
     return r;
 }
 
@@ -67,6 +131,7 @@ std::string state_to_json(const MergeState& s, bool pretty) {
     JsonPtr root(json_object_new_object(), &json_object_put);
     add_string(root.get(), "root", s.root);
     add_string(root.get(), "time", s.time);
+    if (!s.boot_id.empty()) add_string(root.get(), "boot_id", s.boot_id);
     json_object* exts = json_object_new_array();
     for (const auto& r : s.extensions) json_object_array_add(exts, record_to_json(r));
     json_object_object_add(root.get(), "extensions", exts);
@@ -81,6 +146,7 @@ Result<MergeState> state_from_json(const std::string& text) {
     MergeState s;
     s.root = get_string(root.get(), "root");
     s.time = get_string(root.get(), "time");
+    s.boot_id = get_string(root.get(), "boot_id");
     json_object* exts = nullptr;
     if (json_object_object_get_ex(root.get(), "extensions", &exts) && json_object_is_type(exts, json_type_array))
         for (size_t i = 0; i < json_object_array_length(exts); i++) {

@@ -3,12 +3,33 @@
 // mounts themselves stay the truth about what is merged.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/result.h"
 
 namespace rdext {
+
+// One entry of a versioned directory (NAME.raw.v/) and what became of it.
+struct VersionCandidate {
+    std::string path;
+    std::string version;       // empty for an entry whose name does not parse
+    std::string architecture;  // empty when the name carries none
+    std::string verdict;       // "chosen", "passed over", "ignored"
+    std::string reason;
+};
+
+// Boot counting of a chosen trial entry (NAME_VERSION+LEFT-DONE.raw).
+struct TrialRecord {
+    std::string dir;           // the versioned directory, inside the root
+    std::string entry;         // the entry's name when it was chosen
+    std::string counted_name;  // its name once this boot's try is counted ("" when none is left)
+    std::string good_name;     // its name once marked good
+    std::string identity;      // "MAJOR:MINOR:INODE": renames only ever touch this inode
+    std::string status;        // "counted", "pending", "exhausted", "failed", "good"
+    std::string reason;
+};
 
 struct ExtensionRecord {
     std::string name;
@@ -20,11 +41,17 @@ struct ExtensionRecord {
     std::string result;    // "merged", "skipped", "excluded", "masked", "shadowed"
     std::string reason;    // why, when not merged
     std::vector<std::string> hierarchies;  // where it contributes, when merged
+    // Versioned directories only (all optional in state.json):
+    std::string versioned_dir;                 // the NAME.v/ directory the image came from
+    std::vector<VersionCandidate> candidates;  // its entries: chosen, passed over, ignored
+    std::vector<std::string> notes;            // odd names, pins that could not be honoured
+    std::optional<TrialRecord> trial;          // the chosen entry is a trial
 };
 
 struct MergeState {
     std::string root;
     std::string time;  // ISO 8601, UTC
+    std::string boot_id;  // the kernel's boot id: boot counting counts a try once per boot
     std::vector<ExtensionRecord> extensions;
 };
 

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -254,4 +256,31 @@ TEST_CASE("cmdline: rd.sysext.require and rd.confext.require accumulate names") 
     CHECK(s.sysext_require == std::set<std::string>{"a", "b", "c"});
     CHECK(s.confext_require == std::set<std::string>{"conf"});
     CHECK(s.warnings.empty());
+}
+
+TEST_CASE("cmdline: rd.sysext.pin and rd.confext.pin pin versions per name") {
+    using Pins = std::map<std::string, std::string>;
+    auto s = parse_cmdline("rd.sysext.pin=foo=12 rd.sysext.pin=bar=1.2.3-rc1 rd.confext.pin=cx=7");
+    CHECK(s.sysext_pin == Pins{{"foo", "12"}, {"bar", "1.2.3-rc1"}});
+    CHECK(s.confext_pin == Pins{{"cx", "7"}});
+    CHECK(s.warnings.empty());
+    CHECK(parse_cmdline("").sysext_pin.empty());
+    // The last pin of a name wins.
+    CHECK(parse_cmdline("rd.sysext.pin=foo=1 rd.sysext.pin=foo=2").sysext_pin == Pins{{"foo", "2"}});
+    // Everything after the first '=' of the value is the version.
+    CHECK(parse_cmdline("rd.sysext.pin=foo=1+git").sysext_pin == Pins{{"foo", "1+git"}});
+}
+
+TEST_CASE("cmdline: malformed pins are warned about and ignored") {
+    for (const char* word : {"rd.sysext.pin", "rd.sysext.pin=", "rd.sysext.pin=foo", "rd.sysext.pin==12",
+                             "rd.sysext.pin=foo=", "rd.sysext.pin=foo=1 2", "rd.sysext.pin=a/b=1",
+                             "rd.sysext.pin=foo=1~rc1", "rd.confext.pin=cx=1=2"}) {
+        auto s = parse_cmdline(std::string("\"") + word + "\"");
+        CHECK_MESSAGE(s.sysext_pin.empty(), word);
+        CHECK_MESSAGE(s.confext_pin.empty(), word);
+        CHECK_MESSAGE(s.warnings.size() == 1, word);
+    }
+    CHECK(has_warning_containing(parse_cmdline("rd.sysext.pin=foo"), "expects NAME=VERSION"));
+    CHECK(has_warning_containing(parse_cmdline("rd.sysext.pin=foo=a$b"), "invalid version"));
+    CHECK(has_warning_containing(parse_cmdline("rd.sysext.pin=.=1"), "invalid image name"));
 }

@@ -1,0 +1,172 @@
+#include "boot_count/boot_count.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <climits>
+
+#include "base/fs.h"
+#include "base/log.h"
+
+namespace rdext {
+namespace {
+
+Result<UniqueFd> open_versioned_dir(int root_fd, const TrialRecord& t) {
+    auto fd = open_in_root(root_fd, t.dir, O_PATH | O_DIRECTORY);
+    if (!fd) return fd.error().prefix("versioned directory ");
+    return fd;
+}
+
+// The rename that uses up one try; status and reason say how it went.
+void count_one(int root_fd, const std::string& name, TrialRecord& t) {
+    auto dir = open_versioned_dir(root_fd, t);
+    auto r = dir ? rename_entry(dir->get(), t.entry, t.counted_name, t.identity) : Result<void>(dir.error());
+    if (r) {
+        t.status = "counted";
+        t.reason = "one try used up by this boot";
+        log_notice() << name << ": boot counting: renamed " << t.dir << "/" << t.entry << " to " << t.counted_name;
+    } else if (r.error().code() == EROFS) {
+        t.status = "pending";
+        t.reason = "the root is read-only; the rename is due at the next merge or refresh on a writable root";
+        log_notice() << name << ": boot counting: cannot rename " << t.entry << " to " << t.counted_name
+                     << " yet, the root is read-only; recorded as pending";
+    } else {
+        t.status = "failed";
+        t.reason = r.error().what();
+        log_warning() << name << ": boot counting: not renaming " << t.dir << "/" << t.entry << ": " << t.reason;
+    }
+}
+
+// The same entry's trial as counted by an earlier merge of this boot.
+const TrialRecord* counted_this_boot(const MergeState* previous, const MergeState& state, const TrialRecord& t) {
+    if (!previous || previous->boot_id.empty() || previous->boot_id != state.boot_id) return nullptr;
+    for (const auto& r : previous->extensions)
+        if (r.trial && r.trial->dir == t.dir && r.trial->identity == t.identity &&
+            (r.trial->status == "counted" || r.trial->status == "pending" || r.trial->status == "exhausted"))
+            return &*r.trial;
+    return nullptr;
+}
+
+}  // namespace
+
+std::optional<TrialRecord> trial_for(const std::string& dir, const VersionedImage& chosen) {
+    const VersionedEntry& e = chosen.entry;
+    if (!e.tries) return std::nullopt;
+    TrialRecord t;
+    t.dir = dir;
+    t.entry = e.file;
+    t.good_name = e.good_name();
+    t.identity = chosen.identity;
+    if (e.tries->left > 0)
+        t.counted_name = e.name_with_tries(e.tries->left - 1, e.tries->done == UINT_MAX ? UINT_MAX : e.tries->done + 1);
+    return t;
+}
+
+Result<void> rename_entry(int dir_fd, const std::string& from, const std::string& to, const std::string& identity) {
+    if (from.find('/') != std::string::npos || to.find('/') != std::string::npos || to.empty())
+        return Error(EINVAL) << "not an entry name: " << from << " -> " << to;
+    struct stat st;
+    if (::fstatat(dir_fd, from.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        int e = errno;
+        // Done already (by a merge whose record was not kept): nothing to do.
+        if (e == ENOENT && ::fstatat(dir_fd, to.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            entry_identity(st) == identity)
+            return {};
+        return Error::sys(e) << from;
+    }
+    if (entry_identity(st) != identity)
+        return Error(ESTALE) << from << " is no longer the entry that was chosen, left alone";
+    if (::syscall(SYS_renameat2, dir_fd, from.c_str(), dir_fd, to.c_str(), RENAME_NOREPLACE) < 0) {
+        if (errno == EEXIST) return Error(EEXIST) << to << " already exists, " << from << " left alone";
+        return ErrnoError() << "rename " << from << " to " << to;
+    }
+    return {};
+}
+
+void count_trials(int root_fd, const MergeState* previous, MergeState& state) {
+    for (auto& rec : state.extensions) {
+        if (!rec.trial || rec.result != "merged") continue;
+        TrialRecord& t = *rec.trial;
+        if (const TrialRecord* before = counted_this_boot(previous, state, t)) {
+            t = *before;
+            log_info() << rec.name << ": boot counting: this boot's try of " << t.entry << " is already "
+                       << t.status;
+        } else if (t.counted_name.empty()) {
+            t.status = "exhausted";
+            t.reason = "no tries left; merged only because no other entry could be used";
+            log_warning() << rec.name << ": " << t.dir << "/" << t.entry << ": " << t.reason;
+        } else {
+            count_one(root_fd, rec.name, t);
+        }
+        if (t.status == "counted") rec.path = t.dir + "/" + t.counted_name;
+    }
+}
+
+void retry_pending_trials(int root_fd, MergeState& previous) {
+    for (auto& rec : previous.extensions) {
+        if (!rec.trial || rec.trial->status != "pending") continue;
+        TrialRecord& t = *rec.trial;
+        auto dir = open_versioned_dir(root_fd, t);
+        auto r = dir ? rename_entry(dir->get(), t.entry, t.counted_name, t.identity) : Result<void>(dir.error());
+        if (r) {
+            t.status = "counted";
+            t.reason = "one try used up by this boot (renamed late: the root was read-only at first)";
+            log_notice() << rec.name << ": boot counting: renamed " << t.dir << "/" << t.entry << " to "
+                         << t.counted_name << " (pending since the root was read-only)";
+        } else if (r.error().code() != EROFS) {
+            t.status = "failed";
+            t.reason = r.error().what();
+            log_warning() << rec.name << ": boot counting: the pending rename of " << t.dir << "/" << t.entry
+                          << " cannot be done: " << t.reason;
+        }
+    }
+}
+
+Result<void> mark_good(const Target& target) {
+    auto runtime = target.runtime_dir(false);
+    auto state = runtime ? read_state(runtime->get()) : Result<MergeState>(runtime.error());
+    if (!state) {
+        if (state.error().code() != ENOENT) return state.error().prefix("cannot read the record of the merge: ");
+        log_info() << "nothing is merged, nothing to mark good";
+        return {};
+    }
+    Result<void> result;
+    bool changed = false;
+    for (auto& rec : state->extensions) {
+        if (!rec.trial || rec.result != "merged" || rec.trial->status == "good") continue;
+        TrialRecord& t = *rec.trial;
+        const std::string& current = t.status == "counted" ? t.counted_name : t.entry;
+        auto dir = open_versioned_dir(target.root_fd.get(), t);
+        auto r = dir ? rename_entry(dir->get(), current, t.good_name, t.identity) : Result<void>(dir.error());
+        if (!r) {
+            log_error() << rec.name << ": cannot mark " << t.dir << "/" << current << " good: " << r.error().what();
+            if (result) result = r.error().prefix(rec.name + ": ");
+            continue;
+        }
+        log_notice() << rec.name << ": marked good: renamed " << t.dir << "/" << current << " to " << t.good_name;
+        t.status = "good";
+        t.reason = "marked good";
+        rec.path = t.dir + "/" + t.good_name;
+        changed = true;
+    }
+    if (!changed && result) log_info() << "no trial entry in the current merge, nothing to mark good";
+    if (changed)
+        if (auto w = write_state(runtime->get(), *state); !w)
+            log_warning() << "cannot record the marks in state.json: " << w.error().what();
+    return result;
+}
+
+std::string current_boot_id() {
+    auto fd = open_path("/proc/sys/kernel/random/boot_id", O_RDONLY);
+    if (!fd) return "";
+    auto text = read_regular_file(fd->get(), 128);
+    if (!text) return "";
+    std::string id = *text;
+    while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+    return id;
+}
+
+}  // namespace rdext
