@@ -281,6 +281,13 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings) {
         RDEXT_TRY(prepare_class(target, settings, *staging, *compat, cls, work[static_cast<size_t>(cls)], state,
                                 overlays));
     }
+    // A required extension that is missing fails the run before anything
+    // becomes visible; the record still says why, for `rdext status`.
+    if (auto missing = missing_required(state, settings); !missing.empty()) {
+        if (auto w = write_state(runtime->get(), state); !w)
+            log_warning() << "cannot record the merge in state.json: " << w.error().what();
+        return Error(ENOENT) << "required extension not merged: " << join(missing, "; ");
+    }
     RDEXT_TRY(commit_overlays(target, overlays));
     var->keep();
     // Merged: the overlays hold the loop devices now; autoclear frees each

@@ -19,7 +19,8 @@ enum class MergeMode {
 };
 
 // Returns the record of what was merged, skipped and why; also written to
-// the runtime directory's state.json.
+// the runtime directory's state.json. A required extension (rd.sysext.require=)
+// that would not be merged fails the run before anything is committed.
 Result<MergeState> merge(const Target& target, const Settings& settings, MergeMode mode);
 
 // Names required on the kernel command line (rd.sysext.require=) that the

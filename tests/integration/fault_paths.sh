@@ -7,7 +7,8 @@
 #     a commit failing on /opt or /etc takes back the /usr already attached;
 #   - a fault staging one image (per-image mount) skips only that image;
 #   - a fault writing state.json warns but keeps the merge;
-#   - rd.sysext.require= of an image that was not merged exits 1.
+#   - rd.sysext.require= of an image that would not be merged exits 1 and
+#     merges nothing (so a retry from the emergency shell starts clean).
 source "$(dirname "$0")/lib.sh"
 require_root_env
 
@@ -70,6 +71,10 @@ printf 'rd.sysext.require=a,missing rd.sysext.exclude=b\n' >"$TEST_DIR/cmdline"
 run_rdext --root="$R" --cmdline-file="$TEST_DIR/cmdline" merge
 expect_rc 1
 expect_stderr_line "required" "missing"
+assert_not_merged "$R" /usr
+assert_not_merged "$R" /etc
+snapshot_state "$R" after-required-failure
+assert_same_state before after-required-failure
 printf 'rd.sysext.require=a rd.sysext.require=b rd.sysext.exclude=b\n' >"$TEST_DIR/cmdline"
 run_rdext --root="$R" --cmdline-file="$TEST_DIR/cmdline" refresh
 expect_rc 1
