@@ -8,18 +8,19 @@
 # backend). OpenSSL's libcrypto, json-c, zlib, liblzma and libzstd come as
 # static archives with Debian's -dev packages.
 #
-# Everything is installed into ONE prefix, $RDEXT_CACHE_DIR/<stamp>, where
+# Everything is installed into ONE prefix, <cache>/<stamp>, where
 # <stamp> hashes this script, the source package versions and the compiler
 # (the .pc files hold absolute paths, so the prefix never moves). When that
 # install is complete the script only prints the prefix: a rebuild is a no-op.
 # The prefix is the only thing printed on stdout; progress goes to stderr.
 #
 # Environment:
-#   RDEXT_CACHE_DIR             cache root (default /var/cache/rdext/static-deps)
+#   RDEXT_CACHE_DIR             cache root shared with the VM tests; this script
+#                               uses its static-deps/ (default /var/cache/rdext)
 #   RDEXT_UTIL_LINUX_VERSION    source versions to build (default: the newest
 #   RDEXT_LVM2_VERSION            in the Debian suite's index, as apt-get source
 #   RDEXT_KMOD_VERSION            would pick, resolved once and remembered in
-#   RDEXT_CRYPTSETUP_VERSION      $RDEXT_CACHE_DIR/apt/default-versions)
+#   RDEXT_CRYPTSETUP_VERSION      <cache>/apt/default-versions)
 #   RDEXT_STATIC_DEPS_UPDATE=1  refresh the source index and the default versions
 #   RDEXT_STATIC_DEPS_CFLAGS    CFLAGS for the libraries
 #                               (default -O2 -ffunction-sections -fdata-sections)
@@ -28,10 +29,10 @@
 #                               deb.debian.org, the running system's codename)
 #   CC                          C compiler (default cc)
 #
-# Downloaded sources are kept in $RDEXT_CACHE_DIR/sources (Debian removes a
+# Downloaded sources are kept in <cache>/sources (Debian removes a
 # version from the archive once it is superseded): dropping a version's
 # .dsc, .orig and .debian files there makes it buildable offline. Build
-# logs are in $RDEXT_CACHE_DIR/logs/<stamp>/; the tail of a failing one is
+# logs are in <cache>/logs/<stamp>/; the tail of a failing one is
 # printed. Old <stamp> prefixes are not removed (a build tree may still use
 # one): delete them by hand.
 set -euo pipefail
@@ -43,7 +44,7 @@ say() { printf 'static-deps: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 if [ -n "${RDEXT_CACHE_DIR:-}" ]; then
-    cache=$RDEXT_CACHE_DIR
+    cache=$RDEXT_CACHE_DIR/static-deps
 elif [ "$(id -u)" = 0 ]; then
     cache=/var/cache/rdext/static-deps
 else

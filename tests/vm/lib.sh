@@ -2,8 +2,8 @@
 # Shared helpers of the VM harness (tests/vm). See README.md beside this file.
 #
 # Environment:
-#   RDEXT_CACHE_DIR      cache of downloads, the root tree, initrds
-#                        (default /var/cache/rdext/vm)
+#   RDEXT_CACHE_DIR      cache root (default /var/cache/rdext); the VM tests keep
+#                        downloads, the root tree and initrds in its vm/
 #   RDEXT_VM_OUT_DIR     per-build output: assets.env, serial logs
 #                        (CMake passes <build>/tests/vm)
 #   RDEXT_INITRD_BINARY  the rdext put into the initrds and the guest root
@@ -19,7 +19,7 @@ shopt -s nullglob
 
 VM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SRC_DIR=$(cd "$VM_DIR/../.." && pwd)
-CACHE_DIR=${RDEXT_CACHE_DIR:-/var/cache/rdext/vm}
+CACHE_DIR=${RDEXT_CACHE_DIR:-/var/cache/rdext}/vm
 VM_OUT_DIR=${RDEXT_VM_OUT_DIR:-$SRC_DIR/build/tests/vm}
 TEST_NAME=${TEST_NAME:-$(basename "$0" .sh)}
 VM_TIMEOUT=${RDEXT_VM_TIMEOUT:-300}
