@@ -1,0 +1,31 @@
+#include "verity/beneath.h"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace rdext {
+
+Result<UniqueFd> open_regular_beneath(int dir_fd, const std::string& name) {
+    struct open_how how = {};
+    how.flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    UniqueFd fd;
+    for (;;) {
+        long r = ::syscall(SYS_openat2, dir_fd, name.c_str(), &how, sizeof(how));
+        if (r >= 0) {
+            fd.reset(static_cast<int>(r));
+            break;
+        }
+        if (errno == EXDEV) return Error(EXDEV) << "symlink points outside the directory";
+        if (errno != EAGAIN && errno != EINTR) return ErrnoError() << "open";
+    }
+    struct stat st;
+    if (::fstat(fd.get(), &st) < 0) return ErrnoError() << "fstat";
+    if (!S_ISREG(st.st_mode)) return Error(EBADFD) << "not a regular file";
+    return fd;
+}
+
+}  // namespace rdext
