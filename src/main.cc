@@ -15,6 +15,7 @@
 #include "cmdline/cmdline.h"
 #include "merge/handoff.h"
 #include "merge/merge.h"
+#include "merge/trust.h"
 #include "version.h"
 
 using namespace rdext;
@@ -44,12 +45,19 @@ Settings settings_from(const Options& o, const CmdlineSettings& c) {
     return s;
 }
 
-int run(const Options& o, const Settings& settings) {
+int run(const Options& o, const CmdlineSettings& c) {
     auto target = Target::open(o.root);
     if (!target) {
         log_error() << target.error().what();
         return kFailed;
     }
+    Settings settings = settings_from(o, c);
+    auto policy = load_policy_config(*target, {o.image_policy, c.sysext_image_policy, c.confext_image_policy});
+    if (!policy) {
+        log_error() << "image policy: " << policy.error().what();
+        return kFailed;
+    }
+    settings.policy = std::move(*policy);
     switch (o.command) {
         case Command::Merge:
         case Command::Refresh: {
@@ -126,5 +134,5 @@ int main(int argc, char** argv) {
     }
     setup_logging(*opts, c);
     for (const auto& w : c.warnings) log_warning() << "kernel command line: " << w;
-    return run(*opts, settings_from(*opts, c));
+    return run(*opts, c);
 }

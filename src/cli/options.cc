@@ -9,7 +9,7 @@
 namespace rdext {
 namespace {
 
-enum { OPT_ROOT = 0x100, OPT_CMDLINE_FILE, OPT_LOG_LEVEL, OPT_JSON, OPT_VERSION };
+enum { OPT_ROOT = 0x100, OPT_CMDLINE_FILE, OPT_LOG_LEVEL, OPT_JSON, OPT_VERSION, OPT_IMAGE_POLICY };
 
 Result<Command> parse_command(const std::string& s) {
     static const struct {
@@ -45,6 +45,8 @@ const char* usage_text() {
            "  --cmdline-file=FILE  Read the kernel command line from FILE, not /proc/cmdline\n"
            "  --log-level=LEVEL    err, warning, notice, info or debug (default: info)\n"
            "  --json               Print status and list as JSON\n"
+           "  --image-policy=POLICY  Image policy (systemd.image-policy(7) syntax) for\n"
+           "                       every image; overrides rd.sysext.image_policy=\n"
            "  -h, --help           Show this help\n"
            "  --version            Show the version\n"
            "\n"
@@ -64,6 +66,7 @@ Result<Options> parse_options(int argc, char** argv) {
         {"cmdline-file", required_argument, nullptr, OPT_CMDLINE_FILE},
         {"log-level", required_argument, nullptr, OPT_LOG_LEVEL},
         {"json", no_argument, nullptr, OPT_JSON},
+        {"image-policy", required_argument, nullptr, OPT_IMAGE_POLICY},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, OPT_VERSION},
         {nullptr, 0, nullptr, 0},
@@ -79,6 +82,7 @@ Result<Options> parse_options(int argc, char** argv) {
             case OPT_CMDLINE_FILE: o.cmdline_file = optarg; break;
             case OPT_LOG_LEVEL: o.log_level = optarg; break;
             case OPT_JSON: o.json = true; break;
+            case OPT_IMAGE_POLICY: o.image_policy = optarg; break;
             case 'h': help = true; break;
             case OPT_VERSION: version = true; break;
             default:

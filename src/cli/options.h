@@ -15,6 +15,7 @@ struct Options {
     std::string root;          // empty: /sysroot in an initrd, else /
     std::string cmdline_file;  // empty: /proc/cmdline
     std::optional<std::string> log_level;
+    std::optional<std::string> image_policy;  // --image-policy=, for both classes
     bool json = false;
 };
 

@@ -88,6 +88,12 @@ void add_pin(CmdlineSettings& s, const Word& w) {
     (s.*Field)[name] = version;
 }
 
+template <std::optional<std::string> CmdlineSettings::*Field>
+void set_string(CmdlineSettings& s, const Word& w) {
+    if (!w.value) return warn(s, w, "expects a value");
+    s.*Field = *w.value;
+}
+
 void set_log_level(CmdlineSettings& s, const Word& w) {
     LogLevel level;
     if (!w.value || !parse_log_level(*w.value, &level))
@@ -113,6 +119,8 @@ const struct {
     {"rd.sysext.pin", add_pin<&CmdlineSettings::sysext_pin>},
     {"rd.confext.pin", add_pin<&CmdlineSettings::confext_pin>},
     {"rd.rdext.log_level", set_log_level},
+    {"rd.sysext.image_policy", set_string<&CmdlineSettings::sysext_image_policy>},
+    {"rd.confext.image_policy", set_string<&CmdlineSettings::confext_image_policy>},
 };
 
 // Namespaces rdext owns: an unknown key in them is probably a typo.

@@ -32,6 +32,10 @@ struct CmdlineSettings {
     // name the last occurrence wins.
     std::map<std::string, std::string> sysext_pin;
     std::map<std::string, std::string> confext_pin;
+    // rd.sysext.image_policy= / rd.confext.image_policy=, as written; the
+    // merge parses them (an invalid one refuses every image of the class).
+    std::optional<std::string> sysext_image_policy;
+    std::optional<std::string> confext_image_policy;
     std::optional<std::string> log_level;  // validated with parse_log_level()
     // Human-readable, one per ignored word, e.g.
     // "unknown option rd.sysext.foo=1, ignored".

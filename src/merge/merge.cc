@@ -13,6 +13,7 @@
 #include "boot_count/boot_count.h"
 #include "discover/discover.h"
 #include "merge/commit.h"
+#include "merge/trust.h"
 #include "merge/var_mount.h"
 #include "mount/overlay.h"
 #include "mount/stage_image.h"
@@ -55,10 +56,13 @@ std::string now_iso8601() {
     return buf;
 }
 
-// Stages one image and checks that it fits the OS. The error says why not.
-Result<StagedImage> admit(const Candidate& c, Staging& staging, const CompatContext& compat, const std::string& slot) {
+// Stages one image and checks that the policy allows what it offers and
+// that it fits the OS. The error says why not.
+Result<StagedImage> admit(const Candidate& c, const Settings& settings, Staging& staging, const CompatContext& compat,
+                          const std::string& slot) {
     auto img = stage_image(c, staging, slot);
     if (!img) return img.error();
+    RDEXT_TRY(check_image_policy(settings.policy, c.cls, c.name, img->offered));
     if (image_ships_os_release(img->tree_fd.get()))
         return Error() << "ships an os-release file of its own, which would replace the OS's identity";
     auto release = read_extension_release(img->tree_fd.get(), c.cls, c.name);
@@ -79,7 +83,7 @@ Result<StagedImage> admit_versioned(Candidate& c, const Settings& settings, Stag
     std::optional<StagedImage> staged;
     auto try_entry = [&](size_t k) -> Result<void> {
         std::string slot = std::string(class_name(c.cls)) + "-" + std::to_string(index) + "." + std::to_string(k);
-        auto img = admit(versioned_entry_candidate(c, k), staging, compat, slot);
+        auto img = admit(versioned_entry_candidate(c, k), settings, staging, compat, slot);
         if (!img) return img.error();
         staged = std::move(*img);
         return {};
@@ -118,7 +122,7 @@ std::vector<Admitted> admit_all(std::vector<Candidate>& candidates, const Settin
                 log_warning() << "rd." << class_name(c.cls) << ".pin=" << c.name << "=... does not apply: " << c.path
                               << " is not a versioned directory";
             auto img = c.versioned ? admit_versioned(c, settings, staging, compat, i, rec)
-                                   : admit(c, staging, compat, slot);
+                                   : admit(c, settings, staging, compat, slot);
             if (!img) {
                 rec.result = "skipped";
                 rec.reason = img.error().what();

@@ -9,6 +9,7 @@
 #include "base/fd.h"
 #include "base/image_class.h"
 #include "base/result.h"
+#include "policy/policy_file.h"
 
 namespace rdext {
 
@@ -18,6 +19,9 @@ struct Settings {
     std::array<bool, 2> enabled{true, true};
     std::array<std::set<std::string>, 2> exclude;
     std::array<std::set<std::string>, 2> require;
+    // Image policy: the trusted side (the initrd's /etc/rdext/policy.conf,
+    // the command line) and the root's own file, which may only tighten.
+    PolicyConfig policy;
     // rd.sysext.pin=NAME=VERSION: the version to take from NAME's versioned directory.
     std::array<std::map<std::string, std::string>, 2> pin;
 

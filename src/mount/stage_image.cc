@@ -61,7 +61,10 @@ Result<UniqueFd> reopen(const Candidate& c, int flags) {
     return open_path(proc_fd_path(c.fd->get()), flags | O_NOCTTY);
 }
 
+// A directory has no partitions and no protection: the policy sees an
+// unprotected root, so a policy asking for verity or signatures refuses it.
 Result<void> stage_directory(const Candidate& c, StagedImage& img, int slot_fd) {
+    img.offered.push_back({Designator::Root, ImageState::Unprotected, ""});
     auto tree = clone_tree(c.fd->get());
     if (!tree) return tree.error().prefix("bind ");
     RDEXT_TRY(set_mount_attrs(tree->get(), image_mount_attrs(c.cls)));
@@ -104,6 +107,7 @@ Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd) {
         RDEXT_TRY(fault_point("image-mount"));
         if (auto m = mount_erofs_from_file(c, file->get()); m) {
             img.fstype = "erofs";
+            img.offered.push_back({Designator::Root, ImageState::Unprotected, "erofs"});
             return attach_into(img, std::move(*m), slot_fd);
         }
         // Older kernels want a block device (ENOTBLK): use a loop device.
@@ -112,6 +116,8 @@ Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd) {
         auto m = mount_region(c, img, file->get(), *layout->root, bare);
         if (!m) return m.error();
         img.fstype = layout->root->fstype;
+        // No dm-verity yet: every partition is used unprotected.
+        img.offered.push_back({Designator::Root, ImageState::Unprotected, layout->root->fstype});
         RDEXT_TRY(attach_into(img, std::move(*m), slot_fd));
     }
     if (layout->usr) {
@@ -124,6 +130,7 @@ Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd) {
         auto m = mount_region(c, img, file->get(), *layout->usr, false);
         if (!m) return m.error();
         if (img.fstype.empty()) img.fstype = layout->usr->fstype;
+        img.offered.push_back({Designator::Usr, ImageState::Unprotected, layout->usr->fstype});
         RDEXT_TRY(attach_into(img, std::move(*m), usr_dir->get()));
     }
     return {};

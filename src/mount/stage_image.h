@@ -13,6 +13,7 @@
 #include "discover/discover.h"
 #include "image/loop.h"
 #include "mount/staging.h"
+#include "policy/policy.h"
 
 namespace rdext {
 
@@ -20,6 +21,8 @@ struct StagedImage {
     std::string slot_path;  // absolute path of the image's tree in the staging area
     UniqueFd tree_fd;       // O_PATH fd of that tree
     std::string fstype;     // empty for directories
+    // What the image offers, per partition designator, for the image policy.
+    std::vector<OfferedPartition> offered;
     std::vector<LoopDevice> loops;  // released to autoclear once merged
 
     // Layer path for a hierarchy ("/usr"), resolved inside the image so a

@@ -1,0 +1,65 @@
+#include "merge/trust.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "base/fs.h"
+#include "base/log.h"
+
+namespace rdext {
+namespace {
+
+constexpr const char* kPolicyFile = "/etc/rdext/policy.conf";
+
+std::optional<ImagePolicy> command_line_policy(const std::optional<std::string>& text, const char* key) {
+    if (!text) return std::nullopt;
+    auto p = parse_image_policy(*text);
+    if (p) return *p;
+    log_error() << key << " is not a valid image policy (" << p.error().what()
+                << "); refusing every image it governs";
+    return ImagePolicy::deny_all();
+}
+
+bool is_running_root(int root_fd) {
+    struct stat a, b;
+    return ::fstat(root_fd, &a) == 0 && ::stat("/", &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+}  // namespace
+
+Result<PolicyConfig> load_policy_config(const Target& target, const PolicySources& sources) {
+    PolicyConfig config;
+    auto slash = open_path("/", O_PATH | O_DIRECTORY);
+    if (!slash) return slash.error();
+    auto trusted = read_policy_file(slash->get(), kPolicyFile);
+    if (!trusted) return trusted.error().prefix(std::string(kPolicyFile) + ": ");
+    if (*trusted) config.trusted = std::move(**trusted);
+    config.sysext_cmdline = command_line_policy(sources.sysext_cmdline, "rd.sysext.image_policy=");
+    config.confext_cmdline = command_line_policy(sources.confext_cmdline, "rd.confext.image_policy=");
+    if (sources.cli) {
+        auto p = parse_image_policy(*sources.cli);
+        if (!p) return p.error().prefix("--image-policy: ");
+        config.sysext_cmdline = config.confext_cmdline = *p;
+    }
+    if (!is_running_root(target.root_fd.get())) {
+        auto untrusted = read_policy_file(target.root_fd.get(), kPolicyFile);
+        if (!untrusted)
+            log_warning() << target.root_path << kPolicyFile << " ignored (it could only tighten the policy): "
+                          << untrusted.error().what();
+        else if (*untrusted)
+            config.sysroot = std::move(**untrusted);
+    }
+    return config;
+}
+
+Result<void> check_image_policy(const PolicyConfig& config, ImageClass cls, const std::string& name,
+                                const std::vector<OfferedPartition>& offered) {
+    ResolvedPolicy resolved = resolve_policy(config, cls, name);
+    for (const auto& w : resolved.warnings) log_warning() << name << ": " << w;
+    PolicyVerdict v = evaluate_image(resolved.policy, offered);
+    if (v.accepted()) return {};
+    return Error(EPERM) << "refused by image policy " << resolved.policy.to_string() << " (from "
+                        << resolved.source << "): " << v.reason;
+}
+
+}  // namespace rdext
