@@ -13,12 +13,16 @@ packages=(
     build-essential cmake ninja-build pkgconf
     libmount-dev libblkid-dev libcryptsetup-dev libkmod-dev libssl-dev
     libjson-c-dev doctest-dev
+    # fuzzers (tests/fuzz): clang with libFuzzer and the sanitizer runtimes
+    clang-14 libclang-rt-14-dev
     # static build (scripts/static-deps.sh, cmake -DRDEXT_STATIC=ON)
     dpkg-dev autoconf automake libtool autopoint gettext
     zlib1g-dev liblzma-dev libzstd-dev
     # image tools used by the tests and the demo
     erofs-utils squashfs-tools e2fsprogs fdisk util-linux systemd
     attr python3
+    # dm-verity test images (veritysetup format) and their keys
+    cryptsetup-bin openssl
     # VM tests (tests/vm): QEMU, the guest root, the busybox initrd, the
     # kernel's modules (depmod/modprobe on the host); dracut runs in the guest root
     qemu-system-x86 debootstrap busybox-static cpio kmod zstd xz-utils
