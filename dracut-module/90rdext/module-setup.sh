@@ -27,9 +27,10 @@ check() {
 
 depends() {
     # A systemd initrd runs rdext-merge.service; without systemd the
-    # pre-pivot hook does the same (see install). dm-verity support will add
-    # "dm" here: libdevmapper waits for udev cookies that only dm's rules
-    # release.
+    # pre-pivot hook does the same (see install). "dm" for dm-verity: a
+    # libdevmapper built with udev sync waits for udev cookies that only
+    # dm's rules release.
+    echo dm
     return 0
 }
 

@@ -294,11 +294,10 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings) {
     }
     RDEXT_TRY(commit_overlays(target, overlays));
     var->keep();
-    // Merged: the overlays hold the loop devices now; autoclear frees each
-    // when its last mount goes.
+    // Merged: the overlays hold the loop and dm devices now; autoclear and
+    // deferred removal free each when its last user goes.
     for (auto& w : work)
-        for (auto& a : w.admitted)
-            for (auto& loop : a.image.loops) loop.relinquish();
+        for (auto& a : w.admitted) a.image.relinquish();
     // Each merged trial entry has used up one try of this boot.
     count_trials(target.root_fd.get(), previous ? &*previous : nullptr, state);
     if (auto w = write_state(runtime->get(), state); !w)

@@ -10,6 +10,8 @@
 #include "base/log.h"
 #include "image/probe.h"
 #include "mount/mount_api.h"
+#include "verity/sidecar.h"
+#include "verity/verity_sig.h"
 
 namespace rdext {
 namespace {
@@ -97,13 +99,200 @@ Result<UniqueFd> mount_erofs_from_file(const Candidate& c, int file_fd) {
                           image_mount_attrs(c.cls));
 }
 
+// ---- dm-verity ---------------------------------------------------------
+
+// How one file system of the image is protected: where its hash tree is,
+// the root hash and signature to activate it with.
+struct VerityPlan {
+    FileRegion hash;
+    RootHash root_hash;
+    std::optional<std::vector<uint8_t>> signature;
+    std::string source;  // where the root hash came from, for messages
+};
+
+// The verity.d certificates of the running system (the initrd), never of
+// the root being extended.
+Result<TrustStore> initrd_trust_store() {
+    auto slash = open_path("/", O_PATH | O_DIRECTORY);
+    if (!slash) return slash.error();
+    auto dirs = open_verity_dirs(slash->get());
+    if (!dirs) return dirs.error();
+    auto store = load_trusted_certificates(*dirs);
+    if (!store) return store.error();
+    for (const auto& w : store->warnings) log_debug() << "verity.d: " << w;
+    return store;
+}
+
+// Activates dm-verity over `data` and mounts the dm device. A failed
+// signature is reported as such to the policy and refuses the image.
+Result<UniqueFd> mount_verity(const Candidate& c, StagedImage& img, int file_fd, const ImagePartition& data,
+                              bool whole_file, const VerityPlan& plan, Designator d) {
+    std::optional<TrustStore> trust;
+    if (plan.signature) {
+        auto t = initrd_trust_store();
+        if (!t) return t.error().prefix("verity.d: ");
+        trust = std::move(*t);
+    }
+    VerityRequest req;
+    req.data = {file_fd, whole_file ? 0 : data.offset, whole_file ? 0 : data.size};
+    req.hash = plan.hash;
+    req.root_hash = plan.root_hash;
+    req.signature = plan.signature ? &*plan.signature : nullptr;
+    req.trust = trust ? &*trust : nullptr;
+    auto active = activate_verity(req);
+    if (!active) {
+        if (active.error().code() == EKEYREJECTED)
+            img.offered.push_back({d, ImageState::SignatureFailed, data.fstype});
+        return active.error().prefix("dm-verity (root hash from " + plan.source + "): ");
+    }
+    for (auto& loop : active->loops) img.loops.push_back(std::move(loop));
+    std::string name = active->device.name();
+    img.verity.push_back(std::move(active->device));
+    log_debug() << c.name << ": dm-verity device " << name
+                << (active->is_signed ? ", signature accepted by " + active->signed_by : ", unsigned");
+    auto dev = open_verity_device(img.verity.back());
+    if (!dev) return dev.error();
+    RDEXT_TRY(fault_point("image-mount"));
+    auto m = mount_detached(data.fstype, {{"source", proc_fd_path(dev->get())}, {"ro", "", true}},
+                            image_mount_attrs(c.cls));
+    if (!m) {
+        if (m.error().code() == EIO) m.error() << " (dm-verity refused a block: the data does not match its hash tree)";
+        return m.error().prefix("mount " + data.fstype + " on " + name + ": ");
+    }
+    img.offered.push_back({d, active->is_signed ? ImageState::Signed : ImageState::Verity, data.fstype});
+    return m;
+}
+
+// The sidecars next to the file the candidate resolves to.
+Result<VeritySidecars> image_sidecars(const Candidate& c) {
+    auto path = fd_path(c.fd->get());
+    if (!path) return path.error();
+    auto slash = path->rfind('/');
+    std::string dir = slash == 0 ? "/" : path->substr(0, slash);
+    auto dir_fd = open_path(dir, O_PATH | O_DIRECTORY);
+    if (!dir_fd) return dir_fd.error().prefix("sidecars: ");
+    return find_verity_sidecars(dir_fd->get(), path->substr(slash + 1), c.fd->get());
+}
+
+// A bare file system with a NAME.verity sidecar: the hash tree is that
+// file, the root hash and signature are sidecars (or xattrs) too.
+Result<std::optional<VerityPlan>> sidecar_verity_plan(const VeritySidecars& sc) {
+    if (!sc.hash_tree) {
+        if (sc.hash()) return Error(EINVAL) << sc.hash()->source << " without a .verity hash tree";
+        return std::optional<VerityPlan>();
+    }
+    if (!sc.hash()) return Error(EINVAL) << sc.hash_tree->name << " without a root hash (.roothash, .usrhash or xattr)";
+    VerityPlan plan;
+    plan.hash = {sc.hash_tree->fd.get(), 0, 0};
+    plan.root_hash = sc.hash()->hash;
+    plan.source = sc.hash()->source;
+    if (sc.signature()) plan.signature = sc.signature()->der;
+    return std::optional<VerityPlan>(std::move(plan));
+}
+
+Result<std::string> read_partition(int fd, const ImagePartition& p, size_t max) {
+    if (p.size > max) return Error(EFBIG) << partition_role_name(p.role) << " partition is larger than " << max << " bytes";
+    std::string buf(p.size, '\0');
+    size_t done = 0;
+    while (done < buf.size()) {
+        ssize_t n = ::pread(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(p.offset + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return ErrnoError() << "read " << partition_role_name(p.role) << " partition";
+        if (n == 0) return Error(EIO) << partition_role_name(p.role) << " partition is truncated";
+        done += static_cast<size_t>(n);
+    }
+    return buf;
+}
+
+// A GPT data partition with a verity partition beside it: the root hash
+// comes from the verity-sig partition (which must name this verity
+// partition) or from a sidecar; without either, the partition is used
+// unprotected (nothing to check it against), as systemd does.
+Result<std::optional<VerityPlan>> gpt_verity_plan(int fd, const ImagePartition& data,
+                                                  const std::optional<ImagePartition>& verity,
+                                                  const std::optional<ImagePartition>& sig_part,
+                                                  const SidecarHash* sidecar_hash, const SidecarSignature* sidecar_sig) {
+    if (!verity) return std::optional<VerityPlan>();
+    VerityPlan plan;
+    plan.hash = {fd, verity->offset, verity->size};
+    if (sig_part) {
+        std::string what = std::string(partition_role_name(sig_part->role)) + " partition";
+        auto raw = read_partition(fd, *sig_part, kVeritySigMaxBytes);
+        if (!raw) return raw.error();
+        auto sig = parse_verity_sig(*raw);
+        if (!sig) return sig.error().prefix(what + ": ");
+        if (auto r = check_verity_sig_partition_uuids(sig.value(), verity->uuid, data.uuid); !r)
+            return r.error().prefix(what + ": ");
+        if (sidecar_hash)
+            if (auto r = check_verity_sig_root_hash(sig.value(), sidecar_hash->hash); !r)
+                return r.error().prefix(what + " and " + sidecar_hash->source + ": ");
+        plan.root_hash = sig->root_hash;
+        plan.signature = sig->signature;
+        plan.source = what;
+    } else if (sidecar_hash) {
+        plan.root_hash = sidecar_hash->hash;
+        plan.source = sidecar_hash->source;
+        if (sidecar_sig) plan.signature = sidecar_sig->der;
+    } else {
+        return std::optional<VerityPlan>();
+    }
+    return std::optional<VerityPlan>(std::move(plan));
+}
+
+// The hash tree (and signature) partitions are offered too, as plain data,
+// after the data partitions: systemd's policy check sees them the same way
+// (a verity sidecar of a bare file system counts as root-verity).
+void offer_protection_partitions(StagedImage& img, const ImageLayout& layout, const VeritySidecars& sc) {
+    auto offer = [&](Designator d) { img.offered.push_back({d, ImageState::Unprotected, ""}); };
+    if (layout.kind == ImageLayoutKind::FileSystem) {
+        if (sc.hash_tree) offer(Designator::RootVerity);
+        return;
+    }
+    if (layout.root_verity) offer(Designator::RootVerity);
+    if (layout.usr_verity) offer(Designator::UsrVerity);
+    if (layout.root_verity_sig) offer(Designator::RootVeritySig);
+    if (layout.usr_verity_sig) offer(Designator::UsrVeritySig);
+}
+
 Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd) {
     auto file = reopen(c, O_RDONLY | O_NONBLOCK);
     if (!file) return file.error().prefix("open: ");
     auto layout = probe_image(file->get());
     if (!layout) return layout.error();
     bool bare = layout->kind == ImageLayoutKind::FileSystem;
-    if (bare && c.kind == ImageKind::Raw && layout->root->fstype == "erofs") {
+    VeritySidecars sidecars;
+    if (c.kind == ImageKind::Raw) {
+        auto sc = image_sidecars(c);
+        if (!sc) return sc.error();
+        sidecars = std::move(*sc);
+    }
+
+    // Which file systems are to be read through dm-verity.
+    std::optional<VerityPlan> root_plan, usr_plan;
+    if (bare) {
+        auto p = sidecar_verity_plan(sidecars);
+        if (!p) return p.error();
+        root_plan = std::move(*p);
+    } else {
+        if (sidecars.hash_tree) return Error(EINVAL) << sidecars.hash_tree->name << " next to a GPT disk image";
+        if (layout->root) {
+            auto p = gpt_verity_plan(file->get(), *layout->root, layout->root_verity, layout->root_verity_sig,
+                                     sidecars.root_hash ? &*sidecars.root_hash : nullptr,
+                                     sidecars.root_hash_sig ? &*sidecars.root_hash_sig : nullptr);
+            if (!p) return p.error();
+            root_plan = std::move(*p);
+        }
+        if (layout->usr) {
+            auto p = gpt_verity_plan(file->get(), *layout->usr, layout->usr_verity, layout->usr_verity_sig,
+                                     sidecars.usr_hash ? &*sidecars.usr_hash : nullptr,
+                                     sidecars.usr_hash_sig ? &*sidecars.usr_hash_sig : nullptr);
+            if (!p) return p.error();
+            usr_plan = std::move(*p);
+        }
+    }
+
+    // Never erofs-from-file for an image with verity: it would bypass it.
+    if (bare && !root_plan && c.kind == ImageKind::Raw && layout->root->fstype == "erofs") {
         RDEXT_TRY(fault_point("image-mount"));
         if (auto m = mount_erofs_from_file(c, file->get()); m) {
             img.fstype = "erofs";
@@ -113,11 +302,11 @@ Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd) {
         // Older kernels want a block device (ENOTBLK): use a loop device.
     }
     if (layout->root) {
-        auto m = mount_region(c, img, file->get(), *layout->root, bare);
+        auto m = root_plan ? mount_verity(c, img, file->get(), *layout->root, bare, *root_plan, Designator::Root)
+                           : mount_region(c, img, file->get(), *layout->root, bare);
         if (!m) return m.error();
         img.fstype = layout->root->fstype;
-        // No dm-verity yet: every partition is used unprotected.
-        img.offered.push_back({Designator::Root, ImageState::Unprotected, layout->root->fstype});
+        if (!root_plan) img.offered.push_back({Designator::Root, ImageState::Unprotected, layout->root->fstype});
         RDEXT_TRY(attach_into(img, std::move(*m), slot_fd));
     }
     if (layout->usr) {
@@ -127,12 +316,14 @@ Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd) {
         if (img.mounts.empty() && ::mkdirat(slot_fd, "usr", 0755) < 0) return ErrnoError() << "mkdir usr";
         auto usr_dir = open_in_root(parent, "usr", O_PATH | O_DIRECTORY);
         if (!usr_dir) return usr_dir.error().prefix("root partition has no /usr to mount the usr partition on: ");
-        auto m = mount_region(c, img, file->get(), *layout->usr, false);
+        auto m = usr_plan ? mount_verity(c, img, file->get(), *layout->usr, false, *usr_plan, Designator::Usr)
+                          : mount_region(c, img, file->get(), *layout->usr, false);
         if (!m) return m.error();
         if (img.fstype.empty()) img.fstype = layout->usr->fstype;
-        img.offered.push_back({Designator::Usr, ImageState::Unprotected, layout->usr->fstype});
+        if (!usr_plan) img.offered.push_back({Designator::Usr, ImageState::Unprotected, layout->usr->fstype});
         RDEXT_TRY(attach_into(img, std::move(*m), usr_dir->get()));
     }
+    offer_protection_partitions(img, *layout, sidecars);
     return {};
 }
 
@@ -158,7 +349,13 @@ void StagedImage::unmount() noexcept {
         mounts.pop_back();
     }
     tree_fd.reset();
+    verity.clear();  // before the loop devices under them
     loops.clear();
+}
+
+void StagedImage::relinquish() noexcept {
+    for (auto& v : verity) v.release();
+    for (auto& loop : loops) loop.relinquish();
 }
 
 StagedImage::~StagedImage() { unmount(); }

@@ -14,6 +14,7 @@
 #include "image/loop.h"
 #include "mount/staging.h"
 #include "policy/policy.h"
+#include "verity/activate.h"
 
 namespace rdext {
 
@@ -24,14 +25,21 @@ struct StagedImage {
     // What the image offers, per partition designator, for the image policy.
     std::vector<OfferedPartition> offered;
     std::vector<LoopDevice> loops;  // released to autoclear once merged
+    // dm-verity devices the mounts sit on; removed with the mounts, or
+    // (deferred) when the last user goes if something still holds them.
+    std::vector<VerityDevice> verity;
 
     // Layer path for a hierarchy ("/usr"), resolved inside the image so a
     // symlink in the image cannot point the layer elsewhere; empty when the
     // image has nothing there.
     Result<std::string> layer_for(const std::string& hierarchy) const;
 
-    // Drops the image's mounts now (a refused image), loop devices with them.
+    // Drops the image's mounts now (a refused image), dm and loop devices
+    // with them.
     void unmount() noexcept;
+    // Merged: the overlay holds the mounts; loop devices autoclear and dm
+    // devices go (deferred removal) when their last user does.
+    void relinquish() noexcept;
 
     StagedImage() = default;
     StagedImage(StagedImage&&) = default;

@@ -1,0 +1,273 @@
+#include "verity/activate.h"
+
+#include <fcntl.h>
+#include <libcryptsetup.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <memory>
+
+#include "base/fault.h"
+#include "base/fs.h"
+#include "base/log.h"
+
+namespace rdext {
+namespace {
+
+// libcryptsetup reports details through a log callback, not its return
+// codes: keep the last error line for our message.
+thread_local std::string g_crypt_error;
+
+void crypt_log(int level, const char* msg, void*) {
+    if (level != CRYPT_LOG_ERROR || !msg) return;
+    g_crypt_error = msg;
+    while (!g_crypt_error.empty() && (g_crypt_error.back() == '\n' || g_crypt_error.back() == ' '))
+        g_crypt_error.pop_back();
+}
+
+// A libcryptsetup failure (negative errno) with its last logged error.
+Error crypt_error(int r, const std::string& what) {
+    Error e = Error::sys(-r);
+    e << what;
+    if (!g_crypt_error.empty()) e << " (" << g_crypt_error << ")";
+    g_crypt_error.clear();
+    return e;
+}
+
+// Why the kernel refused a signed activation: libcryptsetup's message says
+// it (its return code is a generic one).
+std::string kernel_refusal(int r) {
+    std::string why = g_crypt_error.empty() ? std::strerror(-r) : g_crypt_error;
+    g_crypt_error.clear();
+    return why;
+}
+
+struct CryptFree {
+    void operator()(crypt_device* cd) const { crypt_free(cd); }
+};
+using CryptDevice = std::unique_ptr<crypt_device, CryptFree>;
+
+void install_log_callback() {
+    static bool done = false;
+    if (done) return;
+    crypt_set_log_callback(nullptr, crypt_log, nullptr);
+    done = true;
+}
+
+// The root hash an active verity device was set up with.
+Result<RootHash> active_root_hash(const std::string& name) {
+    crypt_device* raw = nullptr;
+    int r = crypt_init_by_name(&raw, name.c_str());
+    if (r < 0) return crypt_error(r, "inspect active device " + name);
+    CryptDevice cd(raw);
+    if (!crypt_get_type(cd.get()) || std::strcmp(crypt_get_type(cd.get()), CRYPT_VERITY) != 0)
+        return Error(EEXIST) << name << " exists and is not a dm-verity device";
+    char buf[kRootHashMaxBytes];
+    size_t size = sizeof(buf);
+    r = crypt_volume_key_get(cd.get(), CRYPT_ANY_SLOT, buf, &size, nullptr, 0);
+    if (r < 0) return crypt_error(r, "read the root hash of " + name);
+    RootHash h;
+    h.bytes.assign(reinterpret_cast<uint8_t*>(buf), reinterpret_cast<uint8_t*>(buf) + size);
+    h.hex = hex_encode(h.bytes);
+    return h;
+}
+
+bool device_active(const std::string& name) {
+    crypt_status_info s = crypt_status(nullptr, name.c_str());
+    return s == CRYPT_ACTIVE || s == CRYPT_BUSY;
+}
+
+// An existing device of our name is reused only if it verifies the same
+// root hash; its signature (if the image has one) is checked again in user
+// space, as the kernel cannot be asked without a new activation.
+Result<ActiveVerity> reuse_device(const VerityRequest& req, const std::string& name) {
+    auto existing = active_root_hash(name);
+    if (!existing) return existing.error();
+    if (!(*existing == req.root_hash))
+        return Error(EEXIST) << name << " is active with another root hash (" << existing->hex << ")";
+    ActiveVerity out;
+    if (req.signature) {
+        if (!req.trust) return Error(EKEYREJECTED) << "no verity.d certificates to check the signature with";
+        auto signer = verify_root_hash_signature(req.root_hash.hex, *req.signature, *req.trust);
+        if (!signer) return Error(EKEYREJECTED) << "signature rejected: " << signer.error().what();
+        out.is_signed = true;
+        out.signed_by = signer->subject + " (" + signer->source + ")";
+    }
+    out.device = VerityDevice(name, false);
+    return out;
+}
+
+// Signed activation: the kernel keyring first; on any failure the
+// verity.d certificates in user space, then the plain root hash.
+Result<std::string> activate_signed(crypt_device* cd, const VerityRequest& req, const std::string& name) {
+    const auto& key = req.root_hash.bytes;
+    const auto& sig = *req.signature;
+    int r = crypt_activate_by_signed_key(cd, name.c_str(), reinterpret_cast<const char*>(key.data()), key.size(),
+                                         reinterpret_cast<const char*>(sig.data()), sig.size(),
+                                         CRYPT_ACTIVATE_READONLY);
+    if (r >= 0) return std::string("kernel keyring");
+    if (r == -EEXIST) return crypt_error(r, "activate " + name);
+    std::string kernel_reason = "kernel keyring: " + kernel_refusal(r);
+    if (!req.trust)
+        return Error(EKEYREJECTED) << "signature rejected: " << kernel_reason << "; no verity.d certificates";
+    auto signer = verify_root_hash_signature(req.root_hash.hex, sig, *req.trust);
+    if (!signer)
+        return Error(EKEYREJECTED) << "signature rejected: " << kernel_reason << "; user space: "
+                                   << signer.error().what();
+    r = crypt_activate_by_volume_key(cd, name.c_str(), reinterpret_cast<const char*>(key.data()), key.size(),
+                                     CRYPT_ACTIVATE_READONLY);
+    if (r < 0) return crypt_error(r, "activate " + name);
+    return signer->subject + " (" + signer->source + ")";
+}
+
+Result<std::vector<uint8_t>> read_exact(int fd, uint64_t offset, size_t size, const char* what) {
+    std::vector<uint8_t> buf(size);
+    size_t done = 0;
+    while (done < size) {
+        ssize_t n = ::pread(fd, buf.data() + done, size - done, static_cast<off_t>(offset + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return ErrnoError() << "read the " << what;
+        if (n == 0) return Error(EBADMSG) << "the " << what << " is truncated";
+        done += static_cast<size_t>(n);
+    }
+    return buf;
+}
+
+// The root hash must be the digest of the hash tree's top block (dm-verity
+// checks this only when a block is read; checking here refuses a wrong root
+// hash, or a hash tree changed after signing, before anything is
+// activated). Data blocks are still checked by the kernel on every read.
+Result<void> check_top_hash_block(crypt_device* cd, const FileRegion& data, const FileRegion& hash,
+                                  const RootHash& root_hash) {
+    crypt_params_verity p = {};
+    int r = crypt_get_verity_info(cd, &p);
+    if (r < 0) return crypt_error(r, "read the verity parameters");
+    if (p.hash_block_size < 512 || p.hash_block_size > 65536 || p.data_block_size < 512 ||
+        p.data_block_size > 65536 || p.data_size == 0 || !p.hash_name)
+        return Error(EBADMSG) << "unusable verity parameters";
+    // The top level comes first, right after the superblock (libcryptsetup's
+    // VERITY_hash_offset_block()). A single data block has no hash level:
+    // the root hash is that block's digest.
+    uint64_t top = p.hash_area_offset;
+    if (!(p.flags & CRYPT_VERITY_NO_HEADER)) top += (512 + p.hash_block_size - 1) / p.hash_block_size * p.hash_block_size;
+    auto block = p.data_size == 1 ? read_exact(data.fd, data.offset, p.data_block_size, "data")
+                                  : read_exact(hash.fd, hash.offset + top, p.hash_block_size, "hash tree");
+    if (!block) return block.error();
+    const EVP_MD* md = EVP_get_digestbyname(p.hash_name);
+    if (!md) return Error(ENOTSUP) << "unknown verity hash " << p.hash_name;
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    const auto* salt = reinterpret_cast<const unsigned char*>(p.salt);
+    bool ok = ctx && EVP_DigestInit_ex(ctx.get(), md, nullptr) == 1;
+    // Hash type 1 (veritysetup's default) puts the salt first, type 0 last.
+    if (ok && p.hash_type == 1 && p.salt_size) ok = EVP_DigestUpdate(ctx.get(), salt, p.salt_size) == 1;
+    ok = ok && EVP_DigestUpdate(ctx.get(), block->data(), block->size()) == 1;
+    if (ok && p.hash_type == 0 && p.salt_size) ok = EVP_DigestUpdate(ctx.get(), salt, p.salt_size) == 1;
+    ok = ok && EVP_DigestFinal_ex(ctx.get(), digest, &len) == 1;
+    if (!ok) return Error(EIO) << "cannot compute the " << p.hash_name << " digest";
+    if (std::vector<uint8_t>(digest, digest + len) != root_hash.bytes)
+        return Error(EBADMSG) << "root hash " << root_hash.hex
+                              << " does not match the hash tree (wrong root hash, or the hash tree was changed)";
+    return {};
+}
+
+Result<LoopDevice> attach_region(const FileRegion& region, const char* what) {
+    auto loop = LoopDevice::attach(region.fd, region.offset, region.size, true);
+    if (!loop) return loop.error().prefix(std::string("loop device for the ") + what + ": ");
+    return loop;
+}
+
+}  // namespace
+
+std::string verity_device_name(const RootHash& root_hash) { return "rdext-" + root_hash.hex.substr(0, 16); }
+
+VerityDevice::VerityDevice(VerityDevice&& o) noexcept
+    : name_(std::exchange(o.name_, {})), owned_(std::exchange(o.owned_, false)) {}
+
+VerityDevice& VerityDevice::operator=(VerityDevice&& o) noexcept {
+    if (this != &o) {
+        deactivate();
+        name_ = std::exchange(o.name_, {});
+        owned_ = std::exchange(o.owned_, false);
+    }
+    return *this;
+}
+
+VerityDevice::~VerityDevice() { deactivate(); }
+
+void VerityDevice::release() noexcept {
+    if (owned_ && !name_.empty()) (void)crypt_deactivate_by_name(nullptr, name_.c_str(), CRYPT_DEACTIVATE_DEFERRED);
+    name_.clear();
+    owned_ = false;
+}
+
+void VerityDevice::deactivate() noexcept {
+    if (owned_ && !name_.empty()) {
+        int r = crypt_deactivate_by_name(nullptr, name_.c_str(), 0);
+        // Still open (a lazily detached mount): remove on its last close.
+        if (r == -EBUSY) r = crypt_deactivate_by_name(nullptr, name_.c_str(), CRYPT_DEACTIVATE_DEFERRED);
+        if (r < 0) log_warning() << "cannot remove dm device " << name_ << ": " << std::strerror(-r);
+        g_crypt_error.clear();
+    }
+    name_.clear();
+    owned_ = false;
+}
+
+Result<ActiveVerity> activate_verity(const VerityRequest& req) {
+    install_log_callback();
+    g_crypt_error.clear();
+    std::string name = verity_device_name(req.root_hash);
+    if (device_active(name)) return reuse_device(req, name);
+
+    RDEXT_TRY(fault_point("verity-activate"));
+    ActiveVerity out;
+    auto data = attach_region(req.data, "data");
+    if (!data) return data.error();
+    auto hash = attach_region(req.hash, "hash tree");
+    if (!hash) return hash.error();
+
+    crypt_device* raw = nullptr;
+    int r = crypt_init_data_device(&raw, hash->path().c_str(), data->path().c_str());
+    if (r < 0) return crypt_error(r, "open hash device " + hash->path());
+    CryptDevice cd(raw);
+    crypt_params_verity params = {};
+    r = crypt_load(cd.get(), CRYPT_VERITY, &params);
+    if (r < 0) return crypt_error(r, "read the verity superblock");
+    RDEXT_TRY(check_top_hash_block(cd.get(), req.data, req.hash, req.root_hash));
+
+    std::string signed_by;
+    if (req.signature) {
+        auto s = activate_signed(cd.get(), req, name);
+        if (!s) {
+            if (s.error().code() == EEXIST && device_active(name)) return reuse_device(req, name);
+            return s.error();
+        }
+        signed_by = *s;
+    } else {
+        const auto& key = req.root_hash.bytes;
+        r = crypt_activate_by_volume_key(cd.get(), name.c_str(), reinterpret_cast<const char*>(key.data()),
+                                         key.size(), CRYPT_ACTIVATE_READONLY);
+        if (r == -EEXIST && device_active(name)) return reuse_device(req, name);
+        if (r < 0) return crypt_error(r, "activate " + name);
+    }
+    out.device = VerityDevice(name, true);
+    out.is_signed = req.signature != nullptr;
+    out.signed_by = signed_by;
+    out.loops.push_back(std::move(*data));
+    out.loops.push_back(std::move(*hash));
+    return out;
+}
+
+Result<UniqueFd> open_verity_device(const VerityDevice& dev) {
+    auto fd = open_path(dev.path(), O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    if (!fd) return fd.error();
+    auto st = stat_fd(fd->get());
+    if (!st) return st.error();
+    if (!S_ISBLK(st->st_mode)) return Error(ENOTBLK) << dev.path() << " is not a block device";
+    return fd;
+}
+
+}  // namespace rdext
