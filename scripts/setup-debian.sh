@@ -20,7 +20,7 @@ packages=(
     zlib1g-dev liblzma-dev libzstd-dev
     # image tools used by the tests and the demo
     erofs-utils squashfs-tools e2fsprogs fdisk util-linux systemd
-    attr python3
+    attr python3 man-db
     # dm-verity test images (veritysetup format) and their keys
     cryptsetup-bin openssl
     # VM tests (tests/vm): QEMU, the guest root, the busybox initrd, the

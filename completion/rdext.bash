@@ -1,0 +1,25 @@
+# bash completion for rdext(8)
+_rdext() {
+    local cur prev words cword
+    _init_completion -s 2>/dev/null || {
+        cur=${COMP_WORDS[COMP_CWORD]}
+        prev=${COMP_WORDS[COMP_CWORD-1]}
+    }
+    local commands="merge unmerge refresh status list mark-good"
+    local options="--root= --cmdline-file= --log-level= --image-policy= --json --help --version"
+    case $cur in
+        --root=*|--cmdline-file=*)
+            local prefix=${cur%%=*}=
+            COMPREPLY=($(compgen -P "$prefix" -f -- "${cur#*=}"))
+            return ;;
+        --log-level=*)
+            COMPREPLY=($(compgen -P "--log-level=" -W "err warning notice info debug" -- "${cur#*=}"))
+            return ;;
+        -*)
+            COMPREPLY=($(compgen -W "$options" -- "$cur"))
+            [[ ${COMPREPLY[0]} == *= ]] && compopt -o nospace 2>/dev/null
+            return ;;
+    esac
+    COMPREPLY=($(compgen -W "$commands" -- "$cur"))
+}
+complete -F _rdext rdext
