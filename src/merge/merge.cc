@@ -60,9 +60,13 @@ std::string now_iso8601() {
 // that it fits the OS. The error says why not.
 Result<StagedImage> admit(const Candidate& c, const Settings& settings, Staging& staging, const CompatContext& compat,
                           const std::string& slot) {
-    auto img = stage_image(c, staging, slot);
+    auto policy = [&](const std::vector<OfferedPartition>& offered) {
+        return check_image_policy(settings.policy, c.cls, c.name, offered);
+    };
+    auto img = stage_image(c, staging, slot, policy);
     if (!img) return img.error();
-    RDEXT_TRY(check_image_policy(settings.policy, c.cls, c.name, img->offered));
+    // Again with what the image turned out to offer (a signature may fail).
+    RDEXT_TRY(policy(img->offered));
     if (image_ships_os_release(img->tree_fd.get()))
         return Error() << "ships an os-release file of its own, which would replace the OS's identity";
     auto release = read_extension_release(img->tree_fd.get(), c.cls, c.name);

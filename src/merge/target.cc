@@ -20,12 +20,15 @@ Result<Target> Target::open(const std::string& root) {
     return t;
 }
 
-Result<UniqueFd> Target::runtime_dir(bool create) const {
+bool Target::is_running_root() const {
     struct stat root_st, slash_st;
-    bool root_is_slash = ::fstat(root_fd.get(), &root_st) == 0 && ::stat("/", &slash_st) == 0 &&
-                         root_st.st_dev == slash_st.st_dev && root_st.st_ino == slash_st.st_ino;
+    return ::fstat(root_fd.get(), &root_st) == 0 && ::stat("/", &slash_st) == 0 &&
+           root_st.st_dev == slash_st.st_dev && root_st.st_ino == slash_st.st_ino;
+}
+
+Result<UniqueFd> Target::runtime_dir(bool create) const {
     UniqueFd run;
-    if (in_initrd || root_is_slash) {
+    if (in_initrd || is_running_root()) {
         auto r = open_path("/run", O_PATH | O_DIRECTORY);
         if (!r) return r.error();
         run = std::move(*r);

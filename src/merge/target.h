@@ -48,6 +48,9 @@ struct Target {
     // system's /run at switch-root), else <root>/run/rdext.
     Result<UniqueFd> runtime_dir(bool create) const;
 
+    // Whether the root is the running system's own "/".
+    bool is_running_root() const;
+
     // A hierarchy ("/usr") resolved inside the root, O_PATH.
     Result<UniqueFd> open_hierarchy(const std::string& h) const;
 };

@@ -1,7 +1,6 @@
 #include "merge/trust.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 
 #include "base/fs.h"
 #include "base/log.h"
@@ -20,10 +19,6 @@ std::optional<ImagePolicy> command_line_policy(const std::optional<std::string>&
     return ImagePolicy::deny_all();
 }
 
-bool is_running_root(int root_fd) {
-    struct stat a, b;
-    return ::fstat(root_fd, &a) == 0 && ::stat("/", &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
 
 }  // namespace
 
@@ -41,7 +36,7 @@ Result<PolicyConfig> load_policy_config(const Target& target, const PolicySource
         if (!p) return p.error().prefix("--image-policy: ");
         config.sysext_cmdline = config.confext_cmdline = *p;
     }
-    if (!is_running_root(target.root_fd.get())) {
+    if (!target.is_running_root()) {
         auto untrusted = read_policy_file(target.root_fd.get(), kPolicyFile);
         if (!untrusted)
             log_warning() << target.root_path << kPolicyFile << " ignored (it could only tighten the policy): "

@@ -65,8 +65,9 @@ Result<UniqueFd> reopen(const Candidate& c, int flags) {
 
 // A directory has no partitions and no protection: the policy sees an
 // unprotected root, so a policy asking for verity or signatures refuses it.
-Result<void> stage_directory(const Candidate& c, StagedImage& img, int slot_fd) {
+Result<void> stage_directory(const Candidate& c, StagedImage& img, int slot_fd, const PolicyGate& gate) {
     img.offered.push_back({Designator::Root, ImageState::Unprotected, ""});
+    RDEXT_TRY(gate(img.offered));
     auto tree = clone_tree(c.fd->get());
     if (!tree) return tree.error().prefix("bind ");
     RDEXT_TRY(set_mount_attrs(tree->get(), image_mount_attrs(c.cls)));
@@ -242,8 +243,9 @@ Result<std::optional<VerityPlan>> gpt_verity_plan(int fd, const ImagePartition& 
 // The hash tree (and signature) partitions are offered too, as plain data,
 // after the data partitions: systemd's policy check sees them the same way
 // (a verity sidecar of a bare file system counts as root-verity).
-void offer_protection_partitions(StagedImage& img, const ImageLayout& layout, const VeritySidecars& sc) {
-    auto offer = [&](Designator d) { img.offered.push_back({d, ImageState::Unprotected, ""}); };
+void offer_protection_partitions(std::vector<OfferedPartition>& offered, const ImageLayout& layout,
+                                 const VeritySidecars& sc) {
+    auto offer = [&](Designator d) { offered.push_back({d, ImageState::Unprotected, ""}); };
     if (layout.kind == ImageLayoutKind::FileSystem) {
         if (sc.hash_tree) offer(Designator::RootVerity);
         return;
@@ -254,7 +256,21 @@ void offer_protection_partitions(StagedImage& img, const ImageLayout& layout, co
     if (layout.usr_verity_sig) offer(Designator::UsrVeritySig);
 }
 
-Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd) {
+// What the image can at best offer, known before anything is mounted: a
+// partition with a verity plan may turn out signed, one without is
+// unprotected. The policy sees this first, so an image it refuses anyway is
+// never handed to the kernel's file system code.
+std::vector<OfferedPartition> best_case_offer(const ImageLayout& layout, bool root_verity, bool usr_verity,
+                                              const VeritySidecars& sidecars) {
+    std::vector<OfferedPartition> offered;
+    auto state = [](bool verity) { return verity ? ImageState::Signed : ImageState::Unprotected; };
+    if (layout.root) offered.push_back({Designator::Root, state(root_verity), layout.root->fstype});
+    if (layout.usr) offered.push_back({Designator::Usr, state(usr_verity), layout.usr->fstype});
+    offer_protection_partitions(offered, layout, sidecars);
+    return offered;
+}
+
+Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd, const PolicyGate& gate) {
     auto file = reopen(c, O_RDONLY | O_NONBLOCK);
     if (!file) return file.error().prefix("open: ");
     auto layout = probe_image(file->get());
@@ -291,6 +307,8 @@ Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd) {
         }
     }
 
+    RDEXT_TRY(gate(best_case_offer(*layout, root_plan.has_value(), usr_plan.has_value(), sidecars)));
+
     // Never erofs-from-file for an image with verity: it would bypass it.
     if (bare && !root_plan && c.kind == ImageKind::Raw && layout->root->fstype == "erofs") {
         RDEXT_TRY(fault_point("image-mount"));
@@ -323,7 +341,7 @@ Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd) {
         if (!usr_plan) img.offered.push_back({Designator::Usr, ImageState::Unprotected, layout->usr->fstype});
         RDEXT_TRY(attach_into(img, std::move(*m), usr_dir->get()));
     }
-    offer_protection_partitions(img, *layout, sidecars);
+    offer_protection_partitions(img.offered, *layout, sidecars);
     return {};
 }
 
@@ -360,13 +378,15 @@ void StagedImage::relinquish() noexcept {
 
 StagedImage::~StagedImage() { unmount(); }
 
-Result<StagedImage> stage_image(const Candidate& c, Staging& staging, const std::string& slot_name) {
+Result<StagedImage> stage_image(const Candidate& c, Staging& staging, const std::string& slot_name,
+                                const PolicyGate& gate) {
     StagedImage img;
     RDEXT_TRY(fault_point("stage-image"));
     auto slot = staging.make_slot(slot_name);
     if (!slot) return slot.error();
     img.slot_path = staging.slot_path(slot_name);
-    auto r = c.kind == ImageKind::Directory ? stage_directory(c, img, slot->get()) : stage_raw(c, img, slot->get());
+    auto r = c.kind == ImageKind::Directory ? stage_directory(c, img, slot->get(), gate)
+                                            : stage_raw(c, img, slot->get(), gate);
     if (!r) return r.error();
     auto tree = open_in_root_nofollow(staging.fd(), slot_name, O_PATH | O_DIRECTORY);
     if (!tree) return tree.error();

@@ -4,6 +4,7 @@
 // images go through a loop device, block devices are mounted directly.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,8 +50,13 @@ struct StagedImage {
     std::vector<UniqueFd> mounts;  // attached mounts in the slot, innermost last
 };
 
-// class flags: MS_NODEV etc. for the per-image mounts (confext images also
-// get nosuid and noexec).
-Result<StagedImage> stage_image(const Candidate& c, Staging& staging, const std::string& slot_name);
+// Checks what an image offers against the image policy; called before the
+// image is mounted (with the best case) and again by the caller afterwards.
+using PolicyGate = std::function<Result<void>(const std::vector<OfferedPartition>&)>;
+
+// Mounts the image into a new slot of the staging area, unless `gate`
+// refuses it first.
+Result<StagedImage> stage_image(const Candidate& c, Staging& staging, const std::string& slot_name,
+                                const PolicyGate& gate);
 
 }  // namespace rdext
