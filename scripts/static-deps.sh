@@ -4,9 +4,11 @@
 # -dev packages ship only shared objects for libmount, libcryptsetup, libkmod
 # and libdevmapper, so they are built here from Debian's own source packages
 # (with Debian's patches): util-linux (libmount, libblkid, libuuid), lvm2
-# (libdevmapper only), kmod (libkmod) and cryptsetup (libcryptsetup, OpenSSL
-# backend). OpenSSL's libcrypto, json-c, zlib, liblzma and libzstd come as
-# static archives with Debian's -dev packages.
+# (libdevmapper only), kmod (libkmod, and the static kmod tool
+# <prefix>/libexec/rdext-kmod that rdext runs as depmod), cryptsetup
+# (libcryptsetup, OpenSSL backend) and openssl (libcrypto, trimmed: see
+# build_openssl). json-c, zlib, liblzma and libzstd come as static archives
+# with Debian's -dev packages.
 #
 # Everything is installed into ONE prefix, <cache>/<stamp>, where
 # <stamp> hashes this script, the source package versions and the compiler
@@ -20,10 +22,12 @@
 #   RDEXT_UTIL_LINUX_VERSION    source versions to build (default: the newest
 #   RDEXT_LVM2_VERSION            in the Debian suite's index, as apt-get source
 #   RDEXT_KMOD_VERSION            would pick, resolved once and remembered in
-#   RDEXT_CRYPTSETUP_VERSION      <cache>/apt/default-versions)
+#   RDEXT_CRYPTSETUP_VERSION      <cache>/apt/default-versions; a version
+#   RDEXT_OPENSSL_VERSION         the mirror no longer serves is passed over)
 #   RDEXT_STATIC_DEPS_UPDATE=1  refresh the source index and the default versions
 #   RDEXT_STATIC_DEPS_CFLAGS    CFLAGS for the libraries
-#                               (default -O2 -ffunction-sections -fdata-sections)
+#                               (default -Os -ffunction-sections -fdata-sections:
+#                               the libraries go into every initrd)
 #   RDEXT_DEBIAN_MIRROR, RDEXT_DEBIAN_SECURITY_MIRROR, RDEXT_DEBIAN_SUITE
 #                               where the sources come from (default
 #                               deb.debian.org, the running system's codename)
@@ -36,9 +40,12 @@
 # printed. Old <stamp> prefixes are not removed (a build tree may still use
 # one): delete them by hand.
 set -euo pipefail
+# The whole script is one compound command, read before any of it runs: an
+# edit to this file while a build runs cannot change the running build.
+{
 
 self=$(readlink -f "${BASH_SOURCE[0]}")
-packages=(util-linux lvm2 kmod cryptsetup)
+packages=(util-linux lvm2 kmod cryptsetup openssl)
 
 say() { printf 'static-deps: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -54,7 +61,7 @@ mkdir -p "$cache"
 cache=$(cd "$cache" && pwd -P)
 
 export CC=${CC:-cc}
-cflags=${RDEXT_STATIC_DEPS_CFLAGS:--O2 -ffunction-sections -fdata-sections}
+cflags=${RDEXT_STATIC_DEPS_CFLAGS:--Os -ffunction-sections -fdata-sections}
 
 # --- private apt configuration: deb-src entries without touching the system's
 aptdir=$cache/apt
@@ -72,6 +79,43 @@ apt_opts=(
     -o "APT::Sandbox::User=root" -o "Acquire::Languages=none"
 )
 
+# --- sources: cached in $cache/sources, downloaded when missing
+srcdir=$cache/sources
+mkdir -p "$srcdir"
+dsc_of() { echo "$srcdir/${1}_${2#*:}.dsc"; }
+have_source() {
+    local dsc f
+    dsc=$(dsc_of "$1" "$2")
+    [ -f "$dsc" ] || return 1
+    for f in $(awk '/^Files:/{f=1; next} /^[^ ]/{f=0} f{print $3}' "$dsc"); do
+        [ -f "$srcdir/$f" ] || return 1
+    done
+}
+fetch_source() {
+    local p=$1 v=$2 tmp
+    tmp=$(mktemp -d "$srcdir/.download.XXXXXX")
+    if ! (cd "$tmp" && apt-get "${apt_opts[@]}" -qq source --download-only "$p=$v") >&2; then
+        rm -rf "$tmp"
+        return 1
+    fi
+    mv -f "$tmp"/* "$srcdir"/
+    rmdir "$tmp"
+}
+
+# versions_newest_first NAME: the source versions of NAME in the index.
+versions_newest_first() {
+    local v sorted=()
+    for v in $(apt-cache "${apt_opts[@]}" showsrc "$1" |
+               awk -v p="$1" '/^Package: /{n=$2} /^Version: /{if (n==p) print $2}' | sort -u); do
+        local i=${#sorted[@]}
+        sorted+=("$v")
+        while [ "$i" -gt 0 ] && dpkg --compare-versions "${sorted[i]}" gt "${sorted[i-1]}"; do
+            local t=${sorted[i]}; sorted[i]=${sorted[i-1]}; sorted[i-1]=$t; i=$((i - 1))
+        done
+    done
+    printf '%s\n' "${sorted[@]}"
+}
+
 apt_update() {
     say "refreshing the source index ($suite, $suite-updates, $suite-security)"
     mkdir -p "$aptdir/lists/partial" "$aptdir/cache/archives/partial"
@@ -79,15 +123,17 @@ apt_update() {
     flock 8
     printf '%s\n' "$sources_list" >"$aptdir/sources.list"
     apt-get "${apt_opts[@]}" -qq update >&2 || die "apt-get update (private source index in $aptdir) failed"
-    # The newest version in the index is what `apt-get source NAME` takes.
+    # The newest version in the index that the mirror still serves (an index
+    # can name a security update whose files are not there yet or any more):
+    # downloaded here, once, into the sources cache.
     local p v best out=
     for p in "${packages[@]}"; do
         best=
-        for v in $(apt-cache "${apt_opts[@]}" showsrc "$p" |
-                   awk -v p="$p" '/^Package: /{n=$2} /^Version: /{if (n==p) print $2}'); do
-            if [ -z "$best" ] || dpkg --compare-versions "$v" gt "$best"; then best=$v; fi
+        for v in $(versions_newest_first "$p"); do
+            if have_source "$p" "$v" || fetch_source "$p" "$v"; then best=$v; break; fi
+            say "  $p $v: not downloadable, trying an older version"
         done
-        [ -n "$best" ] || die "no source package $p in the index"
+        [ -n "$best" ] || die "no downloadable source package $p in the index"
         out+="$p $best"$'\n'
     done
     printf '%s\n' "$sources_list" >"$aptdir/default-versions.sources"
@@ -110,6 +156,9 @@ if [ -n "$need_defaults" ]; then
        [ "$(cat "$aptdir/default-versions.sources" 2>/dev/null)" != "$sources_list" ]; then
         apt_update
     fi
+    for p in "${packages[@]}"; do  # a package added to this script since
+        grep -q "^$p " "$aptdir/default-versions" || { apt_update; break; }
+    done
     while read -r p v; do
         [ -n "${version[$p]:-}" ] || version[$p]=$v
     done <"$aptdir/default-versions"
@@ -154,28 +203,6 @@ if [ ${#missing[@]} -gt 0 ]; then
         die "apt-get install ${missing[*]} failed"
 fi
 
-# --- sources: cached in $cache/sources, downloaded when missing
-srcdir=$cache/sources
-mkdir -p "$srcdir"
-dsc_of() { echo "$srcdir/${1}_${2#*:}.dsc"; }
-have_source() {
-    local dsc f
-    dsc=$(dsc_of "$1" "$2")
-    [ -f "$dsc" ] || return 1
-    for f in $(awk '/^Files:/{f=1; next} /^[^ ]/{f=0} f{print $3}' "$dsc"); do
-        [ -f "$srcdir/$f" ] || return 1
-    done
-}
-fetch_source() {
-    local p=$1 v=$2 tmp
-    tmp=$(mktemp -d "$srcdir/.download.XXXXXX")
-    if ! (cd "$tmp" && apt-get "${apt_opts[@]}" -qq source --download-only "$p=$v") >&2; then
-        rm -rf "$tmp"
-        return 1
-    fi
-    mv -f "$tmp"/* "$srcdir"/
-    rmdir "$tmp"
-}
 updated=
 for p in "${packages[@]}"; do
     v=${version[$p]}
@@ -251,12 +278,40 @@ build_kmod() {
     fi
     touch libkmod/docs/gtk-doc.make  # as kmod's autogen.sh without gtkdocize
     autoreconf -fi
+    # The tools too: the kmod multi-call binary, installed as
+    # <prefix>/libexec/rdext-kmod, is what rdext runs as depmod (by argv[0])
+    # for the merged module index, in the initrd as well. No OpenSSL: it
+    # only shows module signature details, and would grow the tool by
+    # libcrypto's size.
     ./configure "${common[@]}" --sysconfdir=/etc \
-        --disable-tools --disable-manpages --disable-test-modules --disable-python \
+        --disable-manpages --disable-test-modules --disable-python \
         --disable-debug \
-        --with-xz --with-zstd --with-zlib --with-openssl
-    make -j"$jobs" V=1
+        --with-xz --with-zstd --with-zlib
+    # -all-static: libtool links the tool fully static (initrds have no libraries).
+    make -j"$jobs" V=1 LDFLAGS=-all-static
     make install
+    install -D -m 0755 tools/kmod "$prefix/libexec/rdext-kmod"
+}
+
+build_openssl() {
+    cd "$work/openssl"
+    # rdext needs from libcrypto: X.509 and PKCS#7 (signature check of root
+    # hashes: RSA, ECDSA, EdDSA), SHA-2 digests, and what libcryptsetup's
+    # and libkmod's OpenSSL backends call. Debian's full libcrypto.a puts
+    # 3.2 MiB into the static binary; without TLS, sockets, engines,
+    # legacy ciphers and the assembler variants (nothing here hashes bulk
+    # data: the kernel checks verity) it puts 1.3 MiB. (OpenSSL 3.0 has no
+    # switch for X25519/Ed25519/Ed448 alone: no-ecx came with 3.2.)
+    ./Configure linux-x86_64 --prefix="$prefix" --libdir=lib --openssldir=/usr/lib/ssl \
+        no-shared no-module no-dso no-engine no-tests no-ui-console no-autoload-config \
+        no-legacy no-deprecated no-sock no-ssl3 no-tls1 no-tls1_1 no-tls1_2 no-tls1_3 \
+        no-dtls no-srtp no-srp no-ct no-ocsp no-cmp no-cms no-ts no-comp \
+        no-aria no-bf no-blake2 no-camellia no-cast no-chacha no-poly1305 no-des no-dh \
+        no-dsa no-ec2m no-gost no-idea no-md4 no-mdc2 no-ocb no-rc2 no-rc4 no-rc5 \
+        no-rmd160 no-scrypt no-seed no-siphash no-siv no-sm2 no-sm3 no-sm4 no-whirlpool \
+        no-asm
+    make -j"$jobs" build_libs
+    make install_dev
 }
 
 build_cryptsetup() {
@@ -291,16 +346,20 @@ run_build() {
     fi
 }
 
-# util-linux, lvm2 and kmod are independent; cryptsetup needs the first two.
-pids=()
-for p in util-linux lvm2 kmod; do
-    run_build "$p" &
-    pids+=($!)
-done
-failed=0
-for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-[ $failed = 0 ] || die "build failed (logs in $logs)"
-run_build cryptsetup
+# run_parallel NAME...: the builds side by side; fails if any failed.
+run_parallel() {
+    local p pid pids=() failed=0
+    for p in "$@"; do
+        run_build "$p" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    [ $failed = 0 ] || die "build failed (logs in $logs)"
+}
+
+# kmod needs openssl; cryptsetup needs util-linux, lvm2 and openssl.
+run_parallel util-linux lvm2 openssl
+run_parallel kmod cryptsetup
 
 # libkmod.pc does not name libcrypto, which libkmod uses with --with-openssl.
 pc=$prefix/lib/pkgconfig/libkmod.pc
@@ -332,6 +391,10 @@ EOF
 # shellcheck disable=SC2046
 "$CC" -o "$work/smoke" "$work/smoke.c" -static $(pkg-config --static --cflags --libs "${mods[@]}") \
     >"$logs/smoke.log" 2>&1 || { tail -n 40 "$logs/smoke.log" >&2; die "static link test failed"; }
+# The depmod for initrds: static, and it answers as depmod.
+kmod_tool=$prefix/libexec/rdext-kmod
+if LC_ALL=C readelf -l "$kmod_tool" | grep -q 'program interpreter'; then die "$kmod_tool is not static"; fi
+(exec -a depmod "$kmod_tool" --version) >>"$logs/smoke.log" 2>&1 || die "$kmod_tool does not run as depmod"
 
 {
     printf '%s\n' "$stamp_input"
@@ -340,3 +403,6 @@ EOF
 rm -rf "$work"
 say "done in $((SECONDS - start)) s"
 echo "$prefix"
+
+exit 0
+}
