@@ -16,6 +16,18 @@ rdext_binary() {
     return 1
 }
 
+# The depmod rdext runs for the merged module index of extensions that ship
+# kernel modules: $RDEXT_DEPMOD_BINARY, else the static one installed with
+# rdext, else the system's (with its libraries).
+rdext_depmod() {
+    local p
+    for p in "${RDEXT_DEPMOD_BINARY:-}" /usr/libexec/rdext/depmod /usr/local/libexec/rdext/depmod \
+             /usr/sbin/depmod /sbin/depmod; do
+        [[ -n $p && -x $dracutsysrootdir$p ]] && { echo "$p"; return 0; }
+    done
+    return 1
+}
+
 # Only when asked for (`dracut --add rdext`, or add_dracutmodules+=" rdext "
 # in dracut.conf.d): merging extensions at boot changes what the booted
 # system runs, which no initrd should start doing because a package was
@@ -35,8 +47,8 @@ depends() {
 }
 
 installkernel() {
-    # rdext loads nothing itself; everything it may mount must be there.
-    # instmods skips modules the kernel has built in.
+    # rdext loads these itself (libkmod) right before it needs them; they
+    # must be in the initrd. instmods skips modules the kernel has built in.
     instmods loop overlay erofs squashfs ext4 dm-verity
 }
 
@@ -45,6 +57,14 @@ install() {
     bin=$(rdext_binary) || return 1
     # A static build is copied as it is; a dynamic one brings its libraries.
     inst_binary "$bin" /usr/bin/rdext
+    # Where rdext looks first. Without it, extensions that ship kernel
+    # modules are skipped (their index cannot be merged), the rest merges.
+    local depmod
+    if depmod=$(rdext_depmod); then
+        inst_binary "$depmod" /usr/libexec/rdext/depmod
+    else
+        dwarn "rdext: no depmod found; extensions shipping kernel modules will not be merged"
+    fi
 
     if dracut_module_included "systemd"; then
         unitdir=${systemdsystemunitdir:-/usr/lib/systemd/system}

@@ -7,7 +7,9 @@
 
 #include <utility>
 
+#include "base/fault.h"
 #include "base/log.h"
+#include "kmod/modules.h"
 
 namespace rdext {
 namespace {
@@ -36,7 +38,9 @@ struct loop_config make_config(int backing_fd, uint64_t offset, uint64_t size_li
 Result<LoopDevice> LoopDevice::attach(int backing_fd, uint64_t offset, uint64_t size_limit,
                                       bool try_direct_io) {
     if (backing_fd < 0) return Error(EBADF) << "loop device: no backing file";
+    RDEXT_TRY(fault_point("loop-attach"));
 
+    RDEXT_TRY(ensure_module("loop"));
     int ctl_raw = ::open("/dev/loop-control", O_RDWR | O_CLOEXEC);
     if (ctl_raw < 0)
         return ErrnoError() << "cannot open /dev/loop-control (is the loop driver available?)";

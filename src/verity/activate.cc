@@ -12,6 +12,7 @@
 #include "base/fault.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "kmod/modules.h"
 
 namespace rdext {
 namespace {
@@ -219,6 +220,8 @@ void VerityDevice::deactivate() noexcept {
 Result<ActiveVerity> activate_verity(const VerityRequest& req) {
     install_log_callback();
     g_crypt_error.clear();
+    // dm-verity pulls in dm-mod (the control device) and its helpers.
+    RDEXT_TRY(ensure_module("dm_verity"));
     std::string name = verity_device_name(req.root_hash);
     if (device_active(name)) return reuse_device(req, name);
 

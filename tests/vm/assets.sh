@@ -150,12 +150,24 @@ prepare_root() {
 # ---------------------------------------------------------------------------
 # Initrds
 
+# The depmod rdext runs for the merged module index: the static one the
+# static build leaves beside rdext (rdext-depmod), else the host's.
+initrd_depmod() {
+    local d
+    d=$(dirname "$RDEXT_BIN")/rdext-depmod
+    if [[ -x $d ]]; then echo "$d"; else command -v depmod; fi
+}
+
 # The rdext files that go into the initrds, laid out as installed.
 stage_rdext_files() {
     local dest=$1
     copy_with_libs "$RDEXT_BIN" "$dest" /usr/bin/rdext
+    copy_with_libs "$(initrd_depmod)" "$dest" /usr/libexec/rdext/depmod
     install -D -m 0755 "$SRC_DIR/initrd/busybox-hook.sh" "$dest/usr/lib/rdext/busybox-hook.sh"
 }
+
+# What the busybox /init loads itself: the root disk. The rest is rdext's.
+BUSYBOX_PRELOAD_MODULES=(virtio_blk ext4)
 
 build_busybox_initrd() {
     local out=$VM_OUT_DIR/busybox-initrd.cpio.gz t=$SECONDS
@@ -167,15 +179,26 @@ build_busybox_initrd() {
     install -m 0755 "$VM_DIR/busybox-init.sh" "$d/init"
     : >"$d/etc/initrd-release"
     stage_rdext_files "$d"
-    # Modules, decompressed (busybox insmod reads plain .ko), in load order.
-    local mods=$KERNEL_DIR/modules m path ko
-    for m in "${VM_INITRD_MODULES[@]}"; do
+    # /init loads the root disk's modules, decompressed (busybox insmod
+    # reads plain .ko), in load order. The others (loop, overlay, erofs,
+    # squashfs, dm-verity) are rdext's job: it loads them through libkmod
+    # from the module tree below when it first needs them.
+    local mods=$KERNEL_DIR/modules m path ko tree=$d/lib/modules/$KVER
+    for m in "${BUSYBOX_PRELOAD_MODULES[@]}"; do
         modprobe -d "$mods" -S "$KVER" --show-depends "$m" | awk '$1 == "insmod" { $1 = ""; print }'
     done | awk '!seen[$1]++' | while read -r path args; do
         ko=/lib/modules/$(basename "${path%.xz}")
         xz -dc "$path" >"$d$ko"
         echo "$ko $args" >>"$d/etc/rdext-vm/modules"
     done
+    mkdir -p "$tree"
+    cp "$mods/lib/modules/$KVER"/modules.{order,builtin,builtin.modinfo} "$tree/"
+    for m in "${VM_INITRD_MODULES[@]}"; do
+        modprobe -d "$mods" -S "$KVER" --show-depends "$m" | awk '$1 == "insmod" { print $2 }'
+    done | sort -u | while read -r path; do
+        install -D -m 0644 "$path" "$tree/${path#"$mods/lib/modules/$KVER/"}"
+    done
+    depmod -b "$d" "$KVER"
     (cd "$d" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -1 >"$out.tmp"
     mv "$out.tmp" "$out"
     rm -rf "$d"
@@ -238,7 +261,7 @@ build_dracut_initrd() {
     local tree=$1 key
     key=$( {
         echo "$KVER ${DRACUT_ARGS[*]} $(basename "$tree")"
-        sha256sum "$RDEXT_BIN" "$SRC_DIR"/dracut-module/90rdext/*.sh "$SRC_DIR"/initrd/rdext-merge.service \
+        sha256sum "$RDEXT_BIN" "$(initrd_depmod)" "$SRC_DIR"/dracut-module/90rdext/*.sh "$SRC_DIR"/initrd/rdext-merge.service \
             "$SRC_DIR"/initrd/sysroot-dropin.conf "$VM_DIR"/dracut-vmtest/99rdext-vmtest/* | cut -d' ' -f1
         declare -f assemble_dracut_module build_dracut_initrd in_chroot
     } | sha256sum | cut -c1-12)
@@ -254,6 +277,7 @@ build_dracut_initrd() {
     assemble_dracut_module "$mdir/90rdext"
     cp -a "$VM_DIR/dracut-vmtest/99rdext-vmtest" "$mdir/"
     copy_with_libs "$RDEXT_BIN" "$chroot" /usr/bin/rdext
+    copy_with_libs "$(initrd_depmod)" "$chroot" /usr/libexec/rdext/depmod
     in_chroot "$chroot" dracut "${DRACUT_ARGS[@]}" --kver "$KVER" /tmp/initrd.img >"$CACHE_DIR/work/dracut.log" 2>&1 || {
         tail -n 30 "$CACHE_DIR/work/dracut.log" >&2
         rm -rf "$chroot"

@@ -1,0 +1,145 @@
+#include "kmod/modules.h"
+
+#include <fcntl.h>
+#include <libkmod.h>
+#include <syslog.h>
+
+#include <algorithm>
+#include <cstdarg>
+#include <cstdio>
+
+#include "base/fault.h"
+#include "base/fs.h"
+#include "base/log.h"
+#include "base/scope_guard.h"
+
+namespace rdext {
+namespace {
+
+// libkmod's own messages (which file it read, why a lookup failed) are
+// details: they go to the debug log.
+void kmod_log(void*, int, const char*, int, const char*, const char* format, va_list args) {
+    if (log_level() < LogLevel::Debug) return;
+    char buf[512];
+    std::vsnprintf(buf, sizeof(buf), format, args);
+    std::string s = buf;
+    while (!s.empty() && s.back() == '\n') s.pop_back();
+    log_debug() << "libkmod: " << s;
+}
+
+// /sys/module uses the kernel's spelling of module names.
+std::string sysfs_name(std::string name) {
+    std::replace(name.begin(), name.end(), '-', '_');
+    return name;
+}
+
+bool kmod_state_present(kmod_module* mod) {
+    int s = kmod_module_get_initstate(mod);
+    return s == KMOD_MODULE_BUILTIN || s == KMOD_MODULE_LIVE || s == KMOD_MODULE_COMING;
+}
+
+}  // namespace
+
+ModuleLoader::ModuleLoader() : ModuleLoader(Config{}) {}
+
+ModuleLoader::ModuleLoader(Config config) : config_(std::move(config)) {}
+
+ModuleLoader::~ModuleLoader() {
+    if (ctx_) kmod_unref(ctx_);
+}
+
+Result<kmod_ctx*> ModuleLoader::context() {
+    if (ctx_) return ctx_;
+    std::vector<const char*> paths;
+    for (const auto& p : config_.config_paths) paths.push_back(p.c_str());
+    paths.push_back(nullptr);
+    bool system_config = config_.use_system_config && config_.config_paths.empty();
+    ctx_ = kmod_new(config_.module_dir.empty() ? nullptr : config_.module_dir.c_str(),
+                    system_config ? nullptr : paths.data());
+    if (!ctx_) return Error(ENOMEM) << "libkmod: cannot create a context";
+    kmod_set_log_fn(ctx_, kmod_log, nullptr);
+    kmod_set_log_priority(ctx_, LOG_DEBUG);
+    return ctx_;
+}
+
+bool ModuleLoader::module_present(const std::string& name) const {
+    // Loaded modules, and built-in ones with parameters, have a directory.
+    return open_path(config_.sys_module_dir + "/" + sysfs_name(name), O_PATH | O_DIRECTORY).has_value();
+}
+
+bool ModuleLoader::filesystem_present(const std::string& fstype) const {
+    auto fd = open_path(config_.proc_filesystems, O_RDONLY);
+    if (!fd) return false;
+    auto text = read_regular_file(fd->get(), 1 << 16);
+    if (!text) return false;
+    // Lines are "nodev\tNAME" or "\tNAME".
+    for (const auto& line : split(*text, '\n')) {
+        auto tab = line.rfind('\t');
+        if (tab != std::string::npos && line.substr(tab + 1) == fstype) return true;
+    }
+    return false;
+}
+
+Result<void> ModuleLoader::load(const std::string& name) {
+    auto ctx = context();
+    if (!ctx) return ctx.error();
+    kmod_list* list = nullptr;
+    int r = kmod_module_new_from_lookup(*ctx, name.c_str(), &list);
+    if (r < 0) {
+        log_debug() << "kernel module " << name << ": lookup failed (" << std::strerror(-r)
+                    << "), leaving it to the kernel";
+        return {};
+    }
+    if (!list) {
+        log_debug() << "kernel module " << name << ": not in the module tree (built in, or not there)";
+        return {};
+    }
+    ScopeGuard unref([&] { kmod_module_unref_list(list); });
+    int last_err = 0;
+    std::string last_name;
+    kmod_list* it;
+    kmod_list_foreach(it, list) {
+        kmod_module* mod = kmod_module_get_module(it);
+        ScopeGuard unref_mod([&] { kmod_module_unref(mod); });
+        std::string mod_name = kmod_module_get_name(mod);
+        bool was_present = kmod_state_present(mod);
+        // Flags 0, as `modprobe NAME`: asked for by name, so no blacklist;
+        // dependencies and modprobe.d options apply.
+        r = kmod_module_probe_insert_module(mod, 0, nullptr, nullptr, nullptr, nullptr);
+        if (r == 0) {
+            if (!was_present) log_info() << "loaded kernel module " << mod_name;
+            return {};
+        }
+        last_err = r < 0 ? -r : EINVAL;
+        last_name = mod_name;
+    }
+    Error e = Error::sys(last_err) << "cannot load kernel module " << last_name;
+    if (last_name != name) e << " (for " << name << ")";
+    return e;
+}
+
+Result<void> ModuleLoader::ensure_module(const std::string& name) {
+    if (done_.count(name)) return {};
+    // Before the check for a loaded module, so tests can fail a load on a
+    // kernel that has everything built in.
+    if (auto f = fault_point("module-load"); !f) return f.error().prefix("kernel module " + name + ": ");
+    if (!module_present(name)) RDEXT_TRY(load(name));
+    done_.insert(name);
+    return {};
+}
+
+Result<void> ModuleLoader::ensure_filesystem(const std::string& fstype) {
+    std::string key = "fs-" + fstype;  // the alias file system modules carry
+    if (done_.count(key)) return {};
+    if (auto f = fault_point("module-load"); !f) return f.error().prefix("kernel module " + key + ": ");
+    if (!filesystem_present(fstype)) RDEXT_TRY(load(key));
+    done_.insert(key);
+    return {};
+}
+
+ModuleLoader& system_modules() {
+    static ModuleLoader loader;
+    return loader;
+}
+
+}  // namespace rdext
