@@ -23,13 +23,25 @@
 #   rdddiusr     usr, usr-verity, usr-verity-sig (test CA)     merged, dm device
 #   rdddiswap    its root-verity-sig partition replaced by
 #                rdddi's (a valid signature, another hash)     refused, no dm device
+#
+# Confexts (in /var/lib/confexts), under
+# rd.confext.image_policy=root=signed+absent:usr=signed+absent:
+#   rdcsigned    signed by the test CA                        merged into /etc, dm device
+#   rdcunsigned  verity, no signature                         refused, no dm device
+#   rdctampered  signed, a byte of data block 0 (the erofs
+#                superblock's) flipped afterwards             activated, but the mount
+#                                                             fails reading that block
+#                                                             (EIO): refused, no dm device
+#   rdctiny      the same with a one-block image, whose root
+#                hash is that block's digest                  refused before activation
 source "$(dirname "$0")/../lib.sh"
 kind=${1:-busybox}
 command -v veritysetup >/dev/null || skip "veritysetup missing (cryptsetup-bin; run scripts/setup-debian.sh)"
 command -v openssl >/dev/null || skip "openssl missing"
 new_scenario
 ext=$OVERLAY/var/lib/extensions
-mkdir -p "$ext" "$WORK/keys"
+cext=$OVERLAY/var/lib/confexts
+mkdir -p "$ext" "$cext" "$WORK/keys"
 
 # Keys: the trusted test CA and an attacker's self-signed certificate.
 keys=$WORK/keys
@@ -60,6 +72,18 @@ verity_image() {
     printf '%s\n' "$ROOT_HASH" >"$ext/$name.roothash"
 }
 dm_name() { echo "rdext-${1:0:16}"; }
+
+# verity_confext NAME [FILLER-KB]: marker confext NAME (/etc/NAME.conf) as
+# erofs in $cext with NAME.verity and NAME.roothash; sets ROOT_HASH.
+verity_confext() {
+    local name=$1 filler=${2:-0}
+    marker_confext "$IMAGES/$name" "$name"
+    (( filler == 0 )) || head -c $((filler * 1024)) /dev/urandom >"$IMAGES/$name/etc/$name.filler"
+    make_erofs "$IMAGES/$name" "$cext/$name.raw"
+    ROOT_HASH=$(veritysetup format "$cext/$name.raw" "$cext/$name.verity" | awk '/^Root hash:/ { print $3 }')
+    [[ $ROOT_HASH =~ ^[0-9a-f]{64}$ ]] || die "veritysetup format $name: no root hash"
+    printf '%s\n' "$ROOT_HASH" >"$cext/$name.roothash"
+}
 
 verity_image rdsigned
 sign "$ROOT_HASH" trusted "$ext/rdsigned.roothash.p7s"
@@ -99,6 +123,22 @@ verity_image rdunsigned
 
 marker_sysext "$IMAGES/rdplain" rdplain
 make_erofs "$IMAGES/rdplain" "$ext/rdplain.raw"
+
+verity_confext rdcsigned
+sign "$ROOT_HASH" trusted "$cext/rdcsigned.roothash.p7s"
+expect_dm+=("$(dm_name "$ROOT_HASH")")
+
+verity_confext rdcunsigned
+
+# erofs keeps its superblock at byte 1024 of data block 0: every mount reads
+# that block, so the image cannot be merged, whatever its size.
+for name in rdctampered rdctiny; do
+    verity_confext "$name" "$([[ $name == rdctampered ]] && echo 64 || echo 0)"
+    sign "$ROOT_HASH" trusted "$cext/$name.roothash.p7s"
+    printf '\xff' | dd of="$cext/$name.raw" bs=1 seek=$((1024 + 40)) conv=notrunc status=none
+done
+(( $(stat -c %s "$cext/rdctiny.raw") == 4096 )) || die "rdctiny.raw is not a one-block image"
+confext_refused="rdcunsigned rdctampered rdctiny"
 
 # ddi_image NAME KEY [root|usr]: a signed GPT disk image made by
 # systemd-repart (252 can make squashfs, not erofs) with a root (or usr)
@@ -163,6 +203,7 @@ refused="rdwronghash rdbadtree rduntrusted rdgarbagesig rdunsigned rdplain $ddi_
 put /etc/rdext-verity-check.conf <<EOF
 EXPECT_DM="${expect_dm[*]}"
 REFUSED="$refused"
+REFUSED_CONFEXT="$confext_refused"
 EOF
 put /usr/local/sbin/rdext-verity-check 0755 <<'EOF'
 #!/bin/bash
@@ -192,9 +233,14 @@ fi
 for n in $REFUSED; do
     [ -e "/usr/share/$n" ] && bad "refused $n is visible in /usr" || ok "refused $n is not in /usr"
 done
+[ "$(cat /etc/rdcsigned.conf 2>/dev/null)" = rdcsigned ] && ok "signed confext rdcsigned's file is in /etc" ||
+    bad "signed confext rdcsigned's file is not in /etc"
+for n in $REFUSED_CONFEXT; do
+    [ -e "/etc/$n.conf" ] && bad "refused confext $n is visible in /etc" || ok "refused confext $n is not in /etc"
+done
 loops=$(for l in /sys/block/loop*/loop/backing_file; do [ -e "$l" ] && cat "$l"; done | tr '\n' ' ')
 echo "VERITY-CHECK: info loop devices: $loops"
-for n in $REFUSED; do
+for n in $REFUSED $REFUSED_CONFEXT; do
     case " $loops" in *"/$n."*) bad "a loop device of refused $n is left" ;; *) ok "no loop device of refused $n" ;; esac
 done
 [ "$failures" = 0 ] && echo "VERITY-CHECK: PASS" || echo "VERITY-CHECK: FAIL ($failures)"
@@ -215,10 +261,12 @@ EOF
 mkdir -p "$OVERLAY/etc/systemd/system/multi-user.target.wants"
 ln -sfn ../rdext-verity-check.service "$OVERLAY/etc/systemd/system/multi-user.target.wants/rdext-verity-check.service"
 
-expect EXPECT_SYSEXT="'rdsigned rdtampered $ddi_merged'" EXPECT_CONFEXT="''" FEATURES=skip CHECK_HANDOFF=1 \
-    EXPECT_NOT_MERGED="'$refused'"
+expect EXPECT_SYSEXT="'rdsigned rdtampered $ddi_merged'" EXPECT_CONFEXT="'rdcsigned'" FEATURES=skip CHECK_HANDOFF=1 \
+    EXPECT_NOT_MERGED="'$refused $confext_refused'"
 root_disk
-boot_vm "$WORK/initrd.img" "rd.sysext.image_policy=root=signed+absent:usr=signed+absent" "$WORK/root.img"
+boot_vm "$WORK/initrd.img" \
+    "rd.sysext.image_policy=root=signed+absent:usr=signed+absent rd.confext.image_policy=root=signed+absent:usr=signed+absent" \
+    "$WORK/root.img"
 grep -a 'VERITY-CHECK' "$SERIAL_LOG" | tr -d '\r' | sed 's/^.*VERITY-CHECK/VERITY-CHECK/' >&2 || true
 if ! grep -aqE 'VERITY-CHECK: PASS'$'\r''?$' "$SERIAL_LOG"; then
     show_log_excerpt
@@ -227,5 +275,6 @@ fi
 expect_check_pass
 # Each refusal names the image and the reason.
 expect_log 'rduntrusted.*signature' 'rdgarbagesig.*signature' 'rdunsigned.*polic' 'rdplain.*polic' \
-    'rdwronghash.*does not match the hash tree' 'rdbadtree.*does not match the hash tree'
+    'rdwronghash.*does not match the hash tree' 'rdbadtree.*does not match the hash tree' \
+    'rdcunsigned.*polic' 'rdctampered.*dm-verity refused a block' 'rdctiny.*does not match the hash tree'
 [[ -z $ddi_refused ]] || expect_log 'rdddiattack.*signature rejected' 'rdddiswap.*root-verity-sig'

@@ -1,0 +1,49 @@
+// The inspect command line: the image argument, --os-release= and
+// repeatable --certificate=, which no other command accepts.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "cli/options.h"
+
+using namespace rdext;
+
+namespace {
+Result<Options> parse_args(std::vector<std::string> args) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    return parse_options(static_cast<int>(args.size()), argv.data());
+}
+}  // namespace
+
+TEST_CASE("inspect options: image, os-release, certificates") {
+    auto o = parse_args({"rdext", "--os-release=/tmp/os", "--certificate=a.crt", "--certificate=b.crt", "--json",
+                         "inspect", "foo.raw"});
+    REQUIRE(o);
+    CHECK(o->command == Command::Inspect);
+    CHECK(o->image == "foo.raw");
+    CHECK(o->os_release == std::optional<std::string>("/tmp/os"));
+    CHECK(o->certificates == std::vector<std::string>{"a.crt", "b.crt"});
+    CHECK(o->json);
+}
+
+TEST_CASE("inspect options: options may follow the command and the image") {
+    auto o = parse_args({"rdext", "inspect", "foo.raw", "--os-release=/tmp/os", "--json"});
+    REQUIRE(o);
+    CHECK(o->command == Command::Inspect);
+    CHECK(o->image == "foo.raw");
+    CHECK(o->os_release == std::optional<std::string>("/tmp/os"));
+    CHECK(o->json);
+}
+
+TEST_CASE("inspect options: usage errors") {
+    CHECK_FALSE(parse_args({"rdext", "inspect"}));                   // no image
+    CHECK_FALSE(parse_args({"rdext", "inspect", "a.raw", "b.raw"}));  // one image
+    CHECK_FALSE(parse_args({"rdext", "status", "a.raw"}));            // no argument elsewhere
+    CHECK_FALSE(parse_args({"rdext", "--os-release=/x", "merge"}));
+    CHECK_FALSE(parse_args({"rdext", "--certificate=a.crt", "status"}));
+    auto e = parse_args({"rdext", "inspect"});
+    CHECK(e.error().code() == EINVAL);
+}
