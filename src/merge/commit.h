@@ -10,6 +10,7 @@
 #include "base/image_class.h"
 #include "base/result.h"
 #include "merge/target.h"
+#include "state/state_file.h"
 
 namespace rdext {
 
@@ -18,9 +19,22 @@ struct PreparedOverlay {
     std::string hierarchy;   // "/usr"
     UniqueFd overlay_fd;     // detached overlay; invalid when nothing goes here
     std::vector<std::string> merged_names;  // images with files here, bottom to top
+    bool writable = false;   // a mutable merge: the metadata gets a read-only bind
+    UniqueFd meta_fd;        // the metadata layer (origin is written once all are built)
+    std::vector<ExtensionRecord> merged;  // what the metadata lists
+    std::string work_dir;    // systemd's name of the work dir of a mutable merge
 };
 
 Result<void> commit_overlays(const Target& target, std::vector<PreparedOverlay>& overlays);
+
+// The refresh's commit: on each hierarchy, the prepared overlay replaces the
+// current merge. With mount beneath (Linux 6.5+) the new overlay slides in
+// under the old one before that is detached, so no lookup ever finds the
+// bare hierarchy; mounts below the old merge (/usr/share/foo) are copied
+// onto the new one first. Without it: unmount and mount, with a message.
+// A hierarchy no longer merged is unmerged, a newly merged one mounted.
+// Every hierarchy is swapped, or (when one fails) none stays swapped.
+Result<void> swap_overlays(const Target& target, std::vector<PreparedOverlay>& overlays);
 
 // A detached copy of a merged hierarchy's mounts, taken before a refresh
 // removes them, so a refresh that fails can put the old merge back.

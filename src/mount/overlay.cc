@@ -4,6 +4,7 @@
 
 #include "base/fault.h"
 #include "base/log.h"
+#include "kmod/modules.h"
 #include "mount/mount_api.h"
 
 namespace rdext {
@@ -11,13 +12,22 @@ namespace {
 
 std::vector<FsParam> common_params(const OverlaySpec& spec) {
     // "ro": a superblock with only lower layers; the mount is read-only too.
-    return {{"source", spec.source}, {"ro", "", true}};
+    if (spec.upper.empty()) return {{"source", spec.source}, {"ro", "", true}};
+    // index=off: the old and the new merge share the upper directory for
+    // the moment of a refresh (the kernel only warns about that then).
+    return {{"source", spec.source},       {"upperdir", spec.upper},    {"workdir", spec.work},
+            {"redirect_dir", "on"},        {"metacopy", "off"},         {"index", "off"}};
+}
+
+uint64_t attrs_for(const OverlaySpec& spec) {
+    if (spec.upper.empty()) return mount_attrs_from_flags(spec.flags);
+    return mount_attrs_from_flags(spec.flags & ~static_cast<unsigned long>(MS_RDONLY)) | MOUNT_ATTR_NOATIME;
 }
 
 Result<UniqueFd> with_lowerdir_plus(const OverlaySpec& spec) {
     auto params = common_params(spec);
     for (const auto& l : spec.lowers) params.push_back({"lowerdir+", l});
-    return mount_detached("overlay", params, mount_attrs_from_flags(spec.flags));
+    return mount_detached("overlay", params, attrs_for(spec));
 }
 
 Result<UniqueFd> with_lowerdir_string(const OverlaySpec& spec) {
@@ -33,7 +43,7 @@ Result<UniqueFd> with_lowerdir_string(const OverlaySpec& spec) {
                             << spec.lowers.size() << " layers do not fit in it";
     auto params = common_params(spec);
     params.push_back({"lowerdir", joined});
-    return mount_detached("overlay", params, mount_attrs_from_flags(spec.flags));
+    return mount_detached("overlay", params, attrs_for(spec));
 }
 
 }  // namespace
@@ -53,9 +63,15 @@ Result<UniqueFd> create_overlay(const OverlaySpec& spec) {
         return Error(E2BIG) << spec.lowers.size() << " layers exceed overlayfs' limit of "
                             << kMaxOverlayLayers;
     RDEXT_TRY(fault_point("overlay"));
+    RDEXT_TRY(ensure_filesystem("overlay"));
     auto r = with_lowerdir_plus(spec);
-    // EINVAL from "lowerdir+" itself means a kernel before 6.8.
-    if (!r && r.error().code() == EINVAL && r.error().message().find("lowerdir+") != std::string::npos) {
+    // EINVAL: a kernel before 6.8 without "lowerdir+". 6.5-6.7 reject the
+    // parameter itself; before 6.5 overlay takes fsconfig() parameters only
+    // as one legacy option string, and the kernel refuses that string when
+    // the superblock is created, with a message that does not name the
+    // parameter (seen on Debian's 6.1). Either way the one-string form
+    // follows; a genuine EINVAL fails the same way there.
+    if (!r && r.error().code() == EINVAL) {
         log_debug() << "kernel lacks overlay lowerdir+, using one lowerdir= string";
         return with_lowerdir_string(spec);
     }

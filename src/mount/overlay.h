@@ -16,6 +16,10 @@ struct OverlaySpec {
     std::string source;               // shown in mountinfo: "sysext" / "confext"
     std::vector<std::string> lowers;  // absolute paths, topmost first
     unsigned long flags = 0;          // MS_RDONLY | MS_NODEV | ...
+    // A writable overlay (mutable merges): upper and work directory on one
+    // file system, with systemd-sysext's options (redirect_dir=on,
+    // metacopy=off, index=off, noatime); MS_RDONLY is then dropped.
+    std::string upper, work;
 };
 
 // Overlay's own limit on lower layers.

@@ -36,12 +36,18 @@ bool parse_devnum(const std::string& s, dev_t* out) {
 
 std::string format_devnum(dev_t d) { return std::to_string(major(d)) + ":" + std::to_string(minor(d)); }
 
-std::string origin_json(ImageClass cls, const std::vector<ExtensionRecord>& merged) {
+std::string origin_json(ImageClass cls, const std::vector<ExtensionRecord>& merged, const OriginInfo& info) {
     json_object* o = json_object_new_object();
     json_object_object_add(o, "class", json_object_new_string(class_name(cls)));
-    json_object_object_add(o, "mutable", json_object_new_string("no"));
-    json_object_object_add(o, "mountOptions",
-                           json_object_new_string(cls == ImageClass::Sysext ? "ro,nodev" : "ro,nodev,nosuid,noexec"));
+    json_object_object_add(o, "mutable", json_object_new_string(info.mutable_mode.c_str()));
+    const bool writable = !info.work_dir.empty();
+    std::string opts = writable ? "rw,noatime,nodev" : "ro,nodev";
+    if (cls == ImageClass::Confext) opts += ",nosuid,noexec";
+    json_object_object_add(o, "mountOptions", json_object_new_string(opts.c_str()));
+    json_object_object_add(o, "inputs", json_object_new_string(info.inputs.c_str()));
+    json_object* hs = json_object_new_array();
+    for (const auto& h : info.hierarchies) json_object_array_add(hs, json_object_new_string(h.c_str()));
+    json_object_object_add(o, "hierarchies", hs);
     json_object* exts = json_object_new_array();
     for (const auto& r : merged) {
         json_object* e = json_object_new_object();
@@ -56,8 +62,33 @@ std::string origin_json(ImageClass cls, const std::vector<ExtensionRecord>& merg
     return out + "\n";
 }
 
+Result<OriginInfo> read_origin(int hier_fd, ImageClass cls) {
+    OriginInfo info;
+    auto fd = open_in_root_nofollow(hier_fd, std::string(class_info(cls).dot_dir) + "/origin", O_RDONLY | O_NONBLOCK);
+    if (!fd) {
+        if (fd.error().code() == ENOENT) return info;
+        return fd.error();
+    }
+    auto text = read_regular_file(fd->get(), 1 << 20);
+    if (!text) return text.error();
+    json_object* o = json_tokener_parse(text->c_str());
+    if (!o) return info;  // not ours: treat as "unknown inputs"
+    json_object* v = nullptr;
+    if (json_object_object_get_ex(o, "mutable", &v) && json_object_is_type(v, json_type_string))
+        info.mutable_mode = json_object_get_string(v);
+    if (json_object_object_get_ex(o, "inputs", &v) && json_object_is_type(v, json_type_string))
+        info.inputs = json_object_get_string(v);
+    if (json_object_object_get_ex(o, "hierarchies", &v) && json_object_is_type(v, json_type_array))
+        for (size_t i = 0; i < json_object_array_length(v); i++) {
+            json_object* h = json_object_array_get_idx(v, i);
+            if (json_object_is_type(h, json_type_string)) info.hierarchies.push_back(json_object_get_string(h));
+        }
+    json_object_put(o);
+    return info;
+}
+
 Result<void> write_meta_layer(int meta_fd, ImageClass cls, const std::vector<ExtensionRecord>& merged,
-                              dev_t backing) {
+                              dev_t backing, const OriginInfo& info) {
     RDEXT_TRY(fault_point("metadata"));
     auto dot = open_dot_dir(meta_fd, cls);
     if (!dot) return dot.error();
@@ -65,7 +96,15 @@ Result<void> write_meta_layer(int meta_fd, ImageClass cls, const std::vector<Ext
     for (const auto& r : merged) list += r.name + "\n";
     RDEXT_TRY(write_in(dot->get(), class_info(cls).list_file, list));
     RDEXT_TRY(write_in(dot->get(), "backing", format_devnum(backing) + "\n"));
-    return write_in(dot->get(), "origin", origin_json(cls, merged));
+    if (!info.work_dir.empty()) RDEXT_TRY(write_in(dot->get(), "work_dir", info.work_dir + "\n"));
+    return write_in(dot->get(), "origin", origin_json(cls, merged, info));
+}
+
+Result<void> write_meta_origin(int meta_fd, ImageClass cls, const std::vector<ExtensionRecord>& merged,
+                               const OriginInfo& info) {
+    auto dot = open_dot_dir(meta_fd, cls);
+    if (!dot) return dot.error();
+    return write_in(dot->get(), "origin", origin_json(cls, merged, info));
 }
 
 Result<void> write_meta_dev(int meta_fd, ImageClass cls, dev_t overlay_dev) {

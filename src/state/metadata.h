@@ -15,15 +15,33 @@
 
 namespace rdext {
 
-// Writes <meta>/<dot_dir>/{extensions|confexts, backing, origin} before the
-// overlay exists. `merged` are the merged images in layer order (every
-// hierarchy gets the full list, as systemd does).
+// How a merge was made, beyond the list of images.
+struct OriginInfo {
+    std::string mutable_mode = "no";
+    std::string work_dir;                  // mutable merges: written to `work_dir`
+    std::string inputs;                    // fingerprint of everything the merge was made from
+    std::vector<std::string> hierarchies;  // every hierarchy the class's merge covers
+};
+
+// Writes <meta>/<dot_dir>/{extensions|confexts, backing, origin} (and
+// work_dir in a mutable merge) before the overlay exists. `merged` are the
+// merged images in layer order (every hierarchy gets the full list, as
+// systemd does).
 Result<void> write_meta_layer(int meta_fd, ImageClass cls, const std::vector<ExtensionRecord>& merged,
-                              dev_t backing);
+                              dev_t backing, const OriginInfo& info = {});
 
 // The `origin` file (systemd v260): how the merge was made and from what
-// (each image's path and identity), so a refresh can tell "nothing changed".
-std::string origin_json(ImageClass cls, const std::vector<ExtensionRecord>& merged);
+// (each image's path and identity, and the fingerprint of all the inputs),
+// so a refresh can tell "nothing changed" without mounting anything.
+std::string origin_json(ImageClass cls, const std::vector<ExtensionRecord>& merged, const OriginInfo& info = {});
+
+// Rewrites the origin file once every hierarchy of the merge is known.
+Result<void> write_meta_origin(int meta_fd, ImageClass cls, const std::vector<ExtensionRecord>& merged,
+                               const OriginInfo& info);
+
+// The origin of the merge on the hierarchy hier_fd refers to; empty
+// `inputs` when there is none (a merge by systemd-sysext, or an older one).
+Result<OriginInfo> read_origin(int hier_fd, ImageClass cls);
 
 // Writes <meta>/<dot_dir>/dev once the overlay exists: systemd treats a
 // hierarchy as merged only when this matches the mount's st_dev.

@@ -3,11 +3,21 @@
 #  - refresh with nothing merged merges;
 #  - refresh several times in a row keeps working and gives the same trees
 #    as a fresh merge (one mount per hierarchy, no staging left);
-#  - added, removed and newly broken images are picked up;
+#  - added, removed and newly broken images are picked up (a removed
+#    image's loop device goes with the old overlay);
 #  - images under /etc/extensions keep working while a confext overlay
 #    (nodev) covers /etc, including a block device entry;
 #  - refresh with every image gone unmerges;
-#  - unmerge afterwards restores the state from before.
+#  - unmerge afterwards restores the state from before;
+#  - a refresh with nothing changed does nothing (same mounts, a message),
+#    one after a change inside a directory image does refresh;
+#  - a mount below a merged hierarchy (/usr/share/sub) survives a refresh;
+#  - the swap uses mount beneath (no fallback message on this kernel), and
+#    with it disabled (RDEXT_TEST_NO_BENEATH=1, test builds: as on 6.1) the
+#    refresh gives the same tree and says it fell back;
+#  - a fault at any step of a refresh (staging, overlays, metadata, the swap
+#    of the 1st, 2nd or 3rd hierarchy, with and without mount beneath)
+#    exits 1 and leaves the previous merge exactly as it was.
 # Findings are collected (defer_fail) so one does not hide the others.
 source "$(dirname "$0")/lib.sh"
 require_root_env
@@ -91,6 +101,9 @@ if [[ $LAST_RC == 0 ]]; then
     [[ -f $R/$T/four ]] || defer_fail "added image four not visible after refresh"
     [[ -f $R/etc/rdext-test/cy ]] || defer_fail "added confext cy not visible after refresh"
     one_mount_each "refresh after changes"
+    # The image that left is released with the old overlay (loop autoclear).
+    for _ in $(seq 20); do loops_under "$TEST_DIR" | grep -q two || break; sleep 0.1; done
+    ! loops_under "$TEST_DIR" | grep -q two || defer_fail "the loop device of the removed image two.raw outlived the refresh"
 else
     defer_fail "refresh after adding/removing images exited $LAST_RC"
 fi
@@ -133,5 +146,127 @@ assert_not_merged "$R" /opt
 assert_not_merged "$R" /etc
 snapshot_state "$R" after2
 assert_same_state before2 after2
+
+R=$TEST_DIR/root3
+make_root "$R"
+make_ext_tree "$B/d1" d1 sysext -- "$T/d1=d1" "opt/d1=d1"
+cp -a "$B/d1" "$R/var/lib/extensions/d1"
+make_ext_tree "$B/r1" r1 sysext -- "$T/r1=r1"
+make_erofs "$B/r1" "$R/var/lib/extensions/r1.raw"
+make_ext_tree "$B/c1" c1 confext -- "etc/rdext-test/c1=c1"
+make_erofs "$B/c1" "$R/var/lib/confexts/c1.raw"
+mkdir -p "$R/usr/share/sub"
+bind_root "$R"
+snapshot_state "$R" before3
+run_rdext --root="$R" merge
+expect_rc 0
+mount_ids() { awk -v r="$R" '$5 == r "/usr" || $5 == r "/opt" || $5 == r "/etc" { print $5, $1 }' /proc/self/mountinfo | sort; }
+
+check "refresh with nothing changed does nothing"
+mount_ids >"$TEST_DIR/ids.before"
+run_refresh "$R"
+expect_rc 0
+expect_stderr_line "nothing changed"
+mount_ids >"$TEST_DIR/ids.after"
+diff -u "$TEST_DIR/ids.before" "$TEST_DIR/ids.after" >&2 || defer_fail "a refresh with nothing changed replaced mounts"
+
+check "a change inside a directory image is a change"
+echo d1-changed >"$R/var/lib/extensions/d1/$T/d1-new"
+run_refresh "$R"
+expect_rc 0
+grep -q "nothing changed" "$TEST_DIR/last.err" && defer_fail "a new file in directory image d1 went unnoticed"
+[[ -f $R/$T/d1-new ]] || defer_fail "the new file of d1 is not visible after refresh"
+
+check "a mount below /usr survives a refresh, and the swap uses mount beneath"
+mount -t tmpfs rdext-test-sub "$R/usr/share/sub"
+echo sub >"$R/usr/share/sub/file"
+make_ext_tree "$B/r2" r2 sysext -- "$T/r2=r2"
+make_erofs "$B/r2" "$R/var/lib/extensions/r2.raw"
+run_refresh "$R"
+expect_rc 0
+grep -qi "mount beneath" "$TEST_DIR/last.err" && defer_fail "refresh fell back on this kernel: $(last_err)"
+expect_set "refresh with a submount" /usr d1 r1 r2
+[[ $(cat "$R/usr/share/sub/file" 2>/dev/null) == sub ]] || defer_fail "the tmpfs on /usr/share/sub did not survive the refresh"
+[[ -f $R/$T/r2 ]] || defer_fail "r2 not visible after refresh"
+one_mount_each "refresh with a submount"
+
+check "without mount beneath (as on 6.1) the refresh gives the same tree and says so"
+rm -f "$R/var/lib/extensions/r2.raw"
+RDEXT_TEST_NO_BENEATH=1 run_refresh "$R"
+expect_rc 0
+expect_stderr_line "mount beneath not supported" "unmount and mount"
+expect_set "fallback refresh" /usr d1 r1
+expect_set "fallback refresh" /etc c1
+[[ ! -e $R/$T/r2 ]] || defer_fail "r2 still visible after the fallback refresh"
+[[ $(cat "$R/usr/share/sub/file" 2>/dev/null) == sub ]] || defer_fail "the submount did not survive the fallback refresh"
+one_mount_each "fallback refresh"
+umount "$R/usr/share/sub"
+tree_digest "$R" usr opt etc >"$TEST_DIR/digest.fallback"
+run_rdext --root="$R" unmerge
+run_rdext --root="$R" merge
+tree_digest "$R" usr opt etc >"$TEST_DIR/digest.fresh"
+diff -u "$TEST_DIR/digest.fresh" "$TEST_DIR/digest.fallback" >&2 || defer_fail "fallback refresh tree differs from a fresh merge"
+
+# Faults: each refresh has a change to make (r3 comes and goes).
+make_ext_tree "$B/r3" r3 sysext -- "$T/r3=r3" "opt/r3=r3"
+make_erofs "$B/r3" "$B/r3.raw"
+make_ext_tree "$B/c2" c2 confext -- "etc/rdext-test/c2=c2"
+for beneath in 1 0; do
+    for point in staging:1 overlay:1 overlay:3 metadata:1 swap:1 swap:2 swap:3; do
+        check "fault $point in a refresh (mount beneath: $beneath) keeps the previous merge"
+        cp "$B/r3.raw" "$R/var/lib/extensions/r3.raw"
+        cp -a "$B/c2" "$R/var/lib/confexts/c2"
+        tree_digest "$R" usr opt etc >"$TEST_DIR/digest.pre"
+        snapshot_state "$R" "pre-$point-$beneath"
+        if [[ $beneath == 1 ]]; then
+            RDEXT_FAULT=$point run_refresh "$R"
+        else
+            RDEXT_TEST_NO_BENEATH=1 RDEXT_FAULT=$point run_refresh "$R"
+        fi
+        if [[ $LAST_RC != 1 ]]; then
+            defer_fail "refresh with fault $point exited $LAST_RC, expected 1"
+        else
+            grep -q "injected fault at ${point%:*}" "$TEST_DIR/last.err" || defer_fail "fault $point: not reported"
+        fi
+        tree_digest "$R" usr opt etc >"$TEST_DIR/digest.post"
+        diff -u "$TEST_DIR/digest.pre" "$TEST_DIR/digest.post" >&2 || defer_fail "fault $point changed the merged trees"
+        snapshot_state "$R" "post-$point-$beneath"
+        # a hierarchy put back is a new mount: it comes last in mountinfo
+        sort -o "$TEST_DIR/state/pre-$point-$beneath.mounts" "$TEST_DIR/state/pre-$point-$beneath.mounts"
+        sort -o "$TEST_DIR/state/post-$point-$beneath.mounts" "$TEST_DIR/state/post-$point-$beneath.mounts"
+        assert_same_state "pre-$point-$beneath" "post-$point-$beneath"
+        assert_no_staging "$R"
+        one_mount_each "fault $point"
+        rm -rf "$R/var/lib/extensions/r3.raw" "$R/var/lib/confexts/c2"
+    done
+done
+
+run_rdext --root="$R" unmerge
+expect_rc 0
+snapshot_state "$R" after3
+assert_same_state before3 after3
+
+check "/usr as a file system of its own: refresh unmerges first, says so, and gets the tree right"
+R=$TEST_DIR/root4
+make_root "$R"
+cp "$B/r3.raw" "$R/var/lib/extensions/r3.raw"
+bind_root "$R"
+mount -t tmpfs rdext-test-usr "$R/usr"
+mkdir -p "$R/usr/lib" "$R/usr/share"
+cp "$TEST_DIR/root3/usr/lib/os-release" "$R/usr/lib/os-release"
+echo base-usr-fs >"$R/usr/share/base-file"
+run_rdext --root="$R" merge
+expect_rc 0
+expect_set "usr partition" /usr r3
+cp "$TEST_DIR/root3/var/lib/extensions/r1.raw" "$R/var/lib/extensions/r1.raw"
+run_refresh "$R"
+expect_rc 0
+expect_stderr_line "covers a mount of its own" "unmerging first"
+expect_set "usr partition, refreshed" /usr r1 r3
+[[ $(cat "$R/usr/share/base-file") == base-usr-fs ]] || defer_fail "the /usr file system's own file is not visible after refresh"
+n=$(awk -v m="$R/usr" '$5 == m' /proc/self/mountinfo | wc -l)
+(( n == 2 )) || defer_fail "expected the /usr tmpfs and one overlay on $R/usr, found $n mounts"
+run_rdext --root="$R" unmerge
+expect_rc 0
 
 finish

@@ -5,7 +5,10 @@
 #     it, refresh replaces it, unmerge removes it) and the state afterwards
 #     equals the one before the merge;
 #  3. rdext recognises a systemd-sysext merge (status, unmerge), and a state
-#     file left stale by systemd-sysext's unmerge does not confuse rdext.
+#     file left stale by systemd-sysext's unmerge does not confuse rdext;
+#  4. rdext refresh replaces a systemd-sysext merge (swapped in with mount
+#     beneath, one overlay left), systemd-sysext unmerges rdext's refreshed
+#     merge, and refresh in both directions in a row keeps one overlay.
 source "$(dirname "$0")/lib.sh"
 require_root_env
 command -v systemd-sysext >/dev/null || skip "no systemd-sysext"
@@ -134,5 +137,39 @@ expect_rc 0
 assert_not_merged "$R" /usr
 snapshot_state "$R" end
 assert_same_state before end
+
+check "rdext refresh replaces a systemd-sysext merge"
+run_cmd systemd-sysext --root="$R" merge
+expect_rc 0
+make_ext_tree "$B/four" four sysext -- "$T/four=four"
+cp -a "$B/four" "$R/etc/extensions/four"
+run_rdext --root="$R" refresh
+expect_rc 0
+grep -qi 'mount beneath' "$TEST_DIR/last.err" && fail "rdext refresh fell back: $(last_err)"
+assert_merged "$R" /usr "${NAMES[@]}" four
+assert_merged "$R" /opt "${NAMES[@]}" four
+assert_file_content "$R/$T/four" four
+for h in usr opt; do
+    n=$(awk -v m="$R/$h" '$5 == m' /proc/self/mountinfo | wc -l)
+    (( n == 1 )) || fail "$n overlays on $R/$h after rdext refresh of a systemd-sysext merge"
+done
+
+check "systemd-sysext refresh and unmerge work on rdext's refreshed merge"
+rm -rf "$R/etc/extensions/four"
+run_cmd systemd-sysext --root="$R" refresh
+expect_rc 0
+assert_merged "$R" /usr "${NAMES[@]}"
+run_rdext --root="$R" refresh
+expect_rc 0
+assert_merged "$R" /usr "${NAMES[@]}"
+run_rdext --root="$R" refresh
+expect_rc 0
+expect_stderr_line "nothing changed"
+run_cmd systemd-sysext --root="$R" unmerge
+expect_rc 0
+assert_not_merged "$R" /usr
+assert_not_merged "$R" /opt
+snapshot_state "$R" end2
+assert_same_state before end2
 
 log "PASS"

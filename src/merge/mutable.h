@@ -1,0 +1,41 @@
+// Mutable merges, as systemd-sysext v256 offers them (--mutable=,
+// rd.sysext.mutable=, rd.confext.mutable=): a writable upper layer over the
+// extensions, kept in /var/lib/extensions.mutable/<h> (persistent) or in a
+// tmpfs that goes with the merge (ephemeral), and the "import" modes that
+// show that directory's content as one more read-only layer.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "base/fd.h"
+#include "base/image_class.h"
+#include "base/result.h"
+#include "mount/staging.h"
+
+namespace rdext {
+
+enum class MutableMode { No, Auto, Yes, Import, Ephemeral, EphemeralImport };
+
+// systemd's spellings; also its booleans (1/0, true/false, on/off).
+Result<MutableMode> parse_mutable_mode(std::string_view text);
+const char* mutable_mode_name(MutableMode m);
+
+// What a hierarchy's overlay gets on top of the extensions.
+struct MutableLayers {
+    std::string import_dir;      // read-only layer below the metadata (import modes)
+    std::string upper, work;     // empty: a read-only overlay
+    bool upper_is_base = false;  // extensions.mutable/<h> links to the hierarchy itself
+    std::string work_for_meta;   // the work dir as systemd names it, for the `work_dir` file
+    bool writable() const { return !upper.empty(); }
+};
+
+// Decides and prepares (creating directories where the mode asks for them)
+// the writable parts for `hierarchy` ("/usr"). `root_fd` is the target
+// root, `current_fd` the hierarchy as it resolves now (the merge, during a
+// refresh), `base_path` the hierarchy's own directory the overlay sits on,
+// whose owner and mode a new upper directory takes.
+Result<MutableLayers> mutable_layers(int root_fd, int current_fd, Staging& staging, ImageClass cls,
+                                     const std::string& hierarchy, const std::string& base_path, MutableMode mode);
+
+}  // namespace rdext

@@ -1,0 +1,204 @@
+#include "merge/refresh.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include <memory>
+
+#include "base/fs.h"
+#include "merge/mutable.h"
+#include "mount/beneath.h"
+#include "mount/mount_api.h"
+#include "policy/policy_file.h"
+#include "state/metadata.h"
+
+namespace rdext {
+namespace {
+
+// Collects the fingerprint's text; hashed at the end.
+class Digest {
+public:
+    Digest() : ctx_(EVP_MD_CTX_new(), EVP_MD_CTX_free) { EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr); }
+    Digest& operator<<(const std::string& s) {
+        EVP_DigestUpdate(ctx_.get(), s.data(), s.size());
+        EVP_DigestUpdate(ctx_.get(), "\n", 1);
+        return *this;
+    }
+    std::string hex() {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned len = 0;
+        EVP_DigestFinal_ex(ctx_.get(), md, &len);
+        static const char digits[] = "0123456789abcdef";
+        std::string out;
+        for (unsigned i = 0; i < len; i++) {
+            out += digits[md[i] >> 4];
+            out += digits[md[i] & 15];
+        }
+        return out;
+    }
+
+private:
+    std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx_;
+};
+
+// Neither st_dev nor st_ino: an image under /etc/extensions is seen
+// through the confext overlay once /etc is merged, and an overlay gives
+// each mount a device and its directories inode numbers of its own. The
+// change time covers what they would: a replaced file is a new inode with
+// a new ctime, and every write or rename updates it.
+std::string stat_identity(const struct stat& st) {
+    return std::to_string(st.st_mode) + ":" +
+           std::to_string(st.st_rdev) + ":" + std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) +
+           "." + std::to_string(st.st_mtim.tv_nsec) + ":" + std::to_string(st.st_ctim.tv_sec) + "." +
+           std::to_string(st.st_ctim.tv_nsec);
+}
+
+// A directory image's tree: every entry's inode and times. A file changed
+// in place changes its own ctime; one added, removed or renamed changes its
+// directory's. The cost grows with the tree (readdir + fstatat per entry).
+void walk_tree(int dir_fd, const std::string& rel, Digest& d, int depth) {
+    if (depth > 64) {
+        d << "too deep:" + rel;
+        return;
+    }
+    int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        d << "unreadable:" + rel;
+        return;
+    }
+    DIR* dir = ::fdopendir(fd);
+    if (!dir) {
+        ::close(fd);
+        return;
+    }
+    while (struct dirent* e = ::readdir(dir)) {
+        std::string name = e->d_name;
+        if (name == "." || name == "..") continue;
+        struct stat st;
+        if (::fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
+        d << rel + "/" + name + " " + stat_identity(st);
+        if (S_ISDIR(st.st_mode)) {
+            int sub = ::openat(fd, e->d_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0) continue;
+            walk_tree(sub, rel + "/" + name, d, depth + 1);
+            ::close(sub);
+        }
+    }
+    ::closedir(dir);
+}
+
+void add_image(Digest& d, const std::string& path, ImageKind kind, const std::shared_ptr<UniqueFd>& fd) {
+    d << "image " + path + " " + kind_name(kind);
+    if (!fd || !*fd) return;
+    auto st = stat_fd(fd->get());
+    if (st) d << stat_identity(*st);
+    if (kind == ImageKind::Directory) walk_tree(fd->get(), "", d, 0);
+}
+
+void add_file(Digest& d, int root_fd, const std::string& path) {
+    auto fd = open_in_root(root_fd, path, O_RDONLY | O_NONBLOCK);
+    auto text = fd ? read_regular_file(fd->get(), 1 << 16) : Result<std::string>(fd.error());
+    d << path + ":" + (text ? *text : std::string("<none>"));
+}
+
+void add_mutable_dir(Digest& d, int root_fd, const std::string& hierarchy) {
+    const std::string rel = "/var/lib/extensions.mutable" + hierarchy;
+    auto fd = open_in_root_nofollow(root_fd, rel, O_PATH);
+    auto st = fd ? stat_fd(fd->get()) : Result<struct stat>(fd.error());
+    d << rel + " " + (st ? std::to_string(st->st_ino) + ":" + std::to_string(st->st_mode) : "absent");
+}
+
+std::string dirname_of(const std::string& p) {
+    auto slash = p.rfind('/');
+    return slash == 0 ? "/" : p.substr(0, slash);
+}
+
+}  // namespace
+
+std::string inputs_fingerprint(const Target& target, const Settings& settings, ImageClass cls,
+                               const std::vector<Candidate>& candidates) {
+    Digest d;
+    d << "rdext inputs 1" << class_name(cls) << target.root_path;
+    add_file(d, target.root_fd.get(), "/etc/os-release");
+    add_file(d, target.root_fd.get(), "/usr/lib/os-release");
+    for (const auto& n : settings.excluded(cls)) d << "exclude " + n;
+    for (const auto& [n, v] : settings.pin[static_cast<size_t>(cls)]) d << "pin " + n + "=" + v;
+    d << std::string("mutable ") + mutable_mode_name(settings.mutable_mode(cls));
+    for (const auto& h : class_info(cls).hierarchies) add_mutable_dir(d, target.root_fd.get(), h);
+    for (const auto& c : candidates) {
+        d << "entry " + c.name + " " + entry_state_name(c.state) + " " + c.reason;
+        d << "policy " + resolve_policy(settings.policy, cls, c.name).policy.to_string();
+        if (!c.versioned) {
+            add_image(d, c.path, c.kind, c.fd);
+            continue;
+        }
+        // Every entry of a versioned directory: which one fits may change.
+        for (const auto& v : c.versioned->ranked) add_image(d, v.path, v.kind, v.fd);
+        for (const auto& i : c.versioned->ignored) d << "ignored " + i.path;
+    }
+    return d.hex();
+}
+
+Result<bool> class_unchanged(const Target& target, const Settings& settings, ImageClass cls) {
+    auto found = discover(target.root_fd.get(), cls);
+    if (!found) return found.error();
+    const std::string fp = inputs_fingerprint(target, settings, cls, *found);
+    std::vector<std::string> merged, recorded;
+    for (const auto& h : class_info(cls).hierarchies) {
+        auto fd = target.open_hierarchy(h);
+        if (!fd) continue;
+        auto m = read_merged(fd->get(), cls);
+        if (!m) return m.error();
+        if (!m->merged) continue;
+        auto o = read_origin(fd->get(), cls);
+        if (!o) return o.error();
+        if (o->inputs != fp) return false;
+        recorded = o->hierarchies;
+        merged.push_back(h);
+    }
+    if (!merged.empty()) return merged == recorded;
+    // Nothing merged: unchanged only if there is nothing to merge.
+    if (settings.mutable_mode(cls) != MutableMode::No) return false;
+    for (const auto& c : *found)
+        if (c.state == EntryState::Available && !settings.excluded(cls).count(c.name)) return false;
+    return true;
+}
+
+Result<std::string> stage_base(const Target& target, Staging& staging, ImageClass cls, const std::string& hierarchy) {
+    const std::string slot = std::string("base-") + class_name(cls) + "-" + hierarchy.substr(1);
+    const std::string path = staging.slot_path(slot) + hierarchy.substr(hierarchy.rfind('/'));
+    // Already there (the module index of /usr asked first).
+    if (auto done = open_in_root_nofollow(staging.fd(), slot, O_PATH | O_DIRECTORY); done) return path;
+    auto self = open_in_root_nofollow(target.root_fd.get(), hierarchy, O_PATH | O_DIRECTORY);
+    if (!self) return Error(ENOTSUP) << hierarchy << " is not a plain directory of the root";
+    auto top = target.open_hierarchy(hierarchy);
+    if (!top) return top.error();
+    auto parent = open_in_root(target.root_fd.get(), dirname_of(hierarchy), O_PATH | O_DIRECTORY);
+    if (!parent) return parent.error();
+    auto top_id = mount_id_of(top->get());
+    auto parent_id = mount_id_of(parent->get());
+    if (!top_id || !parent_id) return Error(ENOTSUP) << "no mount ids";
+    auto below = parent_mount_id(*top_id);
+    if (!below) return below.error();
+    if (*below != *parent_id)
+        return Error(ENOTSUP) << "the merge on " << hierarchy << " covers a mount of its own, not a directory";
+    // Non-recursive: the copy shows the directory itself, not what is
+    // mounted on it. Private, so nothing done to it propagates.
+    auto copy = clone_tree(parent->get());
+    if (!copy) return copy.error();
+    struct mount_attr a = {};
+    a.propagation = MS_PRIVATE;
+    if (::mount_setattr(copy->get(), "", AT_EMPTY_PATH, &a, sizeof(a)) < 0)
+        return ErrnoError() << "making the copy of " << hierarchy << "'s parent private";
+    auto slot_fd = staging.make_slot(slot);
+    if (!slot_fd) return slot_fd.error();
+    RDEXT_TRY(attach_mount(copy->get(), slot_fd->get()));
+    auto check = open_path(path, O_PATH | O_DIRECTORY | O_NOFOLLOW);
+    if (!check) return check.error().prefix("the root's own " + hierarchy + ": ");
+    return path;
+}
+
+}  // namespace rdext

@@ -1,0 +1,38 @@
+// What a refresh needs beyond a merge: telling "nothing changed" without
+// mounting anything, and reaching a merged hierarchy's own directory while
+// the merge still covers it.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/image_class.h"
+#include "base/result.h"
+#include "discover/discover.h"
+#include "merge/target.h"
+#include "mount/staging.h"
+
+namespace rdext {
+
+// Fingerprint (sha256, hex) of everything a class's merge is made from: each
+// discovered entry's path, kind, state and identity (a raw image's inode,
+// size and times; a directory image's whole tree, so a change inside it
+// counts), the root's os-release, and the settings that decide (exclusions,
+// pins, image policy, mutable mode, the mutable directories). Recorded in
+// the `origin` file of every hierarchy the merge covers.
+std::string inputs_fingerprint(const Target& target, const Settings& settings, ImageClass cls,
+                               const std::vector<Candidate>& candidates);
+
+// True when the class's current merge was made from exactly what the root
+// offers now: discovery and stat calls only, nothing is mounted.
+Result<bool> class_unchanged(const Target& target, const Settings& settings, ImageClass cls);
+
+// The hierarchy's own directory as it is beneath the merge on it: a
+// non-recursive copy of the mount holding the hierarchy's parent directory,
+// attached in a staging slot (so overlayfs takes it as a layer). Returns the
+// path of the hierarchy in it. ENOTSUP when the merge does not sit right on
+// that mount (e.g. /usr is a file system of its own).
+Result<std::string> stage_base(const Target& target, Staging& staging, ImageClass cls, const std::string& hierarchy);
+
+}  // namespace rdext

@@ -1,0 +1,169 @@
+#!/bin/bash
+# mutable: systemd-sysext's mutable modes (--mutable=, rd.sysext.mutable=,
+# rd.confext.mutable=), with its directories:
+#  - no: read-only; yes: writes land in /var/lib/extensions.mutable/usr (work
+#    dir .systemd-usr-workdir beside it) and survive unmerge + merge; the
+#    metadata directory stays read-only;
+#  - auto: writable only when extensions.mutable/usr exists;
+#  - import: that directory's files shown, read-only;
+#  - ephemeral / ephemeral-import: writable, writes gone after unmerge + merge;
+#  - extensions.mutable/usr linked to /usr: the hierarchy is its own upper;
+#  - rd.confext.mutable=yes makes /etc writable, leaves /usr alone;
+#  - refresh keeps a persistent merge's writes; systemd-sysext unmerges it;
+#  - unknown modes are refused (CLI) or warned about (kernel command line);
+#  - unmerge leaves no mount, loop device or staging behind.
+source "$(dirname "$0")/lib.sh"
+require_root_env
+
+R=$TEST_DIR/root
+B=$TEST_DIR/build
+T=usr/share/rdext-test
+M=$R/var/lib/extensions.mutable
+make_root "$R"
+make_ext_tree "$B/one" one sysext -- "$T/one=one" "opt/one/file=one"
+cp -a "$B/one" "$R/var/lib/extensions/one"
+make_ext_tree "$B/cx" cx confext -- "etc/rdext-test/cx=cx"
+cp -a "$B/cx" "$R/var/lib/confexts/cx"
+bind_root "$R"
+snapshot_state "$R" before
+
+writable() { ( echo "$2" >"$1" ) 2>/dev/null; }
+expect_writable() { writable "$1" "$2" || fail "cannot write $1 (${3:-})"; }
+expect_readonly() { ! writable "$1" x || fail "$1 is writable, expected a read-only merge (${2:-})"; }
+merge_mode() {
+    run_rdext --root="$R" --mutable="$1" merge
+    expect_rc 0
+}
+unmerge() { run_rdext --root="$R" unmerge; expect_rc 0; assert_not_merged "$R" /usr; }
+
+check "no: the merge is read-only"
+merge_mode no
+assert_merged "$R" /usr one
+expect_readonly "$R/usr/share/w-no" "mode no"
+[[ ! -e $M ]] || fail "mode no created $M"
+unmerge
+
+check "yes: writes land in extensions.mutable/usr and survive unmerge + merge"
+merge_mode yes
+mountpoint -q "$R/usr" || fail "/usr is not merged"
+[[ -f $R/$T/one ]] || fail "extension file missing in a mutable merge"
+expect_writable "$R/usr/share/w-yes" yes "mode yes"
+assert_file_content "$M/usr/share/w-yes" yes
+[[ -d $M/.systemd-usr-workdir ]] || fail "work dir $M/.systemd-usr-workdir missing"
+[[ $(cat "$R/usr/.systemd-sysext/work_dir") == /var/lib/extensions.mutable/.systemd-usr-workdir ]] ||
+    fail "work_dir metadata says '$(cat "$R/usr/.systemd-sysext/work_dir")'"
+grep -q '"mutable":"yes"' "$R/usr/.systemd-sysext/origin" || fail "origin does not record mode yes"
+expect_readonly "$R/usr/.systemd-sysext/extensions" "the metadata must stay read-only"
+expect_writable "$R/opt/w-yes" yes "/opt in mode yes"
+assert_file_content "$M/opt/w-yes" yes
+[[ ,$(mount_opts "$R/usr"), == *,rw,* ]] || fail "/usr not mounted rw: $(mount_opts "$R/usr")"
+check "rdext status shows the mutable merge"
+run_rdext --root="$R" --json status
+expect_rc 0
+unmerge
+[[ ! -e $R/usr/share/w-yes ]] || fail "w-yes visible in the root's own /usr after unmerge"
+merge_mode yes
+assert_file_content "$R/usr/share/w-yes" yes
+
+check "refresh of a mutable merge keeps the writes and adds the new image"
+make_ext_tree "$B/two" two sysext -- "$T/two=two"
+cp -a "$B/two" "$R/var/lib/extensions/two"
+run_rdext --root="$R" --mutable=yes refresh
+expect_rc 0
+assert_file_content "$R/$T/two" two
+assert_file_content "$R/usr/share/w-yes" yes
+expect_writable "$R/usr/share/w-after-refresh" x "after refresh"
+assert_file_content "$M/usr/share/w-after-refresh" x
+n=$(awk -v m="$R/usr" '$5 == m' /proc/self/mountinfo | wc -l)
+(( n == 1 )) || fail "$n mounts on $R/usr after a mutable refresh"
+rm -rf "$R/var/lib/extensions/two"
+unmerge
+
+check "auto: read-only without extensions.mutable/usr, writable with it"
+mv "$M" "$B/mutable.away"
+merge_mode auto
+expect_readonly "$R/usr/share/w-auto" "auto without the directory"
+unmerge
+mv "$B/mutable.away" "$M"
+merge_mode auto
+expect_writable "$R/usr/share/w-auto" auto "auto with the directory"
+assert_file_content "$M/usr/share/w-auto" auto
+unmerge
+
+check "import: extensions.mutable/usr is shown, read-only"
+merge_mode import
+assert_file_content "$R/usr/share/w-yes" yes
+[[ -f $R/$T/one ]] || fail "extension file missing in import mode"
+expect_readonly "$R/usr/share/w-import" "import"
+unmerge
+
+for mode in ephemeral ephemeral-import; do
+    check "$mode: writable, the writes are gone after unmerge + merge"
+    merge_mode "$mode"
+    expect_writable "$R/usr/share/w-eph" eph "$mode"
+    [[ ! -e $M/usr/share/w-eph ]] || fail "$mode wrote into $M"
+    if [[ $mode == ephemeral-import ]]; then
+        assert_file_content "$R/usr/share/w-yes" yes
+    elif [[ -e $R/usr/share/w-yes ]]; then
+        fail "ephemeral shows extensions.mutable's w-yes (only the import modes do)"
+    fi
+    unmerge
+    merge_mode "$mode"
+    [[ ! -e $R/usr/share/w-eph ]] || fail "$mode: w-eph survived unmerge + merge"
+    unmerge
+done
+
+check "extensions.mutable/usr linked to /usr: the hierarchy itself takes the writes"
+mv "$M/usr" "$B/mutable-usr.away"
+ln -s /usr "$M/usr"
+merge_mode yes
+[[ -f $R/$T/one ]] || fail "extension file missing"
+expect_writable "$R/usr/share/w-direct" direct "linked upper"
+[[ -d $R/.systemd-usr-workdir ]] || fail "work dir $R/.systemd-usr-workdir missing"
+unmerge
+assert_file_content "$R/usr/share/w-direct" direct
+rm -f "$R/usr/share/w-direct" "$M/usr"
+mv "$B/mutable-usr.away" "$M/usr"
+
+check "rd.confext.mutable=yes: /etc writable into extensions.mutable/etc, /usr stays read-only"
+echo "rd.confext.mutable=yes" >"$TEST_DIR/cmdline"
+run_rdext --root="$R" --cmdline-file="$TEST_DIR/cmdline" merge
+expect_rc 0
+expect_writable "$R/etc/w-conf" conf "confext yes"
+assert_file_content "$M/etc/w-conf" conf
+expect_readonly "$R/usr/share/w-usr" "sysext untouched by rd.confext.mutable"
+unmerge
+echo "rd.sysext.mutable=ephemeral" >"$TEST_DIR/cmdline"
+run_rdext --root="$R" --cmdline-file="$TEST_DIR/cmdline" merge
+expect_rc 0
+expect_writable "$R/usr/share/w-cmd" x "rd.sysext.mutable=ephemeral"
+expect_readonly "$R/etc/w-conf2" "confext untouched by rd.sysext.mutable"
+unmerge
+
+check "unknown modes: refused on the command line, a warning on the kernel command line"
+run_rdext --root="$R" --mutable=sometimes merge
+expect_rc 2
+echo "rd.sysext.mutable=sometimes" >"$TEST_DIR/cmdline"
+run_rdext --root="$R" --cmdline-file="$TEST_DIR/cmdline" merge
+expect_rc 0
+expect_stderr_line 'rd\.sysext\.mutable' 'mutable mode'
+expect_readonly "$R/usr/share/w-bad" "an unknown mode means no"
+unmerge
+
+if command -v systemd-sysext >/dev/null; then
+    check "systemd-sysext unmerges a mutable rdext merge"
+    merge_mode yes
+    run_cmd systemd-sysext --root="$R" unmerge
+    expect_rc 0
+    assert_not_merged "$R" /usr
+    assert_not_merged "$R" /opt
+    # 252 knows no confext: /etc is rdext's to unmerge
+    leftover=$(mounts_under "$R/usr"; mounts_under "$R/opt")
+    [[ -z $leftover ]] || fail "mounts left after systemd-sysext unmerge: $leftover"
+    run_rdext --root="$R" unmerge
+fi
+
+check "after all that, the state equals the one before"
+snapshot_state "$R" after
+assert_same_state before after
+finish
