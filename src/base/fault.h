@@ -3,6 +3,14 @@
 // RDEXT_FAULT=NAME:N (N counts from 1). Release builds compile the points
 // to nothing. Tests use it to prove every failure path leaves the root as
 // it was.
+//
+// Two more test hooks ride on the same points:
+//   RDEXT_FAULT_TRACE=1  logs every pass ("fault point NAME:N"), so a test
+//                        can enumerate the points a run goes through;
+//   RDEXT_FAULT_PAUSE=NAME:N,FILE  at that pass, creates FILE and waits
+//                        (up to 60 s) until the test removes it, so the test
+//                        can change the root at that moment (e.g. swap an
+//                        image between its checks and its mount).
 #pragma once
 
 #include "base/result.h"

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <map>
 
+#include "base/fault.h"
 #include "base/fs.h"
 #include "base/log.h"
 #include "release/extension_release.h"
@@ -139,6 +140,12 @@ void classify_versioned(int root_fd, const std::string& entry, ImageClass cls, C
     c.versioned = std::move(v);
 }
 
+// A fault injected here stands for any failure to open the directory.
+Result<UniqueFd> open_search_dir(int root_fd, const std::string& dir) {
+    RDEXT_TRY(fault_point("open-dir"));
+    return open_in_root(root_fd, dir, O_RDONLY | O_DIRECTORY);
+}
+
 // Classifies one directory entry. Returns false when the entry is not an
 // image at all (ordinary files, sockets, names that are not valid).
 bool classify(int root_fd, int dir_fd, const std::string& dir, const std::string& entry,
@@ -240,7 +247,7 @@ Result<std::vector<Candidate>> discover(int root_fd, ImageClass cls) {
     std::vector<Candidate> out;
     std::map<std::string, std::string> owner;  // name -> path of the entry that owns it
     for (const auto& dir : class_info(cls).search_dirs) {
-        auto dfd = open_in_root(root_fd, dir, O_RDONLY | O_DIRECTORY);
+        auto dfd = open_search_dir(root_fd, dir);
         if (!dfd) {
             if (dfd.error().code() == ENOTDIR)
                 log_warning() << dir << " is not a directory, no extensions are taken from it";

@@ -20,6 +20,8 @@ std::string drain_fs_log(int fs_fd) {
         if (n <= 0) break;
         std::string line(buf, static_cast<size_t>(n));
         if (line.size() > 2 && line[1] == ' ') line = line.substr(2);
+        // Some drivers (squashfs) end their message with a newline.
+        while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
         if (!out.empty()) out += "; ";
         out += line;
     }

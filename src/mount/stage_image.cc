@@ -9,6 +9,7 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "image/probe.h"
+#include "kmod/modules.h"
 #include "mount/mount_api.h"
 #include "verity/sidecar.h"
 #include "verity/verity_sig.h"
@@ -87,6 +88,7 @@ Result<UniqueFd> mount_region(const Candidate& c, StagedImage& img, int backing_
         img.loops.push_back(std::move(*loop));
     }
     RDEXT_TRY(fault_point("image-mount"));
+    RDEXT_TRY(ensure_filesystem(part.fstype));
     auto m = mount_detached(part.fstype, {{"source", source}, {"ro", "", true}}, image_mount_attrs(c.cls));
     if (!m) return m.error().prefix("mount " + part.fstype + ": ");
     return m;
@@ -96,6 +98,7 @@ Result<UniqueFd> mount_region(const Candidate& c, StagedImage& img, int backing_
 // up, about twice as cheap per image. The source is the fd we probed,
 // through its /proc link, so the kernel opens the very same file.
 Result<UniqueFd> mount_erofs_from_file(const Candidate& c, int file_fd) {
+    RDEXT_TRY(ensure_filesystem("erofs"));
     return mount_detached("erofs", {{"source", proc_fd_path(file_fd)}, {"ro", "", true}},
                           image_mount_attrs(c.cls));
 }
@@ -154,6 +157,7 @@ Result<UniqueFd> mount_verity(const Candidate& c, StagedImage& img, int file_fd,
     auto dev = open_verity_device(img.verity.back());
     if (!dev) return dev.error();
     RDEXT_TRY(fault_point("image-mount"));
+    RDEXT_TRY(ensure_filesystem(data.fstype));
     auto m = mount_detached(data.fstype, {{"source", proc_fd_path(dev->get())}, {"ro", "", true}},
                             image_mount_attrs(c.cls));
     if (!m) {
@@ -312,12 +316,16 @@ Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd, const 
     // Never erofs-from-file for an image with verity: it would bypass it.
     if (bare && !root_plan && c.kind == ImageKind::Raw && layout->root->fstype == "erofs") {
         RDEXT_TRY(fault_point("image-mount"));
-        if (auto m = mount_erofs_from_file(c, file->get()); m) {
+        auto m = mount_erofs_from_file(c, file->get());
+        if (m) {
             img.fstype = "erofs";
             img.offered.push_back({Designator::Root, ImageState::Unprotected, "erofs"});
             return attach_into(img, std::move(*m), slot_fd);
         }
         // Older kernels want a block device (ENOTBLK): use a loop device.
+        // Any other failure (a corrupt image, a missing module) would fail
+        // the same way through a loop device: report it, do not retry.
+        if (m.error().code() != ENOTBLK) return m.error().prefix("mount erofs: ");
     }
     if (layout->root) {
         auto m = root_plan ? mount_verity(c, img, file->get(), *layout->root, bare, *root_plan, Designator::Root)

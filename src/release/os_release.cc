@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "base/fault.h"
 #include "base/fd.h"
 #include "base/fs.h"
 #include "release/release_utf8.h"
@@ -177,6 +178,7 @@ Result<ReleaseFields> parse_os_release(std::string_view text) {
 }
 
 Result<ReleaseFields> read_release_fd(int fd, const std::string& what) {
+    if (auto f = fault_point("release-file"); !f) return f.error().prefix(what + ": ");
     auto st = stat_fd(fd);
     if (!st) return st.error().prefix(what + ": ");
     if (!S_ISREG(st->st_mode)) return Error(EBADFD) << what << " is not a regular file";

@@ -10,6 +10,9 @@
 #   merged        the odd-but-valid image merges along with the good ones;
 #   skip-or-merged  either of those.
 # Plus: a missing or non-directory root, usage errors.
+# hostile.sh continues this catalogue with deliberately hostile inputs
+# (magic links, FIFOs and devices, setuid, lying and corrupt images, GPT
+# tricks, 1,000 extensions, swap races).
 #
 # CASES=name1,name2 runs only those cases.
 source "$(dirname "$0")/lib.sh"

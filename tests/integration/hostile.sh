@@ -1,0 +1,537 @@
+#!/bin/bash
+# Hostile inputs (issue #8's catalogue), beyond bad_input.sh, which already
+# covers: symlink loops, absolute and relative (../) links out of the root,
+# a name collision between /etc/extensions and /var/lib/extensions, newlines,
+# spaces, ':' and ',' in names, binary and NUL-containing release files, a
+# 10 MB release file, usr/lib/os-release in a squashfs, garbage, truncated,
+# zero-length, swap and LUKS images, a GPT without a usable partition.
+#
+# Every case gets a fresh root with two good extensions (a directory and an
+# erofs image) plus the hostile thing, runs the merge with a time limit (a
+# FIFO or a device must never block it) and asserts the result: which
+# extensions merged, which were skipped with which message, and that an
+# unmerge leaves mounts, loop devices and run/ exactly as before.
+#
+# CASES=name1,name2 runs only those cases. Prints the number of cases run.
+source "$(dirname "$0")/lib.sh"
+require_root_env
+
+B=$TEST_DIR/build
+T=usr/share/rdext-test
+GOOD=(good-dir good-raw)
+CASES_RUN=()
+
+make_ext_tree "$B/good-dir" good-dir sysext -- "$T/good-dir=good-dir"
+make_ext_tree "$B/good-raw" good-raw sysext -- "$T/good-raw=good-raw"
+make_erofs "$B/good-raw" "$B/good-raw.raw"
+
+selected() {
+    [[ -z ${CASES:-} || ,$CASES, == *",$1,"* ]] || return 1
+    CASES_RUN+=("$1")
+    check "case $1"
+}
+
+# new_root CASE: $R is a fresh root with the good extensions
+new_root() {
+    R=$TEST_DIR/cases/$1/root
+    CASE=$1
+    make_root "$R"
+    cp -a "$B/good-dir" "$R/etc/extensions/good-dir"
+    cp "$B/good-raw.raw" "$R/var/lib/extensions/good-raw.raw"
+}
+
+# sys_tree DIR NAME [release lines...]: a valid sysext tree shipping $T/NAME
+sys_tree() {
+    local dir=$1 name=$2; shift 2
+    rm -rf "$dir"
+    make_ext_tree "$dir" "$name" sysext "$@" -- "$T/$name=$name"
+}
+
+# merge_case: bind the root, snapshot, merge with a time limit
+merge_case() {
+    mountpoint -q "$R" || bind_root "$R"
+    snapshot_state "$R" "$CASE.before"
+    run_cmd timeout 120 "$RDEXT" --root="$R" "$@" merge
+    [[ $LAST_RC != 124 ]] || fail "$CASE: the merge did not finish within 120 s"
+    cp "$TEST_DIR/last.err" "$TEST_DIR/merge.err"
+}
+
+# expect_merged NAMES...: exit 0, /usr merged with the good ones and NAMES
+expect_merged() {
+    expect_rc 0
+    assert_merged "$R" /usr "${GOOD[@]}" "$@"
+    assert_file_content "$R/$T/good-dir" good-dir
+    assert_file_content "$R/$T/good-raw" good-raw
+    assert_no_staging "$R"
+}
+
+# expect_skipped NAME REASON-ERE: NAME is reported skipped (stderr line with
+# its name and the reason; status --json says skipped with a reason)
+expect_skipped() {
+    local name=$1 reason=$2 res
+    cp "$TEST_DIR/merge.err" "$TEST_DIR/last.err"   # the merge's, not the last status'
+    expect_stderr_line "$name" "$reason"
+    run_rdext --root="$R" --json status
+    expect_rc 0
+    res=$(json_query "$TEST_DIR/last.out" "[(e['result'], bool(e.get('reason'))) for e in d['extensions'] if e['name'] == '$name']")
+    [[ $res == '[["skipped", true]]' ]] || fail "$CASE: status --json: $name should be [skipped, with a reason], got $res"
+}
+
+# done_case: unmerge and compare with the snapshot from before the merge
+done_case() {
+    run_rdext --root="$R" unmerge
+    expect_rc 0
+    snapshot_state "$R" "$CASE.after"
+    assert_same_state "$CASE.before" "$CASE.after"
+    unmount_all_under "$R"
+}
+
+# ===========================================================================
+# Links
+
+if selected symlink-proc; then
+    # With a procfs inside the root, /proc/self/root and /proc/1/cwd are magic
+    # links to the host's root: openat2(RESOLVE_NO_MAGICLINKS) refuses them.
+    new_root symlink-proc
+    OUT=$TEST_DIR/outside-proc
+    sys_tree "$OUT/escape-proc" escape-proc
+    mkdir -p "$R/proc"
+    bind_root "$R"
+    mount -t proc proc "$R/proc"   # stays until done_case: part of the snapshots
+    ln -s "/proc/self/root$OUT/escape-proc" "$R/etc/extensions/escape-proc"
+    ln -s "/proc/1/root$OUT/escape-proc" "$R/run/extensions/escape-proc1"
+    ln -s /proc/self/fd/0 "$R/var/lib/extensions/stdin.raw"
+    merge_case
+    expect_merged
+    assert_absent "$R/$T/escape-proc"
+    for n in escape-proc escape-proc1 stdin; do expect_stderr_line "$n" 'resolve|link|loop|cross|permitted|denied'; done
+    done_case
+fi
+
+if selected symlink-dev; then
+    # a ".raw" that is a link to a character device (an endless /dev/zero):
+    # not an image (systemd ignores anything but files, directories and
+    # block devices), never read
+    new_root symlink-dev
+    mkdir -p "$R/dev"
+    mknod "$R/dev/zero" c 1 5
+    ln -s /dev/zero "$R/etc/extensions/zero.raw"
+    ln -s ../../dev/zero "$R/run/extensions/zero-rel.raw"
+    merge_case
+    expect_merged
+    run_rdext --root="$R" --json status
+    [[ $(json_query "$TEST_DIR/last.out" "[e['name'] for e in d['extensions'] if 'zero' in e['name']]") == '[]' ]] ||
+        fail "$CASE: a character device was taken for an image: $(last_out)"
+    done_case
+fi
+
+if selected release-link-escape; then
+    # the release file is a link (absolute, and via ..) to a valid release
+    # file outside the image: resolved inside the image, so not found
+    new_root release-link-escape
+    OUT=$TEST_DIR/outside-release
+    mkdir -p "$OUT"
+    printf 'ID=debian\nVERSION_ID=12\n' >"$OUT/extension-release.rel-abs"
+    cp "$OUT/extension-release.rel-abs" "$OUT/extension-release.rel-up"
+    for n in rel-abs rel-up; do
+        sys_tree "$R/etc/extensions/$n" "$n" @none
+        mkdir -p "$R/etc/extensions/$n/usr/lib/extension-release.d"
+    done
+    ln -s "$OUT/extension-release.rel-abs" "$R/etc/extensions/rel-abs/usr/lib/extension-release.d/extension-release.rel-abs"
+    ln -s "$(printf '../%.0s' {1..30})${OUT#/}/extension-release.rel-up" \
+        "$R/etc/extensions/rel-up/usr/lib/extension-release.d/extension-release.rel-up"
+    merge_case
+    expect_merged
+    expect_skipped rel-abs 'release'
+    expect_skipped rel-up 'release'
+    done_case
+fi
+
+if selected usr-link-escape; then
+    # the extension's usr is a link to a /usr outside the image: resolved in
+    # the image, the layer is not the outside tree
+    new_root usr-link-escape
+    OUT=$TEST_DIR/outside-usr
+    sys_tree "$OUT" usrlink
+    echo secret >"$OUT/usr/share/rdext-test/secret"
+    mkdir -p "$R/etc/extensions/usrlink"
+    ln -s "$OUT/usr" "$R/etc/extensions/usrlink/usr"
+    merge_case
+    expect_merged
+    assert_absent "$R/$T/secret"
+    expect_skipped usrlink 'release'
+    done_case
+fi
+
+# ===========================================================================
+# Odd files where images and release files should be
+
+if selected image-fifo; then
+    # a FIFO named like an image: not an image, and nothing may open it
+    # (an open would block until a writer comes)
+    new_root image-fifo
+    mkfifo "$R/etc/extensions/fifo.raw" "$R/run/extensions/fifo2.raw"
+    merge_case
+    expect_merged
+    done_case
+fi
+
+if selected release-fifo; then
+    # the release file is a FIFO: opened non-blocking, refused as not regular
+    new_root release-fifo
+    sys_tree "$R/etc/extensions/relfifo" relfifo @none
+    mkdir -p "$R/etc/extensions/relfifo/usr/lib/extension-release.d"
+    mkfifo "$R/etc/extensions/relfifo/usr/lib/extension-release.d/extension-release.relfifo"
+    merge_case
+    expect_merged
+    expect_skipped relfifo 'regular|release'
+    done_case
+fi
+
+if selected release-device; then
+    # the release file is a character device node (/dev/zero, endless): the
+    # image is mounted nodev, so it cannot even be opened; never read
+    new_root release-device
+    sys_tree "$R/etc/extensions/reldev" reldev @none
+    mkdir -p "$R/etc/extensions/reldev/usr/lib/extension-release.d"
+    mknod "$R/etc/extensions/reldev/usr/lib/extension-release.d/extension-release.reldev" c 1 5
+    merge_case
+    expect_merged
+    expect_skipped reldev 'release|regular|denied'
+    done_case
+fi
+
+if selected release-100mb; then
+    # 100 MB of release file (sparse, valid first lines): refused by its
+    # size before a byte is read
+    new_root release-100mb
+    sys_tree "$R/etc/extensions/big" big
+    truncate -s 100M "$R/etc/extensions/big/usr/lib/extension-release.d/extension-release.big"
+    printf 'ID=debian\nVERSION_ID=12\n' |
+        dd of="$R/etc/extensions/big/usr/lib/extension-release.d/extension-release.big" conv=notrunc status=none
+    start=$SECONDS
+    merge_case
+    (( SECONDS - start < 30 )) || fail "$CASE: the merge took $((SECONDS - start)) s"
+    expect_merged
+    expect_skipped big 'too large|limit|bytes'
+    done_case
+fi
+
+# ===========================================================================
+# What extensions contain
+
+if selected device-nodes; then
+    # device nodes in a directory extension are merged as entries, but every
+    # layer and the overlay are nodev: they cannot be opened
+    new_root device-nodes
+    sys_tree "$R/etc/extensions/devs" devs
+    mknod "$R/etc/extensions/devs/$T/mem" c 1 1
+    mknod "$R/etc/extensions/devs/$T/null" c 1 3
+    merge_case
+    expect_merged devs
+    [[ -c $R/$T/null ]] || fail "$CASE: the device node is not in the merged tree"
+    [[ ,$(mount_opts "$R/usr"), == *,nodev,* ]] || fail "$CASE: /usr is not nodev: $(mount_opts "$R/usr")"
+    for n in mem null; do
+        if head -c 1 "$R/$T/$n" >/dev/null 2>&1; then fail "$CASE: the device node $n from an extension could be opened"; fi
+    done
+    done_case
+fi
+
+if selected confext-setuid; then
+    # a setuid-root binary in a confext is inert: /etc is nosuid and noexec
+    new_root confext-setuid
+    make_ext_tree "$R/run/confexts/suid" suid confext -- etc/rdext-test/conf=suid
+    cp /usr/bin/id "$R/run/confexts/suid/etc/rdext-test/id"
+    chmod 4755 "$R/run/confexts/suid/etc/rdext-test/id"
+    merge_case
+    expect_merged
+    assert_merged "$R" /etc suid
+    opts=,$(mount_opts "$R/etc"),
+    [[ $opts == *,nosuid,* && $opts == *,noexec,* && $opts == *,nodev,* ]] ||
+        fail "$CASE: /etc is not nosuid,noexec,nodev: $opts"
+    [[ -u $R/etc/rdext-test/id ]] || fail "$CASE: test setup: the setuid bit is not visible"
+    # as an unprivileged user (the test dir is 0700: open it for the run)
+    chmod 755 "$TEST_DIR"
+    run_cmd setpriv --reuid=65534 --regid=65534 --clear-groups "$R/etc/rdext-test/id" -u
+    [[ $LAST_RC != 0 ]] || fail "$CASE: the confext's setuid binary ran (printed $(last_out))"
+    expect_stderr_line 'denied'
+    # control: the same file on the root's own file system does run setuid
+    cp -p "$R/run/confexts/suid/etc/rdext-test/id" "$R/var/lib/id-control"
+    run_cmd setpriv --reuid=65534 --regid=65534 --clear-groups "$R/var/lib/id-control" -u
+    [[ $(last_out) == 0 ]] || fail "$CASE: control: the setuid copy on the root's own file system printed '$(last_out)', expected 0"
+    rm "$R/var/lib/id-control"
+    chmod 700 "$TEST_DIR"
+    done_case
+fi
+
+if selected ships-metadata; then
+    # an extension shipping usr/.systemd-sysext/ (forged metadata): rdext's
+    # own metadata layer is on top, so the metadata tells the truth
+    new_root ships-metadata
+    sys_tree "$R/etc/extensions/forger" forger
+    mkdir -p "$R/etc/extensions/forger/usr/.systemd-sysext"
+    printf 'forged\nnames\n' >"$R/etc/extensions/forger/usr/.systemd-sysext/extensions"
+    echo 0:0 >"$R/etc/extensions/forger/usr/.systemd-sysext/dev"
+    merge_case
+    expect_merged forger   # assert_merged checks extensions and dev
+    run_rdext --root="$R" --json status
+    json_query "$TEST_DIR/last.out" "sorted(e['name'] for e in d['extensions'] if e['result'] == 'merged')" |
+        grep -qx '\["forger", "good-dir", "good-raw"\]' || fail "$CASE: status: $(last_out)"
+    done_case
+fi
+
+if selected ships-os-release-dir; then
+    # bad_input.sh has it for a squashfs image; a directory extension too
+    new_root ships-os-release-dir
+    sys_tree "$R/etc/extensions/osreldir" osreldir
+    printf 'ID=evil\nVERSION_ID=1\n' >"$R/etc/extensions/osreldir/usr/lib/os-release"
+    merge_case
+    expect_merged
+    expect_skipped osreldir 'os-release'
+    assert_file_content "$R/usr/lib/os-release" "$(printf 'ID=debian\nVERSION_ID=12')"
+    done_case
+fi
+
+# ===========================================================================
+# Images that lie
+
+if selected lying-fstype; then
+    # an erofs image whose first bytes are a squashfs superblock (erofs
+    # leaves its first 1 KiB unused): the probe believes the header, the
+    # squashfs driver finds no squashfs behind it; skipped, not half-mounted
+    new_root lying-fstype
+    sys_tree "$B/liar" liar
+    make_erofs "$B/liar" "$R/etc/extensions/liar.raw"
+    make_squashfs "$B/liar" "$B/liar.squashfs"
+    dd if="$B/liar.squashfs" of="$R/etc/extensions/liar.raw" bs=96 count=1 conv=notrunc status=none
+    merge_case
+    expect_merged
+    expect_skipped liar 'squashfs|mount|file ?system|superblock|release|read'
+    # regression: the kernel's message ended in a newline, logged as \x0a
+    if grep -qF '\x0a' "$TEST_DIR/merge.err"; then fail "$CASE: a log line carries an escaped newline"; fi
+    done_case
+fi
+
+if selected ext4-named-erofs; then
+    # the kind is taken from the content, never from a name: an ext4 image
+    # named like an erofs one merges as ext4
+    new_root ext4-named-erofs
+    sys_tree "$B/named" named
+    make_ext4 "$B/named" "$R/etc/extensions/named.raw"
+    merge_case
+    expect_merged named
+    run_rdext --root="$R" --json status
+    [[ $(json_query "$TEST_DIR/last.out" "[e.get('fstype') for e in d['extensions'] if e['name'] == 'named']") == '["ext4"]' ]] ||
+        fail "$CASE: status does not say ext4: $(last_out)"
+    done_case
+fi
+
+# gpt_patch FILE ENTRY FIRST LAST: rewrite GPT entry ENTRY (0-based) of both
+# tables to FIRST..LAST (LBAs) and fix the CRCs, as a hostile tool would
+gpt_patch() {
+    python3 - "$@" <<'EOF'
+import struct, sys, zlib
+path, idx, first, last = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+f = open(path, "r+b")
+def fix(hdr_lba):
+    f.seek(hdr_lba * 512); h = bytearray(f.read(92))
+    assert h[:8] == b"EFI PART"
+    ent_lba, n, size = struct.unpack_from("<QII", h, 72)
+    f.seek(ent_lba * 512); ents = bytearray(f.read(n * size))
+    struct.pack_into("<QQ", ents, idx * size + 32, first, last)
+    f.seek(ent_lba * 512); f.write(ents)
+    struct.pack_into("<I", h, 88, zlib.crc32(ents) & 0xffffffff)
+    struct.pack_into("<I", h, 16, 0)
+    struct.pack_into("<I", h, 16, zlib.crc32(bytes(h)) & 0xffffffff)
+    f.seek(hdr_lba * 512); f.write(h)
+    return struct.unpack_from("<Q", h, 32)[0]   # the other header
+backup = fix(1)
+fix(backup)
+EOF
+}
+
+# two_partition_gpt OUT: a DDI with the root partition (erofs) and a second,
+# generic data partition behind it
+two_partition_gpt() {
+    local out=$1
+    make_gpt "$B/gpt-src" "$out" root erofs
+    truncate -s +2M "$out"
+    sfdisk -q --relocate gpt-bak-std "$out" >/dev/null 2>&1
+    printf 'size=2048, type=0fc63daf-8483-4772-8e3d-3d69d8477de4\n' | sfdisk -q --append "$out" >/dev/null
+}
+
+if selected gpt-overlap; then
+    new_root gpt-overlap
+    sys_tree "$B/gpt-src" gptover
+    two_partition_gpt "$R/etc/extensions/gptover.raw"
+    gpt_patch "$R/etc/extensions/gptover.raw" 1 2100 6000   # inside partition 1
+    merge_case
+    expect_merged
+    expect_skipped gptover 'overlap|partition'
+    done_case
+fi
+
+if selected gpt-out-of-range; then
+    new_root gpt-out-of-range
+    sys_tree "$B/gpt-src" gptrange
+    make_gpt "$B/gpt-src" "$R/etc/extensions/gptrange.raw" root erofs
+    # the root partition claims to run 1 TiB past the end of the image
+    gpt_patch "$R/etc/extensions/gptrange.raw" 0 2048 $(( 2 * 1024 * 1024 * 1024 ))
+    merge_case
+    expect_merged
+    expect_skipped gptrange 'outside|beyond|past|end|range|partition|size'
+    done_case
+fi
+
+if selected corrupt-erofs; then
+    # metadata after the superblock overwritten: refused at mount or when
+    # the release file is read; either way skipped, nothing left mounted
+    new_root corrupt-erofs
+    sys_tree "$B/cerofs" cerofs
+    for i in $(seq 1 40); do echo "$i" >"$B/cerofs/usr/share/rdext-test/f$i"; done
+    make_erofs "$B/cerofs" "$R/etc/extensions/cerofs.raw"
+    size=$(stat -c %s "$R/etc/extensions/cerofs.raw")
+    head -c $(( size - 1152 )) /dev/urandom | dd of="$R/etc/extensions/cerofs.raw" bs=1 seek=1152 conv=notrunc status=none
+    merge_case
+    expect_merged
+    expect_skipped cerofs 'mount|release|erofs|corrupt|structure|invalid|read|error'
+    done_case
+fi
+
+if selected corrupt-squashfs; then
+    new_root corrupt-squashfs
+    sys_tree "$B/csquash" csquash
+    for i in $(seq 1 40); do echo "$i" >"$B/csquash/usr/share/rdext-test/f$i"; done
+    make_squashfs "$B/csquash" "$R/etc/extensions/csquash.raw"
+    size=$(stat -c %s "$R/etc/extensions/csquash.raw")
+    # keep the 96-byte superblock, scramble the tables behind it
+    head -c $(( size - 96 )) /dev/urandom | dd of="$R/etc/extensions/csquash.raw" bs=1 seek=96 conv=notrunc status=none
+    merge_case
+    expect_merged
+    expect_skipped csquash 'mount|release|squashfs|corrupt|invalid|read|error'
+    done_case
+fi
+
+# ===========================================================================
+# Names
+
+if selected name-non-utf8; then
+    new_root name-non-utf8
+    sys_tree "$R/etc/extensions/bad"$'\xff'"name" "bad"$'\xff'"name"
+    merge_case
+    expect_merged
+    expect_stderr_line 'bad' 'name|valid|UTF'
+    done_case
+fi
+
+if selected name-dotdot; then
+    # "..raw" and "...raw" would name the images "." and "..": invalid
+    new_root name-dotdot
+    cp "$B/good-raw.raw" "$R/etc/extensions/..raw"
+    cp "$B/good-raw.raw" "$R/etc/extensions/...raw"
+    merge_case
+    expect_merged
+    expect_stderr_line '\.\.?\.raw|name' 'name|valid'
+    done_case
+fi
+
+if selected collision-confext; then
+    # one name in two confext search directories: the first directory wins
+    # (run/confexts before usr/lib/confexts), the other is shadowed
+    new_root collision-confext
+    make_ext_tree "$B/cdup" cdup confext -- etc/rdext-test/who=run
+    cp -a "$B/cdup" "$R/run/confexts/cdup"
+    echo usr-lib >"$B/cdup/etc/rdext-test/who"
+    make_squashfs "$B/cdup" "$R/usr/lib/confexts/cdup.raw"
+    merge_case
+    expect_merged
+    assert_merged "$R" /etc cdup
+    assert_file_content "$R/etc/rdext-test/who" run
+    run_rdext --root="$R" --json status
+    json_query "$TEST_DIR/last.out" "sorted((e['path'], e['result']) for e in d['extensions'] if e['name'] == 'cdup')" |
+        grep -qF '[["/run/confexts/cdup", "merged"], ["/usr/lib/confexts/cdup.raw", "shadowed"]]' ||
+        fail "$CASE: status: $(last_out)"
+    done_case
+fi
+
+# ===========================================================================
+# Scale
+
+if selected thousand; then
+    # 1,000 extensions are more than overlayfs takes (500 layers): as with
+    # 499 in many_layers.sh the merge fails as a whole, says why, and
+    # leaves nothing behind
+    new_root thousand
+    for i in $(seq 1 998); do
+        d=$R/run/extensions/k-$i
+        mkdir -p "$d/usr/lib/extension-release.d" "$d/$T"
+        printf 'ID=debian\nVERSION_ID=12\n' >"$d/usr/lib/extension-release.d/extension-release.k-$i"
+        echo "$i" >"$d/$T/k-$i"
+    done
+    merge_case
+    expect_rc 1
+    expect_stderr_line 'usr' 'layer|limit|too many|500'
+    snapshot_state "$R" "$CASE.after"
+    assert_same_state "$CASE.before" "$CASE.after"
+    assert_not_merged "$R" /usr
+    unmount_all_under "$R"
+fi
+
+# ===========================================================================
+# Races
+
+# race CASE FORMAT POINT: an image named race.raw is paused at POINT (after
+# rdext opened, probed and checked it, before it is mounted); the test then
+# renames another image over race.raw and lets rdext go on. The merge must
+# show the image that was checked, not the one now at the path.
+race() {
+    local case=$1 fs=$2 point=$3
+    new_root "$case"
+    rm -rf "$R/var/lib/extensions/good-raw.raw" "$R/etc/extensions/good-dir"
+    make_ext_tree "$B/race-a" race sysext -- "$T/race=checked"
+    make_ext_tree "$B/race-b" race sysext -- "$T/race=swapped-in" "$T/evil=evil"
+    "make_$fs" "$B/race-a" "$R/var/lib/extensions/race.raw"
+    "make_$fs" "$B/race-b" "$R/var/lib/swap.raw"   # same file system, not a search dir
+    bind_root "$R"
+    snapshot_state "$R" "$case.before"
+    local flag=$TEST_DIR/$case.paused
+    rm -f "$flag"
+    RDEXT_FAULT_PAUSE="$point,$flag" "$RDEXT" --root="$R" merge >"$TEST_DIR/race.out" 2>"$TEST_DIR/race.err" &
+    local pid=$! i
+    for i in $(seq 1 600); do [[ -e $flag ]] && break; sleep 0.05; done
+    [[ -e $flag ]] || { kill "$pid"; fail "$case: rdext never paused at $point"; }
+    mv "$R/var/lib/swap.raw" "$R/var/lib/extensions/race.raw"
+    rm "$flag"
+    local rc=0
+    wait "$pid" || rc=$?
+    cp "$TEST_DIR/race.err" "$TEST_DIR/last.err"
+    LAST_CMD="rdext merge (paused at $point)" LAST_RC=$rc
+    expect_rc 0
+    expect_stderr_line "paused at fault point $point"
+    assert_merged "$R" /usr race
+    assert_file_content "$R/$T/race" checked
+    assert_absent "$R/$T/evil"
+    CASE=$case
+    done_case
+}
+
+if selected race-erofs; then
+    # erofs straight from the file: the kernel gets /proc/self/fd/N of the
+    # probed fd
+    race race-erofs erofs image-mount:1
+fi
+
+if selected race-loop; then
+    # squashfs through a loop device, backed by the probed fd
+    race race-loop squashfs loop-attach:1
+fi
+
+if selected race-discovery; then
+    # paused right after discovery (before the image is reopened and
+    # probed): the reopen goes through the fd discovery took
+    race race-discovery squashfs stage-image:1
+fi
+
+log "hostile cases: ${#CASES_RUN[@]} (${CASES_RUN[*]})"
+echo "hostile cases: ${#CASES_RUN[@]}"
+finish
