@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <vector>
 
 #include "base/fs.h"
 #include "base/log.h"
@@ -123,6 +124,49 @@ void retry_pending_trials(int root_fd, MergeState& previous) {
                           << " cannot be done: " << t.reason;
         }
     }
+}
+
+Result<void> count_pending_tries(const Target& target) {
+    auto runtime = target.runtime_dir(false);
+    auto state = runtime ? read_state(runtime->get()) : Result<MergeState>(runtime.error());
+    if (!state) {
+        if (state.error().code() != ENOENT) return state.error().prefix("cannot read the record of the merge: ");
+        log_info() << "nothing is merged, no try to count";
+        return {};
+    }
+    std::vector<size_t> pending;
+    for (size_t i = 0; i < state->extensions.size(); i++)
+        if (state->extensions[i].trial && state->extensions[i].trial->status == "pending") pending.push_back(i);
+    if (pending.empty()) {
+        log_info() << "no try is pending, nothing to count";
+        return {};
+    }
+    retry_pending_trials(target.root_fd.get(), *state);
+    Result<void> result;
+    bool changed = false;
+    for (size_t i : pending) {
+        ExtensionRecord& rec = state->extensions[i];
+        const TrialRecord& t = *rec.trial;
+        if (t.status == "counted") {
+            rec.path = t.dir + "/" + t.counted_name;
+            changed = true;
+            continue;
+        }
+        changed |= t.status != "pending";
+        if (t.status == "pending")
+            // Still read-only: the entry keeps its name (mark-good may still bless it).
+            log_warning() << rec.name << ": boot counting: " << t.dir << "/" << t.entry
+                          << " cannot be renamed, the root is still read-only; this boot's try is not counted";
+        if (!result) continue;  // the first failure is the error
+        if (t.status == "pending")
+            result = Error(EROFS) << rec.name << ": the root is read-only, " << t.entry << " keeps its name";
+        else
+            result = Error(EIO) << rec.name << ": " << t.reason;
+    }
+    if (changed)
+        if (auto w = write_state(runtime->get(), *state); !w)
+            log_warning() << "cannot record the counted tries in state.json: " << w.error().what();
+    return result;
 }
 
 Result<void> mark_good(const Target& target) {

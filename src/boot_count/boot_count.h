@@ -44,6 +44,13 @@ void count_trials(int root_fd, const MergeState* previous, MergeState& state);
 // because the root was read-only then (the first write-capable moment).
 void retry_pending_trials(int root_fd, MergeState& previous);
 
+// `rdext count-tries`, run once the booted system has mounted its root
+// writable (rdext-count-tries.service): does the renames this boot's merge
+// left "pending" and records them in state.json. Nothing pending is
+// success; a rename that still cannot be done is the error (the entry
+// stays pending: no other name is touched).
+Result<void> count_pending_tries(const Target& target);
+
 // `rdext mark-good`: renames the trial entries of the current merge (per
 // state.json) to their plain names and records that. Nothing to mark is
 // success; the first rename that fails is the error (the others are still

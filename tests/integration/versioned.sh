@@ -7,7 +7,8 @@
 #  - boot counting: a merged foo_14+3-0.raw becomes foo_14+2-1.raw (once per
 #    boot, a refresh does not count again), `mark-good` makes it foo_14.raw;
 #    on a read-only /var/lib/extensions the rename is recorded as pending and
-#    done by the next refresh on a writable one; an entry whose tries run out
+#    done by `count-tries` (rdext-count-tries.service) once writable (still
+#    read-only: exit 1, nothing renamed); an entry whose tries run out
 #    ranks last, so the previous good version comes back;
 #  - +0-N entries are not chosen while another entry is usable;
 #  - rd.sysext.pin=foo=VERSION (honoured, absent, unusable);
@@ -157,7 +158,7 @@ status_json
 expect_verdict "foo_15+0-3.raw" "passed over" "no tries left"
 expect_verdict foo_14.raw chosen
 
-check "read-only /var/lib/extensions: the rename is pending, and done by the next refresh on a writable one"
+check "read-only /var/lib/extensions: the rename is recorded as pending"
 foo_image 16 "$D/foo_16+2-0.raw" 12
 mount -o remount,bind,ro "$V"
 run_rdext --root="$R" refresh
@@ -167,7 +168,32 @@ EXPECT=("foo_16+2-0.raw"); WHAT="read-only"; expect_files foo_16
 expect_stderr_line "boot counting" "read-only" "pending"
 status_json
 [[ $(trial status) == '["pending"]' ]] || defer_fail "status: trial status on a read-only root is $(trial status)"
+
+check "count-tries on a root that is still read-only: exit 1, a message, nothing renamed"
+run_rdext --root="$R" count-tries
+expect_rc 1
+expect_stderr_line "foo" "still read-only" "not counted"
+EXPECT=("foo_16+2-0.raw"); WHAT="count-tries while read-only"; expect_files foo_16
+status_json
+[[ $(trial status) == '["pending"]' ]] || defer_fail "status: after a failed count-tries the trial is $(trial status)"
+
+check "count-tries once writable (rdext-count-tries.service) does the pending rename, once"
 mount -o remount,bind,rw "$V"
+run_rdext --root="$R" count-tries
+expect_rc 0
+expect_stderr_line "boot counting" "renamed" "foo_16\+2-0.raw" "foo_16\+1-1.raw" "pending"
+EXPECT=("foo_16+1-1.raw"); WHAT="after count-tries"; expect_files foo_16
+status_json
+[[ $(trial status) == '["counted"]' ]] || defer_fail "status: trial status after count-tries is $(trial status)"
+[[ $(json_query "$S" "[e['path'] for e in d['extensions'] if e['name'] == 'foo']") == '["/var/lib/extensions/foo.raw.v/foo_16+1-1.raw"]' ]] ||
+    defer_fail "status: foo's path does not follow the late rename"
+run_rdext --root="$R" count-tries
+expect_rc 0
+expect_stderr_line "no try is pending"
+EXPECT=("foo_16+1-1.raw"); WHAT="after a second count-tries"; expect_files foo_16
+expect_foo 16 "after count-tries"
+
+check "a refresh later in the same boot does not count again"
 run_rdext --root="$R" refresh
 expect_rc 0
 expect_foo 16 "refresh once writable"

@@ -12,6 +12,7 @@
 #   CHECK_HANDOFF=1        /usr is still the overlay the initrd made
 #   CHECK_SYSEXT_IDLE=1    the booted system's systemd-sysext.service never ran
 #                          (default: as CHECK_HANDOFF)
+# and then sources /etc/rdext-check.d/*.sh, a scenario's own checks.
 set -u
 EXPECT_SYSEXT=""
 EXPECT_CONFEXT=""
@@ -145,6 +146,12 @@ if [ "$CHECK_SYSEXT_IDLE" = 1 ]; then
     echo "RDEXT-CHECK: info systemd-sysext.service: $(systemctl show -p ActiveState -p ConditionResult -p ExecMainStartTimestampMonotonic systemd-sysext.service | tr '\n' ' ')"
     check "systemd-sysext.service did not run in the booted system" sysext_service_idle
 fi
+
+# A scenario's own checks (e.g. boot counting), written with check/ok/bad.
+for extra in /etc/rdext-check.d/*.sh; do
+    # shellcheck source=/dev/null
+    [ -f "$extra" ] && . "$extra"
+done
 
 if [ "$failures" = 0 ]; then
     echo "RDEXT-CHECK: PASS"
