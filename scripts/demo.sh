@@ -6,7 +6,8 @@
 # directory is removed at the end (DEMO_KEEP=1 keeps it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup-debian.sh >/dev/null
+# The demo needs no image builders (mkosi, newer systemd-repart): skip their chroots.
+RDEXT_SETUP_BUILDERS=0 ./scripts/setup-debian.sh >/dev/null
 ./scripts/build.sh >/dev/null
 RDEXT=$PWD/${RDEXT_BUILD_DIR:-build}/src/rdext
 

@@ -38,3 +38,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Image builders (tests/integration/realworld.sh, vm_realworld_dracut, the
+# mkosi build): mkosi 24 with systemd 254 from bookworm-backports, and
+# systemd-repart 257 (--make-ddi) from trixie, each in a chroot under
+# $RDEXT_CACHE_DIR/builders: the host's own systemd stays at 252. Built once
+# (a few minutes), then a no-op. RDEXT_SETUP_BUILDERS=0 leaves them out.
+if [ "${RDEXT_SETUP_BUILDERS:-1}" = 1 ]; then
+    (
+        # shellcheck source=builders-env.sh
+        source "$(dirname "$0")/builders-env.sh"
+        builders_tree bookworm-backports >/dev/null
+        builders_tree trixie >/dev/null
+    )
+fi

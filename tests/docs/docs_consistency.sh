@@ -1,8 +1,9 @@
 #!/bin/bash
 # The documentation says what the program does, and vice versa: every
 # command, option and kernel command line switch in `rdext --help` is in
-# rdext(8) and the other way round, the bash completion offers exactly the
-# commands and options of --help, and the man page renders.
+# rdext(8) and the other way round, the README's kernel command line
+# reference lists exactly the switches of --help, the bash completion offers
+# exactly the commands and options of --help, and the man page renders.
 set -euo pipefail
 RDEXT=${RDEXT:?}
 src=$(cd "$(dirname "$0")/../.." && pwd)
@@ -33,6 +34,11 @@ switch_re='(rd\.)?(systemd\.)?(sysext|confext|rdext)[a-z_.]*='
 compare "options" "--help" "$(words "$opt_re" <<<"$help")" "rdext(8)" "$(words "$opt_re" <<<"$man_text")"
 compare "kernel switches" "--help" "$(words "$switch_re" <<<"$help")" "rdext(8)" \
     "$(words "$switch_re" <<<"$(sed -n '/^\.SH KERNEL COMMAND LINE/,/^\.SH /p' <<<"$man_text")")"
+
+# The README's kernel command line reference lists exactly those switches.
+readme_switches=$(sed -n '/^## Kernel command line reference/,/^## /p' "$src/README.md" | grep '^|' | cut -d'|' -f2)
+compare "README kernel switches" "--help" "$(words "$switch_re" <<<"$help")" "README.md" \
+    "$(words "$switch_re" <<<"$readme_switches")"
 
 help_commands=$(sed -n '/^Commands:/,/^$/p' <<<"$help" | awk 'NF && !/^Commands:/ {print $1}' | sort)
 man_commands=$(sed -n '/^\.SH COMMANDS/,/^\.SH /p' <<<"$man_text" | awk '$1 == ".B" {print $2}' | sort)
