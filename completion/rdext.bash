@@ -5,12 +5,15 @@ _rdext() {
         cur=${COMP_WORDS[COMP_CWORD]}
         prev=${COMP_WORDS[COMP_CWORD-1]}
     }
-    local commands="merge unmerge refresh status list mark-good"
-    local options="--root= --cmdline-file= --log-level= --image-policy= --json --help --version"
+    local commands="merge unmerge refresh status list mark-good count-tries inspect"
+    local options="--root= --cmdline-file= --log-level= --image-policy= --mutable= --os-release= --certificate= --json --help --version"
     case $cur in
-        --root=*|--cmdline-file=*)
+        --root=*|--cmdline-file=*|--os-release=*|--certificate=*)
             local prefix=${cur%%=*}=
             COMPREPLY=($(compgen -P "$prefix" -f -- "${cur#*=}"))
+            return ;;
+        --mutable=*)
+            COMPREPLY=($(compgen -P "--mutable=" -W "no auto yes import ephemeral ephemeral-import" -- "${cur#*=}"))
             return ;;
         --log-level=*)
             COMPREPLY=($(compgen -P "--log-level=" -W "err warning notice info debug" -- "${cur#*=}"))
@@ -20,6 +23,10 @@ _rdext() {
             [[ ${COMPREPLY[0]} == *= ]] && compopt -o nospace 2>/dev/null
             return ;;
     esac
+    if [[ $prev == inspect ]]; then
+        COMPREPLY=($(compgen -f -- "$cur"))
+        return
+    fi
     COMPREPLY=($(compgen -W "$commands" -- "$cur"))
 }
 complete -F _rdext rdext

@@ -10,6 +10,7 @@
 
 #include "base/log.h"
 #include "boot_count/boot_count.h"
+#include "cli/inspect_report.h"
 #include "cli/options.h"
 #include "cli/report.h"
 #include "cmdline/cmdline.h"
@@ -42,7 +43,26 @@ Settings settings_from(const Options& o, const CmdlineSettings& c) {
     s.exclude = {c.sysext_exclude, c.confext_exclude};
     s.require = {c.sysext_require, c.confext_require};
     s.pin = {c.sysext_pin, c.confext_pin};
+    // Validated where they were read; --mutable= applies to both classes.
+    auto mode = [&](const std::optional<std::string>& m) {
+        auto parsed = m ? parse_mutable_mode(*m) : Result<MutableMode>(MutableMode::No);
+        return parsed ? *parsed : MutableMode::No;
+    };
+    s.mutable_modes = {mode(o.mutable_mode ? o.mutable_mode : c.sysext_mutable),
+                       mode(o.mutable_mode ? o.mutable_mode : c.confext_mutable)};
     return s;
+}
+
+// inspect's exit status says the verdict: 0 accept, 1 refuse; a request
+// that cannot be answered (no such image, unreadable os-release) is 2.
+int inspect(const Options& o, const Target& target, const PolicyConfig& policy) {
+    auto report = inspect_image({o.image, o.os_release, o.certificates}, target, policy);
+    if (!report) {
+        log_error() << "inspect: " << report.error().what();
+        return kUsage;
+    }
+    std::fputs(render_inspect(*report, o.json).c_str(), stdout);
+    return report->accepted() ? kOk : kFailed;
 }
 
 int run(const Options& o, const CmdlineSettings& c) {
@@ -55,7 +75,7 @@ int run(const Options& o, const CmdlineSettings& c) {
     auto policy = load_policy_config(*target, {o.image_policy, c.sysext_image_policy, c.confext_image_policy});
     if (!policy) {
         log_error() << "image policy: " << policy.error().what();
-        return kFailed;
+        return o.command == Command::Inspect ? kUsage : kFailed;
     }
     settings.policy = std::move(*policy);
     switch (o.command) {
@@ -85,6 +105,16 @@ int run(const Options& o, const CmdlineSettings& c) {
             }
             return kOk;
         }
+        case Command::CountTries: {
+            auto r = count_pending_tries(*target);
+            if (!r) {
+                log_error() << "count-tries failed: " << r.error().what();
+                return kFailed;
+            }
+            return kOk;
+        }
+        case Command::Inspect:
+            return inspect(o, *target, settings.policy);
         case Command::Status:
         case Command::List: {
             auto r = o.command == Command::Status ? render_status(*target, o.json) : render_list(*target, o.json);

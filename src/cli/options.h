@@ -3,12 +3,13 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 
 namespace rdext {
 
-enum class Command { Merge, Unmerge, Refresh, Status, List, MarkGood, Help, Version };
+enum class Command { Merge, Unmerge, Refresh, Status, List, MarkGood, CountTries, Inspect, Help, Version };
 
 struct Options {
     Command command = Command::Help;
@@ -16,7 +17,12 @@ struct Options {
     std::string cmdline_file;  // empty: /proc/cmdline
     std::optional<std::string> log_level;
     std::optional<std::string> image_policy;  // --image-policy=, for both classes
+    std::optional<std::string> mutable_mode;  // --mutable=, for both classes (validated)
     bool json = false;
+    // inspect: the image, the OS to check it against, the trust anchors.
+    std::string image;
+    std::optional<std::string> os_release;  // --os-release=FILE
+    std::vector<std::string> certificates;  // --certificate=FILE (repeatable)
 };
 
 // Usage errors carry EINVAL and a message fit for stderr.

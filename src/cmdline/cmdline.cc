@@ -7,6 +7,7 @@
 
 #include "base/fs.h"
 #include "base/log.h"
+#include "merge/mutable.h"
 #include "vpick/vpick.h"
 
 namespace rdext {
@@ -94,6 +95,13 @@ void set_string(CmdlineSettings& s, const Word& w) {
     s.*Field = *w.value;
 }
 
+template <std::optional<std::string> CmdlineSettings::*Field>
+void set_mutable(CmdlineSettings& s, const Word& w) {
+    if (!w.value || !parse_mutable_mode(*w.value))
+        return warn(s, w, "expects a mutable mode (no, auto, yes, import, ephemeral, ephemeral-import)");
+    s.*Field = *w.value;
+}
+
 void set_log_level(CmdlineSettings& s, const Word& w) {
     LogLevel level;
     if (!w.value || !parse_log_level(*w.value, &level))
@@ -121,6 +129,8 @@ const struct {
     {"rd.rdext.log_level", set_log_level},
     {"rd.sysext.image_policy", set_string<&CmdlineSettings::sysext_image_policy>},
     {"rd.confext.image_policy", set_string<&CmdlineSettings::confext_image_policy>},
+    {"rd.sysext.mutable", set_mutable<&CmdlineSettings::sysext_mutable>},
+    {"rd.confext.mutable", set_mutable<&CmdlineSettings::confext_mutable>},
 };
 
 // Namespaces rdext owns: an unknown key in them is probably a typo.

@@ -36,6 +36,10 @@ struct CmdlineSettings {
     // merge parses them (an invalid one refuses every image of the class).
     std::optional<std::string> sysext_image_policy;
     std::optional<std::string> confext_image_policy;
+    // rd.sysext.mutable= / rd.confext.mutable=: a mode systemd-sysext knows
+    // (no, auto, yes, import, ephemeral, ephemeral-import), validated.
+    std::optional<std::string> sysext_mutable;
+    std::optional<std::string> confext_mutable;
     std::optional<std::string> log_level;  // validated with parse_log_level()
     // Human-readable, one per ignored word, e.g.
     // "unknown option rd.sysext.foo=1, ignored".
@@ -55,6 +59,7 @@ std::optional<bool> parse_boolean(std::string_view s);
 //   rd.sysext.exclude=NAME[,NAME...], rd.confext.exclude=NAME[,NAME...]
 //   rd.sysext.require=NAME[,NAME...], rd.confext.require=NAME[,NAME...]
 //   rd.sysext.pin=NAME=VERSION, rd.confext.pin=NAME=VERSION
+//   rd.sysext.mutable=MODE, rd.confext.mutable=MODE
 //   rd.rdext.log_level=LEVEL
 // A boolean key without "=" means true; the last occurrence wins.
 // Exclusions accumulate. Unknown rd.sysext.*, rd.confext.* and rd.rdext.*

@@ -12,7 +12,10 @@
 #include "base/log.h"
 #include "boot_count/boot_count.h"
 #include "discover/discover.h"
+#include "kmod/module_index.h"
 #include "merge/commit.h"
+#include "merge/mutable.h"
+#include "merge/refresh.h"
 #include "merge/trust.h"
 #include "merge/var_mount.h"
 #include "mount/overlay.h"
@@ -152,12 +155,51 @@ Result<void> copy_owner_and_mode(const struct stat& from, int dir_fd) {
     return {};
 }
 
+// How the hierarchies of one class are built in this run.
+struct BuildContext {
+    const Settings& settings;
+    bool refresh = false;  // the current merge stays until the swap
+    std::string inputs;    // fingerprint of the inputs, for the origin file
+};
+
+OriginInfo origin_for(const BuildContext& ctx, ImageClass cls, const std::string& work_dir,
+                      const std::vector<std::string>& hierarchies) {
+    OriginInfo o;
+    o.mutable_mode = mutable_mode_name(ctx.settings.mutable_mode(cls));
+    o.work_dir = work_dir;
+    o.inputs = ctx.inputs;
+    o.hierarchies = hierarchies;
+    return o;
+}
+
+// The root's own hierarchy, the overlay's bottom layer. During a refresh a
+// merged hierarchy is covered by the merge it replaces: its own directory is
+// reached through a copy of the mount beneath (refresh.h). EXDEV when that
+// cannot be done (the refresh then unmerges first).
+Result<std::string> base_of(const Target& target, Staging& staging, ImageClass cls, const std::string& hierarchy,
+                            int current_fd, bool refresh) {
+    if (refresh) {
+        auto m = read_merged(current_fd, cls);
+        if (!m) return m.error();
+        if (m->merged) {
+            auto staged = stage_base(target, staging, cls, hierarchy);
+            if (!staged && staged.error().code() == ENOTSUP) return Error(EXDEV) << staged.error().message();
+            return staged;
+        }
+    }
+    return fd_path(current_fd);
+}
+
 // Builds the overlay for one hierarchy: metadata layer on top, the images
 // from the last-sorting (top) down, the root's own hierarchy at the bottom.
-// Returns an empty overlay when no image has anything there.
+// Returns an empty overlay when no image has anything there (and the merge
+// is not mutable). A merged module index (module_index, for /usr) goes right
+// below the metadata layer; a mutable merge adds its upper directory (and
+// the import modes a read-only layer below the metadata).
 Result<PreparedOverlay> prepare_hierarchy(const Target& target, Staging& staging, ImageClass cls,
                                           const std::string& hierarchy, std::vector<Admitted>& admitted,
-                                          MergeState& state) {
+                                          MergeState& state, const BuildContext& ctx,
+                                          const std::string& module_index = {}) {
     PreparedOverlay p;
     p.cls = cls;
     p.hierarchy = hierarchy;
@@ -170,17 +212,23 @@ Result<PreparedOverlay> prepare_hierarchy(const Target& target, Staging& staging
         p.merged_names.insert(p.merged_names.begin(), it->candidate->name);
         state.extensions[it->record].hierarchies.push_back(hierarchy);
     }
-    if (layers.empty()) return p;
+    const MutableMode mode = ctx.settings.mutable_mode(cls);
+    if (admitted.empty() || (layers.empty() && mode == MutableMode::No)) return p;
 
-    auto base = target.open_hierarchy(hierarchy);
-    if (!base) {
+    auto current = target.open_hierarchy(hierarchy);
+    if (!current) {
         log_info() << "hierarchy " << hierarchy << " does not exist in " << target.root_path << ", not merging it";
         for (auto& a : admitted) std::erase(state.extensions[a.record].hierarchies, hierarchy);
         return p;
     }
-    auto base_path = fd_path(base->get());
-    auto base_st = stat_fd(base->get());
-    if (!base_path || !base_st) return Error(EIO) << "cannot inspect " << hierarchy;
+    auto base_path = base_of(target, staging, cls, hierarchy, current->get(), ctx.refresh);
+    if (!base_path) return base_path.error();
+    auto base = open_path(*base_path, O_PATH | O_DIRECTORY);
+    auto base_st = base ? stat_fd(base->get()) : Result<struct stat>(base.error());
+    if (!base_st) return Error(EIO) << "cannot inspect " << hierarchy;
+    auto rw = mutable_layers(target.root_fd.get(), current->get(), staging, cls, hierarchy, *base_path, mode);
+    if (!rw) return rw.error().prefix("mutable " + hierarchy + ": ");
+    if (layers.empty() && !rw->writable()) return p;
 
     std::string meta_name = std::string("meta-") + class_name(cls) + hierarchy;
     std::replace(meta_name.begin(), meta_name.end(), '/', '-');
@@ -191,14 +239,19 @@ Result<PreparedOverlay> prepare_hierarchy(const Target& target, Staging& staging
     RDEXT_TRY(copy_owner_and_mode(*base_st, meta->get()));
     std::vector<ExtensionRecord> merged;
     for (const auto& a : admitted) merged.push_back(state.extensions[a.record]);
-    RDEXT_TRY(write_meta_layer(meta->get(), cls, merged, base_st->st_dev));
+    RDEXT_TRY(write_meta_layer(meta->get(), cls, merged, base_st->st_dev, origin_for(ctx, cls, rw->work_for_meta, {})));
 
     OverlaySpec spec;
     spec.source = class_name(cls);
     spec.flags = class_info(cls).overlay_flags;
     spec.lowers.push_back(staging.slot_path(meta_name));
+    if (!rw->import_dir.empty()) spec.lowers.push_back(rw->import_dir);
+    if (!module_index.empty()) spec.lowers.push_back(module_index);
     spec.lowers.insert(spec.lowers.end(), layers.begin(), layers.end());
-    spec.lowers.push_back(*base_path);
+    // A mutable directory linked to the hierarchy makes it the upper layer.
+    if (!rw->upper_is_base) spec.lowers.push_back(*base_path);
+    spec.upper = rw->upper;
+    spec.work = rw->work;
     auto overlay = create_overlay(spec);
     if (!overlay) return overlay.error().prefix("overlay for " + hierarchy + ": ");
     auto st = stat_fd(overlay->get());
@@ -207,6 +260,10 @@ Result<PreparedOverlay> prepare_hierarchy(const Target& target, Staging& staging
     // before anything looked into it, as systemd-sysext does.
     RDEXT_TRY(write_meta_dev(meta->get(), cls, st->st_dev));
     p.overlay_fd = std::move(*overlay);
+    p.writable = rw->writable();
+    p.work_dir = rw->work_for_meta;
+    p.meta_fd = std::move(*meta);
+    p.merged = std::move(merged);
     return p;
 }
 
@@ -237,6 +294,48 @@ Result<CompatContext> compat_for(const Target& target) {
     return compat;
 }
 
+// Sysexts shipping kernel modules for the running kernel: one module index
+// over the root's modules and all of theirs (kmod/module_index.h), returned
+// as a layer for /usr; empty when none ships any. If the index cannot be
+// built, those extensions are skipped, the rest merges: merged without it,
+// their modules could not be loaded by name, and an index of their own
+// would hide the root's, breaking the system's modules too.
+Result<std::string> index_extension_modules(const Target& target, Staging& staging,
+                                            std::vector<Admitted>& admitted, MergeState& state, bool refresh) {
+    const std::string kver = running_kernel_release();
+    std::vector<std::string> layers;
+    std::vector<size_t> carriers;  // indexes into admitted, last first
+    for (size_t i = admitted.size(); i-- > 0;) {
+        auto layer = admitted[i].image.layer_for("/usr");
+        if (!layer) return layer.error().prefix(admitted[i].candidate->path + ": ");
+        if (layer->empty()) continue;
+        layers.push_back(*layer);
+        if (layer_carries_modules(*layer, kver)) carriers.push_back(i);
+    }
+    if (carriers.empty()) return std::string();
+    auto base = target.open_hierarchy("/usr");
+    if (!base) return std::string();  // /usr is not merged at all then
+    // During a refresh, the root's own /usr beneath the current merge.
+    auto base_path = base_of(target, staging, ImageClass::Sysext, "/usr", base->get(), refresh);
+    if (!base_path) return base_path.error();
+    layers.push_back(*base_path);
+    auto index = build_module_index(staging, layers, kver, "modules-sysext-usr");
+    if (index) {
+        log_info() << "merged module index for " << kver << " built over " << carriers.size()
+                   << " extension(s) with modules and " << target.root_path << "/usr";
+        return index;
+    }
+    for (size_t i : carriers) {
+        auto& rec = state.extensions[admitted[i].record];
+        rec.result = "skipped";
+        rec.reason = "ships kernel modules for " + kver + ", but the merged module index cannot be built: " +
+                     index.error().what();
+        log_warning() << "skipping sysext " << admitted[i].candidate->path << ": " << rec.reason;
+        admitted.erase(admitted.begin() + static_cast<std::ptrdiff_t>(i));  // unmounts it
+    }
+    return std::string();
+}
+
 // One class's share of a merge. Candidates and admitted images stay alive
 // until the commit: the overlays reference their staged mounts.
 struct ClassWork {
@@ -246,21 +345,38 @@ struct ClassWork {
 
 Result<void> prepare_class(const Target& target, const Settings& settings, Staging& staging,
                            const CompatContext& compat, ImageClass cls, ClassWork& work, MergeState& state,
-                           std::vector<PreparedOverlay>& overlays) {
-    RDEXT_TRY(refuse_if_merged(target, cls));
+                           std::vector<PreparedOverlay>& overlays, bool refresh) {
+    if (!refresh) RDEXT_TRY(refuse_if_merged(target, cls));
     auto found = discover(target.root_fd.get(), cls);
     if (!found) return found.error();
     work.candidates = std::move(*found);
+    BuildContext ctx{settings, refresh, inputs_fingerprint(target, settings, cls, work.candidates)};
     work.admitted = admit_all(work.candidates, settings, staging, compat, state);
+    std::string module_index;
+    if (cls == ImageClass::Sysext) {
+        auto m = index_extension_modules(target, staging, work.admitted, state, refresh);
+        if (!m) return m.error();
+        module_index = std::move(*m);
+    }
+    const size_t first = overlays.size();
+    std::vector<std::string> covered;
     for (const auto& h : class_info(cls).hierarchies) {
-        auto p = prepare_hierarchy(target, staging, cls, h, work.admitted, state);
+        auto p = prepare_hierarchy(target, staging, cls, h, work.admitted, state, ctx,
+                                   h == "/usr" ? module_index : "");
         if (!p) return p.error();
+        if (p->overlay_fd) covered.push_back(h);
         overlays.push_back(std::move(*p));
+    }
+    // Every hierarchy's origin names them all: a refresh compares the set.
+    for (size_t i = first; i < overlays.size(); i++) {
+        auto& p = overlays[i];
+        if (p.overlay_fd)
+            RDEXT_TRY(write_meta_origin(p.meta_fd.get(), cls, p.merged, origin_for(ctx, cls, p.work_dir, covered)));
     }
     return {};
 }
 
-Result<MergeState> merge_fresh(const Target& target, const Settings& settings) {
+Result<MergeState> merge_fresh(const Target& target, const Settings& settings, bool refresh) {
     MergeState state;
     state.root = target.root_path;
     state.time = now_iso8601();
@@ -287,7 +403,7 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings) {
             continue;
         }
         RDEXT_TRY(prepare_class(target, settings, *staging, *compat, cls, work[static_cast<size_t>(cls)], state,
-                                overlays));
+                                overlays, refresh));
     }
     // A required extension that is missing fails the run before anything
     // becomes visible; the record still says why, for `rdext status`.
@@ -296,7 +412,7 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings) {
             log_warning() << "cannot record the merge in state.json: " << w.error().what();
         return Error(ENOENT) << "required extension not merged: " << join(missing, "; ");
     }
-    RDEXT_TRY(commit_overlays(target, overlays));
+    RDEXT_TRY(refresh ? swap_overlays(target, overlays) : commit_overlays(target, overlays));
     var->keep();
     // Merged: the overlays hold the loop and dm devices now; autoclear and
     // deferred removal free each when its last user goes.
@@ -309,15 +425,11 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings) {
     return state;
 }
 
-}  // namespace
-
-// A refresh takes the current merge off and merges again. The new overlays
-// need the root's own hierarchy as their bottom layer, and it is only
-// reachable by path once the old overlay is gone; a copy of the old merge
-// is kept so a failed merge can put it back. (Swapping without a gap needs
-// mount-beneath; see the refresh work.)
-Result<MergeState> merge(const Target& target, const Settings& settings, MergeMode mode) {
-    if (mode == MergeMode::Merge) return merge_fresh(target, settings);
+// A refresh that cannot reach the root's own hierarchies beneath the
+// current merge (a hierarchy that is a file system of its own) takes the
+// current merge off and merges again; a copy of the old merge is kept so a
+// failed merge can put it back.
+Result<MergeState> refresh_by_unmerging(const Target& target, const Settings& settings) {
     std::vector<SavedMerge> saved;
     for (ImageClass cls : all_classes()) {
         if (!settings.class_enabled(cls)) continue;
@@ -332,8 +444,42 @@ Result<MergeState> merge(const Target& target, const Settings& settings, MergeMo
             return r.error();
         }
     }
-    auto r = merge_fresh(target, settings);
+    auto r = merge_fresh(target, settings, false);
     if (!r) restore_merges(target, saved);
+    return r;
+}
+
+// Nothing to do when every enabled class's merge was made from exactly what
+// the root offers now (origin files); decided without mounting anything.
+bool nothing_changed(const Target& target, const Settings& settings) {
+    for (ImageClass cls : all_classes()) {
+        if (!settings.class_enabled(cls)) continue;
+        auto same = class_unchanged(target, settings, cls);
+        if (!same) log_debug() << "cannot compare the " << class_name(cls) << " merge: " << same.error().what();
+        if (!same || !*same) return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+// A refresh builds the new merge out of sight, its bottom layers the root's
+// own hierarchies reached beneath the current merge, and swaps it in
+// (commit.h: swap_overlays).
+Result<MergeState> merge(const Target& target, const Settings& settings, MergeMode mode) {
+    if (mode == MergeMode::Merge) return merge_fresh(target, settings, false);
+    if (nothing_changed(target, settings)) {
+        log_info() << "nothing changed since the last merge, not refreshing";
+        MergeState same;
+        if (auto runtime = target.runtime_dir(false); runtime)
+            if (auto s = read_state(runtime->get()); s) same = std::move(*s);
+        return same;
+    }
+    auto r = merge_fresh(target, settings, true);
+    if (!r && r.error().code() == EXDEV) {
+        log_warning() << r.error().message() << "; refreshing by unmerging first (a short gap)";
+        return refresh_by_unmerging(target, settings);
+    }
     return r;
 }
 

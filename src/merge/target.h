@@ -9,6 +9,7 @@
 #include "base/fd.h"
 #include "base/image_class.h"
 #include "base/result.h"
+#include "merge/mutable.h"
 #include "policy/policy_file.h"
 
 namespace rdext {
@@ -24,10 +25,13 @@ struct Settings {
     PolicyConfig policy;
     // rd.sysext.pin=NAME=VERSION: the version to take from NAME's versioned directory.
     std::array<std::map<std::string, std::string>, 2> pin;
+    // --mutable=, rd.sysext.mutable=, rd.confext.mutable=.
+    std::array<MutableMode, 2> mutable_modes{MutableMode::No, MutableMode::No};
 
     bool class_enabled(ImageClass c) const { return enabled[static_cast<size_t>(c)]; }
     const std::set<std::string>& excluded(ImageClass c) const { return exclude[static_cast<size_t>(c)]; }
     const std::set<std::string>& required(ImageClass c) const { return require[static_cast<size_t>(c)]; }
+    MutableMode mutable_mode(ImageClass c) const { return mutable_modes[static_cast<size_t>(c)]; }
     // "" when NAME is not pinned.
     std::string pinned(ImageClass c, const std::string& name) const {
         const auto& m = pin[static_cast<size_t>(c)];
