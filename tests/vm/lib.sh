@@ -270,7 +270,24 @@ boot_vm() {
     SERIAL_LOG=$VM_OUT_DIR/logs/$TEST_NAME.log
     local drives=() d
     for d in "$@"; do drives+=(-drive "file=$d,if=virtio,format=raw,snapshot=on"); done
-    local cmdline="console=ttyS0 root=/dev/vda rootfstype=ext4 rw panic=-1 rd.emergency=poweroff rd.shell=0"
+    qemu_boot "$initrd" "rw " "$extra" "${drives[@]}"
+}
+
+# boot_persistent N INITRD EXTRA DISK: boot N of a scenario that boots one
+# root disk several times: what the guest writes stays (no snapshot), the
+# root is mounted read-only unless EXTRA says rw, one serial log per boot.
+boot_persistent() {
+    SERIAL_LOG=$VM_OUT_DIR/logs/$TEST_NAME.boot$1.log
+    log "boot $1"
+    qemu_boot "$2" "" "$3" -drive "file=$4,if=virtio,format=raw"
+}
+
+# qemu_boot INITRD ROOTMODE EXTRA QEMU_DRIVE_ARGS...: one boot, the serial
+# console into $SERIAL_LOG; sets BOOT_RC (124: killed by the timeout) and
+# BOOT_SECONDS.
+qemu_boot() {
+    local initrd=$1 rootmode=$2 extra=$3; shift 3
+    local cmdline="console=ttyS0 root=/dev/vda rootfstype=ext4 ${rootmode}panic=-1 rd.emergency=poweroff rd.shell=0"
     cmdline+=" systemd.show_status=1 $extra"
     log "booting $(basename "$initrd") with: $cmdline"
     local start=$SECONDS
@@ -279,7 +296,7 @@ boot_vm() {
         -accel tcg -cpu max -smp 1 -m 1G -nodefaults -display none -no-reboot \
         -serial "file:$SERIAL_LOG" \
         -kernel "$VM_KERNEL" -initrd "$initrd" -append "$cmdline" \
-        "${drives[@]}" </dev/null || BOOT_RC=$?
+        "$@" </dev/null || BOOT_RC=$?
     BOOT_SECONDS=$((SECONDS - start))
     log "boot ended after ${BOOT_SECONDS}s (qemu exit $BOOT_RC), serial log: $SERIAL_LOG"
 }

@@ -147,6 +147,17 @@ if [ "$CHECK_SYSEXT_IDLE" = 1 ]; then
     check "systemd-sysext.service did not run in the booted system" sysext_service_idle
 fi
 
+# verity_devices N: exactly N dm-verity devices exist (scenarios' own checks).
+verity_devices() {
+    local d n=0
+    for d in /sys/block/dm-*/dm/uuid; do
+        [ -e "$d" ] || continue
+        case $(cat "$d") in CRYPT-VERITY-*) n=$((n + 1)) ;; esac
+    done
+    echo "RDEXT-CHECK: info dm-verity devices: $n ($(cat /sys/block/dm-*/dm/name 2>/dev/null | tr '\n' ' '))"
+    [ "$n" = "$1" ]
+}
+
 # A scenario's own checks (e.g. boot counting), written with check/ok/bad.
 for extra in /etc/rdext-check.d/*.sh; do
     # shellcheck source=/dev/null

@@ -63,20 +63,9 @@ dir_listing() {
         sort | tr '\n' ' '
 }
 
-# boot N CMDLINE: boots the persistent root disk; serial log per boot.
+# boot N CMDLINE: boots the persistent root disk.
 boot() {
-    SERIAL_LOG=$VM_OUT_DIR/logs/$TEST_NAME.boot$1.log
-    local cmdline="console=ttyS0 root=/dev/vda rootfstype=ext4 panic=-1 rd.emergency=poweroff rd.shell=0"
-    cmdline+=" systemd.show_status=1 $2"
-    log "boot $1: $(basename "$INITRD") with: $cmdline"
-    local start=$SECONDS
-    BOOT_RC=0
-    timeout --foreground -k 10 "$VM_TIMEOUT" qemu-system-x86_64 \
-        -accel tcg -cpu max -smp 1 -m 1G -nodefaults -display none -no-reboot \
-        -serial "file:$SERIAL_LOG" -kernel "$VM_KERNEL" -initrd "$INITRD" -append "$cmdline" \
-        -drive "file=$WORK/root.img,if=virtio,format=raw" </dev/null || BOOT_RC=$?
-    BOOT_SECONDS=$((SECONDS - start))
-    log "boot $1 ended after ${BOOT_SECONDS}s (qemu exit $BOOT_RC), serial log: $SERIAL_LOG"
+    boot_persistent "$1" "$INITRD" "$2" "$WORK/root.img"
     expect_check_pass
 }
 
