@@ -36,10 +36,13 @@ timing_hook() {
 initrd_us=$(( $(systemctl show -P UserspaceTimestampMonotonic) - $(systemctl show -P InitRDTimestampMonotonic) ))
 # "Starting"/"Finished" of the initrd's rdext-merge.service, in the journal
 # the initrd's journald handed over.
-svc=$(journalctl -b -o short-monotonic --no-pager -u rdext-merge.service |
-      awk '/Starting rdext-merge.service|Starting Merge/ { gsub(/[\[\]]/, "", $1); s = $1 }
-           /Finished rdext-merge.service|Finished Merge/ { gsub(/[\[\]]/, "", $1); f = $1 }
+svc=$(journalctl -b -o short-monotonic --no-pager |
+      awk '/(Starting|Finished) (rdext-merge.service|Merge system and configuration extensions)/ {
+               match($0, /\[ *[0-9]+\.[0-9]+\]/); t = substr($0, RSTART + 1, RLENGTH - 2); gsub(/ /, "", t)
+               if ($0 ~ /Starting/) s = t; else f = t }
            END { if (s != "" && f != "") printf "%d", (f - s) * 1000000; else print "?" }')
+[ "$svc" != "?" ] || journalctl -b -o short-monotonic --no-pager | grep -iE 'rdext|merge system' | head -n 20 |
+    sed 's/^/RDEXT-TIME: diag /'
 echo "RDEXT-TIME: initrd_us=$initrd_us service_us=$svc merged=$(ls -d /usr/share/bench-* 2>/dev/null | wc -l)"
 EOF
 }
