@@ -70,10 +70,13 @@ Result<UniqueFd> create_overlay(const OverlaySpec& spec) {
     // as one legacy option string, and the kernel refuses that string when
     // the superblock is created, with a message that does not name the
     // parameter (seen on Debian's 6.1). Either way the one-string form
-    // follows; a genuine EINVAL fails the same way there.
+    // follows; a genuine EINVAL fails there too, and the message keeps the
+    // first refusal so that it is not hidden behind the second.
     if (!r && r.error().code() == EINVAL) {
         log_debug() << "kernel lacks overlay lowerdir+, using one lowerdir= string";
-        return with_lowerdir_string(spec);
+        auto s = with_lowerdir_string(spec);
+        if (!s) return s.error().prefix("lowerdir+ refused (" + r.error().what() + "); lowerdir=: ");
+        return s;
     }
     return r;
 }
