@@ -31,12 +31,13 @@ std::string image_name_for(const std::string& entry, ImageKind kind) {
     return kind == ImageKind::Raw ? raw_image_name(entry) : entry;
 }
 
-// Flatcar masks an extension by pointing its link at /dev/null; inside an
-// initrd the root's /dev is empty, so look at the link text as well.
-bool is_null_link(int dir_fd, const std::string& entry) {
+// The entry's link text (cut at 63 bytes, enough to recognise /dev/null);
+// nullopt when the entry is not a symlink.
+std::optional<std::string> link_text(int dir_fd, const std::string& entry) {
     char buf[64];
     ssize_t n = ::readlinkat(dir_fd, entry.c_str(), buf, sizeof(buf) - 1);
-    return n > 0 && std::string(buf, static_cast<size_t>(n)) == "/dev/null";
+    if (n < 0) return std::nullopt;
+    return std::string(buf, static_cast<size_t>(n));
 }
 
 bool is_null_device(const struct stat& st) {
@@ -148,12 +149,15 @@ Result<UniqueFd> open_search_dir(int root_fd, const std::string& dir) {
 
 // Classifies one directory entry. Returns false when the entry is not an
 // image at all (ordinary files, sockets, names that are not valid).
-bool classify(int root_fd, int dir_fd, const std::string& dir, const std::string& entry,
-              ImageClass cls, Candidate* out) {
+bool classify(int root_fd, const std::shared_ptr<const DirListing>& listing, const std::string& dir,
+              const std::string& entry, ImageClass cls, Candidate* out) {
     Candidate c;
     c.cls = cls;
     c.path = dir + "/" + entry;
-    if (is_null_link(dir_fd, entry)) {
+    auto link = link_text(listing->fd.get(), entry);
+    // Flatcar masks an extension by pointing its link at /dev/null; inside
+    // an initrd the root's /dev is empty, so look at the link text.
+    if (link && *link == "/dev/null") {
         c.kind = ends_with(entry, ".raw") ? ImageKind::Raw : ImageKind::Directory;
         c.state = EntryState::Masked;
         c.reason = "masked by a link to /dev/null";
@@ -175,6 +179,7 @@ bool classify(int root_fd, int dir_fd, const std::string& dir, const std::string
                 c.kind = ImageKind::Directory;
             } else if (S_ISREG(st->st_mode) && ends_with(entry, ".raw")) {
                 c.kind = ImageKind::Raw;
+                if (!link) c.siblings = listing;
             } else if (S_ISBLK(st->st_mode)) {
                 c.kind = ImageKind::Block;
             } else if (is_null_device(*st)) {
@@ -221,6 +226,7 @@ Candidate versioned_entry_candidate(const Candidate& c, size_t index) {
     e.path = img.path;
     e.kind = img.kind;
     e.fd = img.fd;
+    e.siblings.reset();
     return e;
 }
 
@@ -261,9 +267,12 @@ Result<std::vector<Candidate>> discover(int root_fd, ImageClass cls) {
             log_warning() << "cannot list " << dir << ", its extensions are skipped: " << names.error().what();
             continue;
         }
+        auto listing = std::make_shared<DirListing>();
+        listing->fd = std::move(*dfd);
+        listing->names.insert(names->begin(), names->end());
         for (const auto& entry : *names) {
             Candidate c;
-            if (!classify(root_fd, dfd->get(), dir, entry, cls, &c)) continue;
+            if (!classify(root_fd, listing, dir, entry, cls, &c)) continue;
             // A broken entry holds no name: nothing could be read from it.
             if (c.state == EntryState::Broken) {
                 out.push_back(std::move(c));

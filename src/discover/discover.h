@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,14 @@ struct VersionedDir {
     std::vector<std::string> notes;      // odd names, two entries claiming one version
 };
 
+// A search directory as discovery read it. Raw images found in it
+// directly (not through a symlink) take their sidecars from this listing
+// instead of trying each possible name.
+struct DirListing {
+    UniqueFd fd;                  // the directory, O_RDONLY
+    std::set<std::string> names;  // its entries when it was listed
+};
+
 struct Candidate {
     std::string name;        // image name: file name minus ".raw" and ".sysext"/".confext"
     ImageClass cls = ImageClass::Sysext;
@@ -63,6 +72,9 @@ struct Candidate {
     // Set for a versioned directory: path, kind and fd above are then its
     // best ranked entry's, until the merge picks the entry that fits.
     std::optional<VersionedDir> versioned;
+    // The search directory holding the image file itself; null when the
+    // entry is a symlink or a versioned directory's entry.
+    std::shared_ptr<const DirListing> siblings;
 };
 
 // "MAJOR:MINOR:INODE" of a stat result: which inode a name referred to.

@@ -1,10 +1,16 @@
 #include "image/loop.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/loop.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <tuple>
 #include <utility>
 
 #include "base/fault.h"
@@ -33,12 +39,83 @@ struct loop_config make_config(int backing_fd, uint64_t offset, uint64_t size_li
     return cfg;
 }
 
+// What a loop device reads: backing file (device, inode) and region.
+using LoopKey = std::tuple<dev_t, ino_t, uint64_t, uint64_t>;
+
+// Filled by index_attached() (refresh only): the devices an earlier merge
+// left attached, by what they read.
+std::optional<std::map<LoopKey, int>>& attached_index() {
+    static std::optional<std::map<LoopKey, int>> index;
+    return index;
+}
+
+// The kernel reports the backing file's device with huge_encode_dev(),
+// which is the encoding of the dev_t that stat() returns.
+dev_t backing_dev(uint64_t kernel_dev) { return static_cast<dev_t>(kernel_dev); }
+
+// Opens /dev/loopN again if it still reads `key` read-only with autoclear.
+std::optional<UniqueFd> reopen_attached(int nr, const LoopKey& key) {
+    int raw = ::open(("/dev/loop" + std::to_string(nr)).c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (raw < 0) return std::nullopt;
+    UniqueFd dev(raw);
+    // Held open now: autoclear cannot take the device away while we check.
+    struct loop_info64 info = {};
+    if (::ioctl(dev.get(), LOOP_GET_STATUS64, &info) < 0) return std::nullopt;
+    const auto want = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
+    if ((info.lo_flags & want) != want) return std::nullopt;
+    if (LoopKey(backing_dev(info.lo_device), info.lo_inode, info.lo_offset, info.lo_sizelimit) != key)
+        return std::nullopt;
+    return dev;
+}
+
 }  // namespace
+
+std::optional<LoopDevice> LoopDevice::reuse_attached(int backing_fd, uint64_t offset, uint64_t size_limit) {
+    const auto& index = attached_index();
+    struct stat st;
+    if (!index || ::fstat(backing_fd, &st) < 0) return std::nullopt;
+    LoopKey key(st.st_dev, st.st_ino, offset, size_limit);
+    auto it = index->find(key);
+    if (it == index->end()) return std::nullopt;
+    auto dev = reopen_attached(it->second, key);
+    struct stat ds;
+    if (!dev || ::fstat(dev->get(), &ds) < 0) return std::nullopt;
+    LoopDevice d;
+    d.fd_ = std::move(*dev);
+    d.path_ = "/dev/loop" + std::to_string(it->second);
+    d.devnum_ = ds.st_rdev;
+    d.number_ = it->second;
+    d.reused_ = true;
+    log_debug() << "reusing " << d.path_ << " (offset " << offset << ", size limit " << size_limit << ")";
+    return d;
+}
+
+void LoopDevice::index_attached() {
+    auto& index = attached_index();
+    index.emplace();
+    DIR* d = ::opendir("/sys/block");
+    if (!d) return;
+    while (struct dirent* e = ::readdir(d)) {
+        int nr = 0;
+        if (std::sscanf(e->d_name, "loop%d", &nr) != 1) continue;
+        int raw = ::open(("/dev/loop" + std::to_string(nr)).c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (raw < 0) continue;
+        UniqueFd dev(raw);
+        struct loop_info64 info = {};
+        if (::ioctl(dev.get(), LOOP_GET_STATUS64, &info) < 0) continue;  // ENXIO: not attached
+        const auto want = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
+        if ((info.lo_flags & want) != want) continue;
+        index->emplace(LoopKey(backing_dev(info.lo_device), info.lo_inode, info.lo_offset, info.lo_sizelimit), nr);
+    }
+    ::closedir(d);
+    log_debug() << index->size() << " read-only loop devices attached, reusable by this refresh";
+}
 
 Result<LoopDevice> LoopDevice::attach(int backing_fd, uint64_t offset, uint64_t size_limit,
                                       bool try_direct_io) {
     if (backing_fd < 0) return Error(EBADF) << "loop device: no backing file";
     RDEXT_TRY(fault_point("loop-attach"));
+    if (auto reused = reuse_attached(backing_fd, offset, size_limit)) return std::move(*reused);
 
     RDEXT_TRY(ensure_module("loop"));
     int ctl_raw = ::open("/dev/loop-control", O_RDWR | O_CLOEXEC);
@@ -113,7 +190,8 @@ LoopDevice::LoopDevice(LoopDevice&& o) noexcept
       path_(std::move(o.path_)),
       devnum_(std::exchange(o.devnum_, 0)),
       number_(std::exchange(o.number_, -1)),
-      direct_io_(std::exchange(o.direct_io_, false)) {}
+      direct_io_(std::exchange(o.direct_io_, false)),
+      reused_(std::exchange(o.reused_, false)) {}
 
 LoopDevice& LoopDevice::operator=(LoopDevice&& o) noexcept {
     if (this != &o) {
@@ -123,6 +201,7 @@ LoopDevice& LoopDevice::operator=(LoopDevice&& o) noexcept {
         devnum_ = std::exchange(o.devnum_, 0);
         number_ = std::exchange(o.number_, -1);
         direct_io_ = std::exchange(o.direct_io_, false);
+        reused_ = std::exchange(o.reused_, false);
     }
     return *this;
 }
@@ -133,6 +212,10 @@ void LoopDevice::relinquish() noexcept { fd_.reset(); }
 
 void LoopDevice::detach() noexcept {
     if (!fd_.valid()) return;
+    if (reused_) {  // the earlier merge's mounts hold it: not ours to detach
+        fd_.reset();
+        return;
+    }
     // If something else still holds the device, the kernel only (re)arms
     // autoclear here and detaches on the last close; either way nothing of
     // ours stays attached once that user is gone.

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "base/fd.h"
@@ -29,6 +30,14 @@ public:
     static Result<LoopDevice> attach(int backing_fd, uint64_t offset, uint64_t size_limit,
                                      bool try_direct_io);
 
+    // For a refresh: notes the read-only, autoclear loop devices attached
+    // now (an earlier merge's, held by its mounts). From then on attach()
+    // hands out such a device again for the same region of the same file
+    // instead of setting up a new one, so an image that stays in the merge
+    // keeps its device (and its mounted file system, which the kernel
+    // shares for one device). A reused device is never detached by us.
+    static void index_attached();
+
     LoopDevice() = default;
     LoopDevice(LoopDevice&& o) noexcept;
     LoopDevice& operator=(LoopDevice&& o) noexcept;
@@ -43,6 +52,8 @@ public:
     int number() const { return number_; }  // N of /dev/loopN
     // Whether the device was configured with LO_FLAGS_DIRECT_IO.
     bool direct_io() const { return direct_io_; }
+    // Set up by an earlier merge and reused (see index_attached()).
+    bool reused() const { return reused_; }
 
     // Accepts the device: closes our fd but leaves it attached. Call this
     // once a mount (or dm table) holds the device; autoclear detaches it
@@ -54,11 +65,14 @@ public:
     void detach() noexcept;
 
 private:
+    static std::optional<LoopDevice> reuse_attached(int backing_fd, uint64_t offset, uint64_t size_limit);
+
     UniqueFd fd_;
     std::string path_;
     dev_t devnum_ = 0;
     int number_ = -1;
     bool direct_io_ = false;
+    bool reused_ = false;
 };
 
 }  // namespace rdext

@@ -18,6 +18,7 @@
 #include "merge/refresh.h"
 #include "merge/trust.h"
 #include "merge/var_mount.h"
+#include "mount/mount_api.h"
 #include "mount/overlay.h"
 #include "mount/stage_image.h"
 #include "release/compat.h"
@@ -190,6 +191,35 @@ Result<std::string> base_of(const Target& target, Staging& staging, ImageClass c
     return fd_path(current_fd);
 }
 
+// Overlayfs stacks at most 500 lower layers, and the metadata layer and
+// the base take two of them. For 499 extensions (the most one overlay can
+// show with the base), the metadata layer and the base become one layer:
+// an overlay of their own, below the images. Its layers are plain
+// directories (file system depth 0), so the outer overlay stays within the
+// kernel's stacking depth of 2 even over erofs images mounted from files
+// (depth 1). The merged root then takes its owner and mode from the top
+// image instead of the metadata layer.
+Result<void> nest_bottom_if_needed(Staging& staging, ImageClass cls, const std::string& hierarchy,
+                                   OverlaySpec& spec) {
+    if (spec.lowers.size() <= kMaxOverlayLayers || !spec.upper.empty() || spec.lowers.size() < 3) return {};
+    OverlaySpec bottom;
+    bottom.source = std::string(class_name(cls)) + "-base";
+    bottom.flags = spec.flags;
+    bottom.lowers = {spec.lowers.front(), spec.lowers.back()};
+    auto inner = create_overlay(bottom);
+    if (!inner) return inner.error().prefix("overlay of metadata and base for " + hierarchy + ": ");
+    std::string name = std::string("nest-") + class_name(cls) + hierarchy;
+    std::replace(name.begin(), name.end(), '/', '-');
+    auto slot = staging.make_slot(name);
+    if (!slot) return slot.error();
+    RDEXT_TRY(attach_mount(inner->get(), slot->get()));
+    spec.lowers.erase(spec.lowers.begin());
+    spec.lowers.back() = staging.slot_path(name);
+    log_debug() << hierarchy << ": " << spec.lowers.size() + 1
+                << " layers with metadata and base; those two go in as one overlay";
+    return {};
+}
+
 // Builds the overlay for one hierarchy: metadata layer on top, the images
 // from the last-sorting (top) down, the root's own hierarchy at the bottom.
 // Returns an empty overlay when no image has anything there (and the merge
@@ -252,6 +282,7 @@ Result<PreparedOverlay> prepare_hierarchy(const Target& target, Staging& staging
     if (!rw->upper_is_base) spec.lowers.push_back(*base_path);
     spec.upper = rw->upper;
     spec.work = rw->work;
+    RDEXT_TRY(nest_bottom_if_needed(staging, cls, hierarchy, spec));
     auto overlay = create_overlay(spec);
     if (!overlay) return overlay.error().prefix("overlay for " + hierarchy + ": ");
     auto st = stat_fd(overlay->get());
@@ -389,6 +420,9 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings, b
     if (!var) return var.error();
     auto staging = Staging::create(runtime->get());
     if (!staging) return staging.error();
+    // Images that stay in the merge keep their loop devices (dm-verity
+    // devices are found by their root hash anyway).
+    if (refresh) LoopDevice::index_attached();
     // Boot counting: renames the last merge could not do on a read-only root.
     std::optional<MergeState> previous;
     if (auto p = read_state(runtime->get()); p) previous = std::move(*p);

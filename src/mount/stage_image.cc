@@ -168,15 +168,22 @@ Result<UniqueFd> mount_verity(const Candidate& c, StagedImage& img, int file_fd,
     return m;
 }
 
-// The sidecars next to the file the candidate resolves to.
-Result<VeritySidecars> image_sidecars(const Candidate& c) {
+// The sidecars next to the file the candidate resolves to. `file_fd` is
+// the image opened for reading (xattrs cannot be read through O_PATH).
+Result<VeritySidecars> image_sidecars(const Candidate& c, int file_fd) {
+    if (c.siblings) {
+        // Found in the search directory itself: its listing says which
+        // sidecars exist.
+        std::string entry = c.path.substr(c.path.rfind('/') + 1);
+        return find_verity_sidecars(c.siblings->fd.get(), entry, file_fd, &c.siblings->names);
+    }
     auto path = fd_path(c.fd->get());
     if (!path) return path.error();
     auto slash = path->rfind('/');
     std::string dir = slash == 0 ? "/" : path->substr(0, slash);
     auto dir_fd = open_path(dir, O_PATH | O_DIRECTORY);
     if (!dir_fd) return dir_fd.error().prefix("sidecars: ");
-    return find_verity_sidecars(dir_fd->get(), path->substr(slash + 1), c.fd->get());
+    return find_verity_sidecars(dir_fd->get(), path->substr(slash + 1), file_fd);
 }
 
 // A bare file system with a NAME.verity sidecar: the hash tree is that
@@ -282,7 +289,7 @@ Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd, const 
     bool bare = layout->kind == ImageLayoutKind::FileSystem;
     VeritySidecars sidecars;
     if (c.kind == ImageKind::Raw) {
-        auto sc = image_sidecars(c);
+        auto sc = image_sidecars(c, file->get());
         if (!sc) return sc.error();
         sidecars = std::move(*sc);
     }
@@ -382,6 +389,12 @@ void StagedImage::unmount() noexcept {
 void StagedImage::relinquish() noexcept {
     for (auto& v : verity) v.release();
     for (auto& loop : loops) loop.relinquish();
+    // The mounts stay where they are: the staging area's one recursive
+    // detach takes them all. Each unmount of our own would cost the kernel
+    // an RCU grace period (a millisecond or more per image on a busy
+    // machine); one for the whole area is enough.
+    mounts.clear();
+    tree_fd.reset();
 }
 
 StagedImage::~StagedImage() { unmount(); }

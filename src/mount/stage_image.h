@@ -39,7 +39,8 @@ struct StagedImage {
     // with them.
     void unmount() noexcept;
     // Merged: the overlay holds the mounts; loop devices autoclear and dm
-    // devices go (deferred removal) when their last user does.
+    // devices go (deferred removal) when their last user does. The image's
+    // own mounts are left to the staging area's detach.
     void relinquish() noexcept;
 
     StagedImage() = default;

@@ -156,13 +156,14 @@ Result<void> check_top_hash_block(crypt_device* cd, const FileRegion& data, cons
     auto block = p.data_size == 1 ? read_exact(data.fd, data.offset, p.data_block_size, "data")
                                   : read_exact(hash.fd, hash.offset + top, p.hash_block_size, "hash tree");
     if (!block) return block.error();
-    const EVP_MD* md = EVP_get_digestbyname(p.hash_name);
+    // Fetched from the default provider (no legacy name table needed).
+    std::unique_ptr<EVP_MD, decltype(&EVP_MD_free)> md(EVP_MD_fetch(nullptr, p.hash_name, nullptr), EVP_MD_free);
     if (!md) return Error(ENOTSUP) << "unknown verity hash " << p.hash_name;
     std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     const auto* salt = reinterpret_cast<const unsigned char*>(p.salt);
-    bool ok = ctx && EVP_DigestInit_ex(ctx.get(), md, nullptr) == 1;
+    bool ok = ctx && EVP_DigestInit_ex(ctx.get(), md.get(), nullptr) == 1;
     // Hash type 1 (veritysetup's default) puts the salt first, type 0 last.
     if (ok && p.hash_type == 1 && p.salt_size) ok = EVP_DigestUpdate(ctx.get(), salt, p.salt_size) == 1;
     ok = ok && EVP_DigestUpdate(ctx.get(), block->data(), block->size()) == 1;
@@ -225,12 +226,14 @@ Result<ActiveVerity> activate_verity(const VerityRequest& req) {
     std::string name = verity_device_name(req.root_hash);
     if (device_active(name)) return reuse_device(req, name);
 
-    RDEXT_TRY(fault_point("verity-activate"));
     ActiveVerity out;
     auto data = attach_region(req.data, "data");
     if (!data) return data.error();
     auto hash = attach_region(req.hash, "hash tree");
     if (!hash) return hash.error();
+    // Here rather than first: a failed activation must also give back the
+    // two loop devices attached for it.
+    RDEXT_TRY(fault_point("verity-activate"));
 
     crypt_device* raw = nullptr;
     int r = crypt_init_data_device(&raw, hash->path().c_str(), data->path().c_str());

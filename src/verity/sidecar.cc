@@ -10,7 +10,9 @@ namespace rdext {
 namespace {
 
 // A sidecar file's content; nullopt when it does not exist.
-Result<std::optional<std::string>> read_sidecar(int dir_fd, const std::string& name, size_t max) {
+Result<std::optional<std::string>> read_sidecar(int dir_fd, const std::string& name, size_t max,
+                                                const std::set<std::string>* present) {
+    if (present && !present->count(name)) return std::optional<std::string>();
     auto fd = open_regular_beneath(dir_fd, name);
     if (!fd) {
         if (fd.error().code() == ENOENT) return std::optional<std::string>();
@@ -40,13 +42,14 @@ Result<std::optional<std::string>> read_image_xattr(int image_fd, const char* at
 }
 
 // systemd's order: the xattr wins over the file.
-Result<std::optional<SidecarHash>> find_hash(int dir_fd, int image_fd, const char* attr, const std::string& file) {
+Result<std::optional<SidecarHash>> find_hash(int dir_fd, int image_fd, const char* attr, const std::string& file,
+                                             const std::set<std::string>* present) {
     auto x = read_image_xattr(image_fd, attr);
     if (!x) return std::move(x.error());
     std::string source = std::string("xattr ") + attr;
     std::optional<std::string> text = std::move(*x);
     if (!text) {
-        auto f = read_sidecar(dir_fd, file, kRootHashFileMaxBytes);
+        auto f = read_sidecar(dir_fd, file, kRootHashFileMaxBytes, present);
         if (!f) return std::move(f.error());
         if (!*f) return std::optional<SidecarHash>();
         text = std::move(*f);
@@ -57,8 +60,9 @@ Result<std::optional<SidecarHash>> find_hash(int dir_fd, int image_fd, const cha
     return std::optional<SidecarHash>(SidecarHash{std::move(*hash), source});
 }
 
-Result<std::optional<SidecarSignature>> find_signature(int dir_fd, const std::string& file) {
-    auto f = read_sidecar(dir_fd, file, kSignatureFileMaxBytes);
+Result<std::optional<SidecarSignature>> find_signature(int dir_fd, const std::string& file,
+                                                      const std::set<std::string>* present) {
+    auto f = read_sidecar(dir_fd, file, kSignatureFileMaxBytes, present);
     if (!f) return std::move(f.error());
     if (!*f) return std::optional<SidecarSignature>();
     if ((*f)->empty()) return Error(EBADMSG) << file << ": empty signature";
@@ -97,25 +101,27 @@ std::string sidecar_stem(const std::string& image_file_name) {
     return image_file_name;
 }
 
-Result<VeritySidecars> find_verity_sidecars(int dir_fd, const std::string& image_file_name, int image_fd) {
+Result<VeritySidecars> find_verity_sidecars(int dir_fd, const std::string& image_file_name, int image_fd,
+                                            const std::set<std::string>* present) {
     const std::string stem = sidecar_stem(image_file_name);
     VeritySidecars out;
 
-    auto root = find_hash(dir_fd, image_fd, "user.verity.roothash", stem + ".roothash");
+    auto root = find_hash(dir_fd, image_fd, "user.verity.roothash", stem + ".roothash", present);
     if (!root) return std::move(root.error());
     out.root_hash = std::move(*root);
-    auto usr = find_hash(dir_fd, image_fd, "user.verity.usrhash", stem + ".usrhash");
+    auto usr = find_hash(dir_fd, image_fd, "user.verity.usrhash", stem + ".usrhash", present);
     if (!usr) return std::move(usr.error());
     out.usr_hash = std::move(*usr);
 
-    auto root_sig = find_signature(dir_fd, stem + ".roothash.p7s");
+    auto root_sig = find_signature(dir_fd, stem + ".roothash.p7s", present);
     if (!root_sig) return std::move(root_sig.error());
     out.root_hash_sig = std::move(*root_sig);
-    auto usr_sig = find_signature(dir_fd, stem + ".usrhash.p7s");
+    auto usr_sig = find_signature(dir_fd, stem + ".usrhash.p7s", present);
     if (!usr_sig) return std::move(usr_sig.error());
     out.usr_hash_sig = std::move(*usr_sig);
 
     const std::string tree = stem + ".verity";
+    if (present && !present->count(tree)) return out;
     auto fd = open_regular_beneath(dir_fd, tree);
     if (fd) {
         auto st = stat_fd(fd->get());

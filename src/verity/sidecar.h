@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,11 @@ std::string sidecar_stem(const std::string& image_file_name);
 // a present but unusable one (bad hex, wrong size, not a regular file, a
 // symlink leaving the directory, too large, empty signature) is an error
 // naming the file and the reason.
-Result<VeritySidecars> find_verity_sidecars(int dir_fd, const std::string& image_file_name, int image_fd);
+//
+// `present`, when given, is the directory's listing (as discovery read it):
+// names not in it are known to be absent and are not looked up, which saves
+// five failed opens per image on the boot path.
+Result<VeritySidecars> find_verity_sidecars(int dir_fd, const std::string& image_file_name, int image_fd,
+                                            const std::set<std::string>* present = nullptr);
 
 }  // namespace rdext

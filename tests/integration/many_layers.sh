@@ -3,7 +3,9 @@
 # a single lowerdir= string breaks at ~96 paths, where systemd 252 gives up):
 #  - 150 extensions (directories and erofs images) merge, in version order;
 #  - 498 extensions + the metadata layer + the base /usr = 500 layers merge;
-#  - 499 extensions fail with a message and leave nothing behind (no /opt
+#  - 499 extensions: the metadata layer and the base go in as one nested
+#    overlay, so 499 images + 1 = 500 layers merge;
+#  - 500 extensions fail with a message and leave nothing behind (no /opt
 #    overlay either, no staging, no loop device), i.e. the merge is atomic.
 source "$(dirname "$0")/lib.sh"
 require_root_env
@@ -83,16 +85,32 @@ expect_rc 0
 snapshot_state "$R" after498
 assert_same_state before498 after498
 
-check "499 extensions: too many layers for /usr, the merge fails and leaves nothing"
+check "499 extensions: the metadata layer and the base nest as one layer, 500 layers merge"
 add_dir_ext "$R" var/lib/extensions x-999
+names+=("x-999")
+run_rdext --root="$R" merge
+expect_rc 0
+assert_merged "$R" /usr "${names[@]}"
+assert_file_content "$R/$T/top" x-999
+for n in x-1 x-250 x-495 img-1 x-999; do assert_file_content "$R/$T/$n" "$n"; done
+# the base's own files show through the nested bottom layer
+[[ -e $R/usr/lib/os-release ]] || fail "base /usr/lib/os-release not visible through the merge"
+assert_no_staging "$R"
+run_rdext --root="$R" unmerge
+expect_rc 0
+snapshot_state "$R" after499
+assert_same_state before498 after499
+
+check "500 extensions: too many layers for /usr, the merge fails and leaves nothing"
+add_dir_ext "$R" var/lib/extensions x-9999
 run_rdext --root="$R" merge
 expect_rc 1
 expect_stderr_line 'usr' 'layer|limit|too many|500'
 assert_not_merged "$R" /usr
 assert_not_merged "$R" /opt
 assert_not_merged "$R" /etc
-snapshot_state "$R" failed499
-assert_same_state before498 failed499
+snapshot_state "$R" failed500
+assert_same_state before498 failed500
 assert_no_staging "$R"
 
 finish

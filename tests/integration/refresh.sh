@@ -4,7 +4,8 @@
 #  - refresh several times in a row keeps working and gives the same trees
 #    as a fresh merge (one mount per hierarchy, no staging left);
 #  - added, removed and newly broken images are picked up (a removed
-#    image's loop device goes with the old overlay);
+#    image's loop device goes with the old overlay, one that stays keeps
+#    its loop device);
 #  - images under /etc/extensions keep working while a confext overlay
 #    (nodev) covers /etc, including a block device entry;
 #  - refresh with every image gone unmerges;
@@ -93,8 +94,17 @@ cp -a "$B/four" "$R/run/extensions/four"
 mv "$R/run/extensions/two.raw" "$B/two.away"
 make_ext_tree "$B/cy" cy confext -- "etc/rdext-test/cy=cy"
 make_erofs "$B/cy" "$R/var/lib/confexts/cy.raw"
+three_loops() { losetup --noheadings --output NAME --associated "$R/var/lib/extensions/three.raw" | sort | tr '\n' ' '; }
+three_before=$(three_loops)
 run_refresh "$R"
 if [[ $LAST_RC == 0 ]]; then
+    # The image that stays keeps its loop device (and so its mounted file
+    # system): reused, not set up again.
+    if is_rdext; then
+        three_after=$(three_loops)
+        [[ -n $three_before && $three_after == "$three_before" ]] ||
+            defer_fail "three.raw (stays merged) had loop device(s) '$three_before' before the refresh and '$three_after' after: not reused"
+    fi
     expect_set "refresh after changes" /usr blk one three four
     expect_set "refresh after changes" /etc cx cy
     [[ ! -e $R/$T/two ]] || defer_fail "removed image two is still visible after refresh"
