@@ -5,7 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <ctime>
+#include <cstdio>
+#include <chrono>
 #include <optional>
 
 #include "base/fs.h"
@@ -52,11 +53,18 @@ std::string identity_of(const Candidate& c) {
 }
 
 std::string now_iso8601() {
-    char buf[32];
-    std::time_t t = std::time(nullptr);
-    std::tm tm;
-    gmtime_r(&t, &tm);
-    std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    // Calendar arithmetic only: glibc's gmtime() and strftime() load the
+    // time zone file first, which is wasted on a UTC time stamp.
+    using namespace std::chrono;
+    const auto now = floor<seconds>(system_clock::now());
+    const auto day = floor<days>(now);
+    const year_month_day ymd{day};
+    const hh_mm_ss hms{now - day};
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "%04d-%02u-%02uT%02ld:%02ld:%02ldZ", static_cast<int>(ymd.year()),
+                  static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                  static_cast<long>(hms.hours().count()), static_cast<long>(hms.minutes().count()),
+                  static_cast<long>(hms.seconds().count()));
     return buf;
 }
 
