@@ -8,7 +8,8 @@
 # <prefix>/libexec/rdext-kmod that rdext runs as depmod), cryptsetup
 # (libcryptsetup, OpenSSL backend) and openssl (libcrypto, trimmed: see
 # build_openssl). json-c, zlib, liblzma and libzstd come as static archives
-# with Debian's -dev packages.
+# with Debian's -dev packages (the decompressors only for the kmod tool:
+# rdext's libkmod leaves decompression to the kernel, see build_kmod).
 #
 # Everything is installed into ONE prefix, <cache>/<stamp>, where
 # <stamp> hashes this script, the source package versions and the compiler
@@ -269,6 +270,60 @@ build_lvm2() {
     make -C libdm install_static install_include install_pkgconfig
 }
 
+# kmod_kernel_decompress_patch: the change to kmod 30's libkmod that lets a
+# libkmod without decompressors insert compressed modules: it passes such a
+# file to finit_module() with MODULE_INIT_COMPRESSED_FILE, and the kernel
+# decompresses it (Linux 5.17+, CONFIG_MODULE_DECOMPRESS; Debian's kernels
+# have it), as kmod 31 and later do themselves. A libkmod with decompressors
+# never hands a compressed file to finit_module(), so the change is inert there.
+kmod_kernel_decompress_patch() {
+    cat <<'PATCH'
+--- a/libkmod/libkmod-module.c
++++ b/libkmod/libkmod-module.c
+@@ -861,6 +861,30 @@
+ 
+ extern long init_module(const void *mem, unsigned long len, const char *args);
+ 
++#ifndef MODULE_INIT_COMPRESSED_FILE
++#define MODULE_INIT_COMPRESSED_FILE 4
++#endif
++
++/*
++ * rdext: this libkmod is built without decompressors. A compressed module
++ * (xz, zstd or gzip magic) is then opened as a plain file, and finit_module()
++ * hands it to the kernel to decompress (Linux >= 5.17 with
++ * CONFIG_MODULE_DECOMPRESS), as kmod >= 31 does. With decompressors built in
++ * such a file never gets here (it is not "direct").
++ */
++static bool is_compressed_module(const void *mem, off_t size)
++{
++	static const unsigned char xz[] = {0xfd, '7', 'z', 'X', 'Z', 0};
++	static const unsigned char zstd[] = {0x28, 0xb5, 0x2f, 0xfd};
++	static const unsigned char gz[] = {0x1f, 0x8b};
++
++	if (mem == NULL)
++		return false;
++	return (size >= (off_t)sizeof(xz) && memcmp(mem, xz, sizeof(xz)) == 0) ||
++	       (size >= (off_t)sizeof(zstd) && memcmp(mem, zstd, sizeof(zstd)) == 0) ||
++	       (size >= (off_t)sizeof(gz) && memcmp(mem, gz, sizeof(gz)) == 0);
++}
++
+ /**
+  * kmod_module_insert_module:
+  * @mod: kmod module
+@@ -911,6 +935,9 @@
+ 			kernel_flags |= MODULE_INIT_IGNORE_VERMAGIC;
+ 		if (flags & KMOD_INSERT_FORCE_MODVERSION)
+ 			kernel_flags |= MODULE_INIT_IGNORE_MODVERSIONS;
++		if (is_compressed_module(kmod_file_get_contents(mod->file),
++					 kmod_file_get_size(mod->file)))
++			kernel_flags |= MODULE_INIT_COMPRESSED_FILE;
+ 
+ 		err = finit_module(kmod_file_get_fd(mod->file), args, kernel_flags);
+ 		if (err == 0 || errno != ENOSYS)
+PATCH
+}
+
 build_kmod() {
     cd "$work/kmod"
     # kmod's configure refuses --enable-static; the library builds fine.
@@ -276,21 +331,33 @@ build_kmod() {
     if grep -q 'enable-static is not supported' configure.ac; then
         echo "kmod: cannot drop the --enable-static check"; return 1
     fi
+    kmod_kernel_decompress_patch | patch -p1 --forward --no-backup-if-mismatch ||
+        { echo "kmod: the kernel-decompression change does not apply to kmod ${version[kmod]}"; return 1; }
     touch libkmod/docs/gtk-doc.make  # as kmod's autogen.sh without gtkdocize
     autoreconf -fi
-    # The tools too: the kmod multi-call binary, installed as
-    # <prefix>/libexec/rdext-kmod, is what rdext runs as depmod (by argv[0])
-    # for the merged module index, in the initrd as well. No OpenSSL: it
+    local opts=("${common[@]}" --sysconfdir=/etc --disable-manpages --disable-test-modules
+                --disable-python --disable-debug)
+    # Two builds of one tree. The tools, with every decompressor: the kmod
+    # multi-call binary, installed as <prefix>/libexec/rdext-kmod, is what
+    # rdext runs as depmod (by argv[0]) for the merged module index, in the
+    # initrd as well, and depmod reads compressed modules. No OpenSSL: it
     # only shows module signature details, and would grow the tool by
     # libcrypto's size.
-    ./configure "${common[@]}" --sysconfdir=/etc \
-        --disable-manpages --disable-test-modules --disable-python \
-        --disable-debug \
-        --with-xz --with-zstd --with-zlib
-    # -all-static: libtool links the tool fully static (initrds have no libraries).
-    make -j"$jobs" V=1 LDFLAGS=-all-static
-    make install
-    install -D -m 0755 tools/kmod "$prefix/libexec/rdext-kmod"
+    mkdir tools-build lib-build
+    (
+        cd tools-build
+        ../configure "${opts[@]}" --with-xz --with-zstd --with-zlib
+        # -all-static: libtool links the tool fully static (initrds have no libraries).
+        make -j"$jobs" V=1 LDFLAGS=-all-static
+        install -D -m 0755 tools/kmod "$prefix/libexec/rdext-kmod"
+    )
+    # The libkmod rdext links: no decompressors (zstd, zlib and xz were 0.37
+    # MiB of the static rdext); compressed modules go to the kernel as they
+    # are (kmod_kernel_decompress_patch).
+    cd lib-build
+    ../configure "${opts[@]}" --without-xz --without-zstd --without-zlib
+    make -j"$jobs" V=1 libkmod/libkmod.la
+    make install-libLTLIBRARIES install-includeHEADERS install-pkgconfigDATA
 }
 
 build_openssl() {
@@ -300,8 +367,14 @@ build_openssl() {
     # and libkmod's OpenSSL backends call. Debian's full libcrypto.a puts
     # 3.2 MiB into the static binary; without TLS, sockets, engines,
     # legacy ciphers and the assembler variants (nothing here hashes bulk
-    # data: the kernel checks verity) it puts 1.3 MiB. (OpenSSL 3.0 has no
-    # switch for X25519/Ed25519/Ed448 alone: no-ecx came with 3.2.)
+    # data: the kernel checks verity) it puts 1.3 MiB. Also left out: RFC
+    # 3779 (IP address and AS number certificate extensions), CMAC, async
+    # jobs, the secure heap (-28 KiB together), source file names in error
+    # records and the unrolled tables and loops of AES, SHA and the modes
+    # (OPENSSL_SMALL_FOOTPRINT; rdext hashes a few KiB, -60 KiB together).
+    # Kept: the error strings (rdext shows them when a signature fails).
+    # (OpenSSL 3.0 has no switch for X25519/Ed25519/Ed448 alone: no-ecx
+    # came with 3.2.)
     ./Configure linux-x86_64 --prefix="$prefix" --libdir=lib --openssldir=/usr/lib/ssl \
         no-shared no-module no-dso no-engine no-tests no-ui-console no-autoload-config \
         no-legacy no-deprecated no-sock no-ssl3 no-tls1 no-tls1_1 no-tls1_2 no-tls1_3 \
@@ -309,7 +382,8 @@ build_openssl() {
         no-aria no-bf no-blake2 no-camellia no-cast no-chacha no-poly1305 no-des no-dh \
         no-dsa no-ec2m no-gost no-idea no-md4 no-mdc2 no-ocb no-rc2 no-rc4 no-rc5 \
         no-rmd160 no-scrypt no-seed no-siphash no-siv no-sm2 no-sm3 no-sm4 no-whirlpool \
-        no-asm
+        no-asm no-rfc3779 no-cmac no-async no-secure-memory no-filenames \
+        -DOPENSSL_SMALL_FOOTPRINT
     make -j"$jobs" build_libs
     make install_dev
 }
@@ -395,6 +469,15 @@ EOF
 kmod_tool=$prefix/libexec/rdext-kmod
 if LC_ALL=C readelf -l "$kmod_tool" | grep -q 'program interpreter'; then die "$kmod_tool is not static"; fi
 (exec -a depmod "$kmod_tool" --version) >>"$logs/smoke.log" 2>&1 || die "$kmod_tool does not run as depmod"
+# The depmod reads every compressed module format; rdext's libkmod none.
+for f in +XZ +ZSTD +ZLIB; do
+    grep -q -- "$f" "$logs/smoke.log" || die "$kmod_tool lacks $f (kmod --version in $logs/smoke.log)"
+done
+if nm "$prefix/lib/libkmod.a" 2>/dev/null | grep -qE ' U (lzma_|ZSTD_|gz|inflate)'; then
+    die "$prefix/lib/libkmod.a uses a decompressor; it should leave decompression to the kernel"
+fi
+grep -q MODULE_INIT_COMPRESSED_FILE "$work/kmod/libkmod/libkmod-module.c" ||
+    die "libkmod lacks the kernel-decompression change"
 
 {
     printf '%s\n' "$stamp_input"

@@ -5,6 +5,7 @@
 #include <syslog.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 
@@ -17,14 +18,36 @@ namespace rdext {
 namespace {
 
 // libkmod's own messages (which file it read, why a lookup failed) are
-// details: they go to the debug log.
-void kmod_log(void*, int, const char*, int, const char*, const char* format, va_list args) {
-    if (log_level() < LogLevel::Debug) return;
+// details: they go to the debug log. Its last notice or warning (for a
+// failed load: the module file the kernel refused) is kept in *data for the
+// error: the module that failed may be a dependency of the one asked for.
+void kmod_log(void* data, int priority, const char*, int, const char*, const char* format, va_list args) {
+    if (priority > LOG_INFO && log_level() < LogLevel::Debug) return;
     char buf[512];
     std::vsnprintf(buf, sizeof(buf), format, args);
     std::string s = buf;
     while (!s.empty() && s.back() == '\n') s.pop_back();
+    if (priority <= LOG_INFO) *static_cast<std::string*>(data) = s;
     log_debug() << "libkmod: " << s;
+}
+
+// A compressed module file named in libkmod's message ('PATH').
+bool names_compressed_file(const std::string& message) {
+    for (const char* ext : {".ko.xz'", ".ko.zst'", ".ko.gz'"})
+        if (message.find(ext) != std::string::npos) return true;
+    return false;
+}
+
+// Why a kernel refuses a compressed module file that libkmod passed on as it
+// is (the static rdext's libkmod has no decompressors, see
+// scripts/static-deps.sh): the errors of finit_module(MODULE_INIT_COMPRESSED_FILE).
+bool kernel_cannot_decompress(int err) {
+#ifdef RDEXT_KMOD_KERNEL_DECOMPRESS
+    return err == EOPNOTSUPP || err == EINVAL || err == ENOEXEC;
+#else
+    (void)err;
+    return false;  // libkmod decompresses
+#endif
 }
 
 // /sys/module uses the kernel's spelling of module names.
@@ -57,7 +80,7 @@ Result<kmod_ctx*> ModuleLoader::context() {
     ctx_ = kmod_new(config_.module_dir.empty() ? nullptr : config_.module_dir.c_str(),
                     system_config ? nullptr : paths.data());
     if (!ctx_) return Error(ENOMEM) << "libkmod: cannot create a context";
-    kmod_set_log_fn(ctx_, kmod_log, nullptr);
+    kmod_set_log_fn(ctx_, kmod_log, &kmod_message_);
     kmod_set_log_priority(ctx_, LOG_DEBUG);
     return ctx_;
 }
@@ -103,6 +126,7 @@ Result<void> ModuleLoader::load(const std::string& name) {
         ScopeGuard unref_mod([&] { kmod_module_unref(mod); });
         std::string mod_name = kmod_module_get_name(mod);
         bool was_present = kmod_state_present(mod);
+        kmod_message_.clear();
         // Flags 0, as `modprobe NAME`: asked for by name, so no blacklist;
         // dependencies and modprobe.d options apply.
         r = kmod_module_probe_insert_module(mod, 0, nullptr, nullptr, nullptr, nullptr);
@@ -113,8 +137,14 @@ Result<void> ModuleLoader::load(const std::string& name) {
         last_err = r < 0 ? -r : EINVAL;
         last_name = mod_name;
     }
-    Error e = Error::sys(last_err) << "cannot load kernel module " << last_name;
-    if (last_name != name) e << " (for " << name << ")";
+    std::string what = "cannot load kernel module " + last_name;
+    if (last_name != name) what += " (for " + name + ")";
+    if (kmod_message_.empty()) return Error::sys(last_err) << what;
+    // libkmod's message names the file and the kernel's reason.
+    Error e = Error(last_err) << what << ": libkmod: " << kmod_message_;
+    if (names_compressed_file(kmod_message_) && kernel_cannot_decompress(last_err))
+        e << " (a compressed module: this rdext leaves decompressing it to the kernel, "
+             "which needs Linux 5.17 or later built with CONFIG_MODULE_DECOMPRESS for that format)";
     return e;
 }
 

@@ -57,6 +57,7 @@ private:
     Config config_;
     kmod_ctx* ctx_ = nullptr;    // created on first use, once per run
     std::set<std::string> done_;  // names already ensured in this run
+    std::string kmod_message_;    // libkmod's last notice, for the error of a failed load
 };
 
 // The process-wide loader for the running kernel.
