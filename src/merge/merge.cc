@@ -389,7 +389,7 @@ Result<void> prepare_class(const Target& target, const Settings& settings, Stagi
     auto found = discover(target.root_fd.get(), cls);
     if (!found) return found.error();
     work.candidates = std::move(*found);
-    BuildContext ctx{settings, refresh, inputs_fingerprint(target, settings, cls, work.candidates)};
+    BuildContext ctx{settings, refresh, inputs_fingerprint(target, settings, cls, work.candidates, refresh)};
     work.admitted = admit_all(work.candidates, settings, staging, compat, state);
     std::string module_index;
     if (cls == ImageClass::Sysext) {

@@ -90,12 +90,17 @@ void walk_tree(int dir_fd, const std::string& rel, Digest& d, int depth) {
     ::closedir(dir);
 }
 
-void add_image(Digest& d, const std::string& path, ImageKind kind, const std::shared_ptr<UniqueFd>& fd) {
+void add_image(Digest& d, const std::string& path, ImageKind kind, const std::shared_ptr<UniqueFd>& fd,
+               bool walk_trees) {
     d << "image " + path + " " + kind_name(kind);
     if (!fd || !*fd) return;
     auto st = stat_fd(fd->get());
     if (st) d << stat_identity(*st);
-    if (kind == ImageKind::Directory) walk_tree(fd->get(), "", d, 0);
+    if (kind != ImageKind::Directory) return;
+    if (walk_trees)
+        walk_tree(fd->get(), "", d, 0);
+    else
+        d << "tree not walked";  // never equal to a walked tree: the next refresh rebuilds
 }
 
 void add_file(Digest& d, int root_fd, const std::string& path) {
@@ -119,7 +124,7 @@ std::string dirname_of(const std::string& p) {
 }  // namespace
 
 std::string inputs_fingerprint(const Target& target, const Settings& settings, ImageClass cls,
-                               const std::vector<Candidate>& candidates) {
+                               const std::vector<Candidate>& candidates, bool walk_trees) {
     Digest d;
     d << "rdext inputs 1" << class_name(cls) << target.root_path;
     add_file(d, target.root_fd.get(), "/etc/os-release");
@@ -132,11 +137,11 @@ std::string inputs_fingerprint(const Target& target, const Settings& settings, I
         d << "entry " + c.name + " " + entry_state_name(c.state) + " " + c.reason;
         d << "policy " + resolve_policy(settings.policy, cls, c.name).policy.to_string();
         if (!c.versioned) {
-            add_image(d, c.path, c.kind, c.fd);
+            add_image(d, c.path, c.kind, c.fd, walk_trees);
             continue;
         }
         // Every entry of a versioned directory: which one fits may change.
-        for (const auto& v : c.versioned->ranked) add_image(d, v.path, v.kind, v.fd);
+        for (const auto& v : c.versioned->ranked) add_image(d, v.path, v.kind, v.fd, walk_trees);
         for (const auto& i : c.versioned->ignored) d << "ignored " + i.path;
     }
     return d.hex();
@@ -145,7 +150,7 @@ std::string inputs_fingerprint(const Target& target, const Settings& settings, I
 Result<bool> class_unchanged(const Target& target, const Settings& settings, ImageClass cls) {
     auto found = discover(target.root_fd.get(), cls);
     if (!found) return found.error();
-    const std::string fp = inputs_fingerprint(target, settings, cls, *found);
+    const std::string fp = inputs_fingerprint(target, settings, cls, *found, true);
     std::vector<std::string> merged, recorded;
     for (const auto& h : class_info(cls).hierarchies) {
         auto fd = target.open_hierarchy(h);

@@ -21,8 +21,13 @@ namespace rdext {
 // counts), the root's os-release, and the settings that decide (exclusions,
 // pins, image policy, mutable mode, the mutable directories). Recorded in
 // the `origin` file of every hierarchy the merge covers.
+//
+// Walking directory images' trees costs a readdir and a stat per entry
+// (with hundreds of directory images, more than the merge itself), so only
+// a refresh does it (`walk_trees`); a plain merge, the boot path, records
+// that it did not walk, and the first refresh after it rebuilds once.
 std::string inputs_fingerprint(const Target& target, const Settings& settings, ImageClass cls,
-                               const std::vector<Candidate>& candidates);
+                               const std::vector<Candidate>& candidates, bool walk_trees);
 
 // True when the class's current merge was made from exactly what the root
 // offers now: discovery and stat calls only, nothing is mounted.

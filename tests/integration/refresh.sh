@@ -11,7 +11,9 @@
 #  - refresh with every image gone unmerges;
 #  - unmerge afterwards restores the state from before;
 #  - a refresh with nothing changed does nothing (same mounts, a message),
-#    one after a change inside a directory image does refresh;
+#    one after a change inside a directory image does refresh; the first
+#    refresh after a merge with a directory image rebuilds once (only a
+#    refresh walks directory trees for its fingerprint);
 #  - a mount below a merged hierarchy (/usr/share/sub) survives a refresh;
 #  - the swap uses mount beneath (no fallback message on this kernel), and
 #    with it disabled (RDEXT_TEST_NO_BENEATH=1, test builds: as on 6.1) the
@@ -171,6 +173,14 @@ snapshot_state "$R" before3
 run_rdext --root="$R" merge
 expect_rc 0
 mount_ids() { awk -v r="$R" '$5 == r "/usr" || $5 == r "/opt" || $5 == r "/etc" { print $5, $1 }' /proc/self/mountinfo | sort; }
+
+check "the first refresh after a merge rebuilds once: a merge does not walk directory images' trees"
+mount_ids >"$TEST_DIR/ids.merge"
+run_refresh "$R"
+expect_rc 0
+grep -q "nothing changed" "$TEST_DIR/last.err" && defer_fail "the first refresh after a merge with directory image d1 did nothing (the merge cannot have fingerprinted d1's tree)"
+mount_ids >"$TEST_DIR/ids.first"
+cmp -s "$TEST_DIR/ids.merge" "$TEST_DIR/ids.first" && defer_fail "the first refresh after a merge kept the merge's mounts"
 
 check "refresh with nothing changed does nothing"
 mount_ids >"$TEST_DIR/ids.before"
