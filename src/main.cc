@@ -88,6 +88,7 @@ int run(const Options& o, const CmdlineSettings& c) {
                 log_error() << (o.command == Command::Merge ? "merge" : "refresh") << " failed: " << r.error().what();
                 return kFailed;
             }
+            if (o.json) std::fputs((state_to_json(*r, true) + "\n").c_str(), stdout);
             if (target->in_initrd) hand_off(*target);
             return kOk;
         }

@@ -65,10 +65,11 @@ Result<SharedFd> keep_copy(int top_fd, const std::string& hierarchy) {
     return std::make_shared<UniqueFd>(copy);
 }
 
+bool fell_back = false;  // this run swapped some hierarchy without mount beneath
+
 void say_fallback(const std::string& hierarchy, const Error& why) {
-    static bool said = false;
-    if (said) return;
-    said = true;
+    if (fell_back) return;
+    fell_back = true;
     if (!kernel_has_mount_beneath())
         log_warning() << "mount beneath not supported, refreshing with unmount and mount (a short gap)";
     else
@@ -174,6 +175,8 @@ Result<void> commit_overlays(const Target& target, std::vector<PreparedOverlay>&
     undo.clear();
     return {};
 }
+
+bool refresh_fell_back() { return fell_back; }
 
 Result<void> swap_overlays(const Target& target, std::vector<PreparedOverlay>& overlays) {
     UndoLog undo;

@@ -35,6 +35,8 @@ Result<void> commit_overlays(const Target& target, std::vector<PreparedOverlay>&
 // A hierarchy no longer merged is unmerged, a newly merged one mounted.
 // Every hierarchy is swapped, or (when one fails) none stays swapped.
 Result<void> swap_overlays(const Target& target, std::vector<PreparedOverlay>& overlays);
+// Whether a swap of this run fell back to unmount and mount.
+bool refresh_fell_back();
 
 // A detached copy of a merged hierarchy's mounts, taken before a refresh
 // removes them, so a refresh that fails can put the old merge back.

@@ -389,6 +389,7 @@ Result<void> prepare_class(const Target& target, const Settings& settings, Stagi
     auto found = discover(target.root_fd.get(), cls);
     if (!found) return found.error();
     work.candidates = std::move(*found);
+    if (refresh) reopen_beneath_merges(target, staging, work.candidates);
     BuildContext ctx{settings, refresh, inputs_fingerprint(target, settings, cls, work.candidates, refresh)};
     work.admitted = admit_all(work.candidates, settings, staging, compat, state);
     std::string module_index;
@@ -462,6 +463,7 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings, b
         for (auto& a : w.admitted) a.image.relinquish();
     // Each merged trial entry has used up one try of this boot.
     count_trials(target.root_fd.get(), previous ? &*previous : nullptr, state);
+    state.operation = !refresh ? "merge" : refresh_fell_back() ? "refresh-fallback" : "refresh";
     if (auto w = write_state(runtime->get(), state); !w)
         log_warning() << "cannot record the merge in state.json: " << w.error().what();
     return state;
@@ -488,6 +490,7 @@ Result<MergeState> refresh_by_unmerging(const Target& target, const Settings& se
     }
     auto r = merge_fresh(target, settings, false);
     if (!r) restore_merges(target, saved);
+    if (r) r->operation = "refresh-unmerged-first";
     return r;
 }
 
@@ -515,6 +518,7 @@ Result<MergeState> merge(const Target& target, const Settings& settings, MergeMo
         MergeState same;
         if (auto runtime = target.runtime_dir(false); runtime)
             if (auto s = read_state(runtime->get()); s) same = std::move(*s);
+        same.operation = "unchanged";
         return same;
     }
     auto r = merge_fresh(target, settings, true);

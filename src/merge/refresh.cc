@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "base/fs.h"
+#include "base/log.h"
 #include "merge/mutable.h"
 #include "mount/beneath.h"
 #include "mount/mount_api.h"
@@ -170,6 +171,83 @@ Result<bool> class_unchanged(const Target& target, const Settings& settings, Ima
     for (const auto& c : *found)
         if (c.state == EntryState::Available && !settings.excluded(cls).count(c.name)) return false;
     return true;
+}
+
+namespace {
+
+struct MergedHierarchyRef {
+    std::string path;  // "/etc"
+    ImageClass cls;
+};
+
+std::vector<MergedHierarchyRef> merged_hierarchies(const Target& target) {
+    std::vector<MergedHierarchyRef> out;
+    for (ImageClass cls : all_classes())
+        for (const auto& h : class_info(cls).hierarchies) {
+            auto fd = target.open_hierarchy(h);
+            if (!fd) continue;
+            auto m = read_merged(fd->get(), cls);
+            if (m && m->merged) out.push_back({h, cls});
+        }
+    return out;
+}
+
+// The same file or directory beneath the merge on `h`; nullopt (with the
+// reason) when it is not the root's own.
+Result<std::shared_ptr<UniqueFd>> beneath(const Target& target, Staging& staging, const MergedHierarchyRef& h,
+                                          const std::string& rest, const struct stat& seen) {
+    auto base = stage_base(target, staging, h.cls, h.path);
+    if (!base) return base.error();
+    auto base_fd = open_path(*base, O_PATH | O_DIRECTORY | O_NOFOLLOW);
+    if (!base_fd) return base_fd.error();
+    auto fd = open_in_root(base_fd->get(), rest, O_PATH);
+    if (!fd) return Error(ENOENT) << "only a merged extension provides it";
+    auto st = stat_fd(fd->get());
+    if (!st) return st.error();
+    if ((st->st_mode & S_IFMT) != (seen.st_mode & S_IFMT) || (S_ISREG(seen.st_mode) && st->st_size != seen.st_size))
+        return Error(ENOENT) << "the root's own " << h.path << " holds something else there";
+    return std::make_shared<UniqueFd>(std::move(*fd));
+}
+
+// Reopens one resolved entry if it lies under a merged hierarchy.
+Result<void> reopen_one(const Target& target, Staging& staging, const std::vector<MergedHierarchyRef>& merged,
+                        std::shared_ptr<UniqueFd>& fd) {
+    if (!fd || !*fd) return {};
+    auto path = fd_path(fd->get());
+    auto st = stat_fd(fd->get());
+    if (!path || !st) return {};
+    std::string rel = *path;
+    if (target.root_path != "/") {
+        if (!starts_with(rel, target.root_path + "/")) return {};
+        rel = rel.substr(target.root_path.size());
+    }
+    for (const auto& h : merged) {
+        if (!starts_with(rel, h.path + "/")) continue;
+        auto r = beneath(target, staging, h, rel.substr(h.path.size() + 1), *st);
+        if (!r) return r.error();
+        fd = std::move(*r);
+        return {};
+    }
+    return {};
+}
+
+}  // namespace
+
+void reopen_beneath_merges(const Target& target, Staging& staging, std::vector<Candidate>& candidates) {
+    const auto merged = merged_hierarchies(target);
+    if (merged.empty()) return;
+    for (auto& c : candidates) {
+        if (c.state != EntryState::Available) continue;
+        if (c.versioned)
+            for (auto& v : c.versioned->ranked)
+                if (auto r = reopen_one(target, staging, merged, v.fd); !r)
+                    log_debug() << v.path << ": " << r.error().what();
+        if (auto r = reopen_one(target, staging, merged, c.fd); !r) {
+            c.state = EntryState::Broken;
+            c.reason = "reached through the current merge: " + r.error().what();
+            c.fd.reset();
+        }
+    }
 }
 
 Result<std::string> stage_base(const Target& target, Staging& staging, ImageClass cls, const std::string& hierarchy) {

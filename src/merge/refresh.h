@@ -40,4 +40,13 @@ Result<bool> class_unchanged(const Target& target, const Settings& settings, Ima
 // that mount (e.g. /usr is a file system of its own).
 Result<std::string> stage_base(const Target& target, Staging& staging, ImageClass cls, const std::string& hierarchy);
 
+// A refresh discovers through the current merge (/etc/extensions under the
+// merged /etc, Flatcar's /opt/extensions under the merged /opt). An image
+// opened that way is a file of the old overlay: its loop device or bind
+// mount would keep the old merge, and everything under it, alive after the
+// swap. Each such candidate is reopened beneath the merge, in the root's
+// own hierarchy (stage_base); one that only a merged extension provides is
+// not there, as after systemd-sysext's unmerge, and is marked broken.
+void reopen_beneath_merges(const Target& target, Staging& staging, std::vector<Candidate>& candidates);
+
 }  // namespace rdext

@@ -132,6 +132,7 @@ std::string state_to_json(const MergeState& s, bool pretty) {
     add_string(root.get(), "root", s.root);
     add_string(root.get(), "time", s.time);
     if (!s.boot_id.empty()) add_string(root.get(), "boot_id", s.boot_id);
+    if (!s.operation.empty()) add_string(root.get(), "operation", s.operation);
     json_object* exts = json_object_new_array();
     for (const auto& r : s.extensions) json_object_array_add(exts, record_to_json(r));
     json_object_object_add(root.get(), "extensions", exts);
@@ -147,6 +148,7 @@ Result<MergeState> state_from_json(const std::string& text) {
     s.root = get_string(root.get(), "root");
     s.time = get_string(root.get(), "time");
     s.boot_id = get_string(root.get(), "boot_id");
+    s.operation = get_string(root.get(), "operation");
     json_object* exts = nullptr;
     if (json_object_object_get_ex(root.get(), "extensions", &exts) && json_object_is_type(exts, json_type_array))
         for (size_t i = 0; i < json_object_array_length(exts); i++) {

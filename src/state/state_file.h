@@ -52,6 +52,9 @@ struct MergeState {
     std::string root;
     std::string time;  // ISO 8601, UTC
     std::string boot_id;  // the kernel's boot id: boot counting counts a try once per boot
+    // What the run did: "merge", "refresh" (mount beneath), "refresh-fallback"
+    // (unmount and mount), "refresh-unmerged-first", "unchanged".
+    std::string operation;
     std::vector<ExtensionRecord> extensions;
 };
 

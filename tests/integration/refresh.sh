@@ -36,6 +36,8 @@ make_ext_tree "$B/two" two sysext -- "$T/two=two"
 make_erofs "$B/two" "$R/run/extensions/two.raw"
 make_ext_tree "$B/three" three sysext -- "$T/three=three"
 make_squashfs "$B/three" "$R/var/lib/extensions/three.raw"
+make_ext_tree "$B/five" five sysext -- "$T/five=five"
+make_squashfs "$B/five" "$R/etc/extensions/five.raw"
 make_ext_tree "$B/cx" cx confext -- "etc/rdext-test/cx=cx"
 cp -a "$B/cx" "$R/var/lib/confexts/cx"
 # a block device entry in /etc/extensions
@@ -43,7 +45,7 @@ make_ext_tree "$B/blk" blk sysext -- "$T/blk=blk"
 make_erofs "$B/blk" "$B/blk.raw"
 BLOCK_LOOP=$(losetup --find --show --read-only "$B/blk.raw")
 mknod "$R/etc/extensions/blk" b "$(( 0x$(stat -c %t "$BLOCK_LOOP") ))" "$(( 0x$(stat -c %T "$BLOCK_LOOP") ))"
-SYS=(blk one three two)
+SYS=(blk five one three two)
 
 bind_root "$R"
 snapshot_state "$R" before
@@ -107,12 +109,19 @@ if [[ $LAST_RC == 0 ]]; then
         [[ -n $three_before && $three_after == "$three_before" ]] ||
             defer_fail "three.raw (stays merged) had loop device(s) '$three_before' before the refresh and '$three_after' after: not reused"
     fi
-    expect_set "refresh after changes" /usr blk one three four
+    expect_set "refresh after changes" /usr blk five one three four
     expect_set "refresh after changes" /etc cx cy
     [[ ! -e $R/$T/two ]] || defer_fail "removed image two is still visible after refresh"
     [[ -f $R/$T/four ]] || defer_fail "added image four not visible after refresh"
     [[ -f $R/etc/rdext-test/cy ]] || defer_fail "added confext cy not visible after refresh"
     one_mount_each "refresh after changes"
+    # five.raw is reached through the merged /etc: the refresh must open it
+    # beneath the merge, or its loop device keeps the old /etc overlay
+    # (and that one's loop devices) alive; the loop would then read
+    # /extensions/five.raw of the detached old /etc.
+    five_back=$(losetup --noheadings --output BACK-FILE --list | grep 'five.raw' | sort -u | tr '\n' ' ')
+    [[ $five_back == "$R/etc/extensions/five.raw " ]] ||
+        defer_fail "five.raw's loop device reads '$five_back', not the root's own $R/etc/extensions/five.raw"
     # The image that left is released with the old overlay (loop autoclear).
     for _ in $(seq 20); do loops_under "$TEST_DIR" | grep -q two || break; sleep 0.1; done
     ! loops_under "$TEST_DIR" | grep -q two || defer_fail "the loop device of the removed image two.raw outlived the refresh"
@@ -125,7 +134,7 @@ mv "$B/two.away" "$R/run/extensions/two.raw"
 head -c 65536 /dev/urandom >"$R/var/lib/extensions/three.raw"
 run_refresh "$R"
 if [[ $LAST_RC == 0 ]]; then
-    expect_set "refresh with a broken image" /usr blk one two four
+    expect_set "refresh with a broken image" /usr blk five one two four
     grep -q three "$TEST_DIR/last.err" || defer_fail "refresh did not report the broken image three"
 else
     defer_fail "refresh with one broken image exited $LAST_RC"
@@ -184,9 +193,11 @@ cmp -s "$TEST_DIR/ids.merge" "$TEST_DIR/ids.first" && defer_fail "the first refr
 
 check "refresh with nothing changed does nothing"
 mount_ids >"$TEST_DIR/ids.before"
-run_refresh "$R"
+run_refresh "$R" --json
 expect_rc 0
 expect_stderr_line "nothing changed"
+[[ $(json_query "$TEST_DIR/last.out" 'd["operation"]') == unchanged ]] ||
+    defer_fail "refresh --json with nothing changed does not say operation unchanged: $(last_out)"
 mount_ids >"$TEST_DIR/ids.after"
 diff -u "$TEST_DIR/ids.before" "$TEST_DIR/ids.after" >&2 || defer_fail "a refresh with nothing changed replaced mounts"
 
@@ -212,9 +223,11 @@ one_mount_each "refresh with a submount"
 
 check "without mount beneath (as on 6.1) the refresh gives the same tree and says so"
 rm -f "$R/var/lib/extensions/r2.raw"
-RDEXT_TEST_NO_BENEATH=1 run_refresh "$R"
+RDEXT_TEST_NO_BENEATH=1 run_refresh "$R" --json
 expect_rc 0
 expect_stderr_line "mount beneath not supported" "unmount and mount"
+[[ $(json_query "$TEST_DIR/last.out" 'd["operation"]') == refresh-fallback ]] ||
+    defer_fail "refresh --json does not say operation refresh-fallback: $(last_out)"
 expect_set "fallback refresh" /usr d1 r1
 expect_set "fallback refresh" /etc c1
 [[ ! -e $R/$T/r2 ]] || defer_fail "r2 still visible after the fallback refresh"
