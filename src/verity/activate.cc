@@ -4,6 +4,7 @@
 #include <libcryptsetup.h>
 #include <openssl/evp.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -267,12 +268,51 @@ Result<ActiveVerity> activate_verity(const VerityRequest& req) {
     return out;
 }
 
+namespace {
+
+// The first line of a small sysfs file, or "".
+std::string sysfs_line(const std::string& path) {
+    auto fd = open_path(path, O_RDONLY);
+    if (!fd) return "";
+    auto text = read_regular_file(fd->get(), 4096);  // sysfs says 4096 bytes
+    if (!text) return "";
+    return text->substr(0, text->find('\n'));
+}
+
+// /dev/dm-N of the dm device called `name`, found through sysfs, and its
+// "MAJ:MIN". /dev/mapper/NAME is not reliable: the static libdevmapper
+// (built without udev sync) makes that node itself, and a udev running
+// beside rdext removes it when it handles the removal of an earlier device
+// of the same name; devtmpfs' /dev/dm-N belongs to the kernel.
+std::pair<std::string, std::string> dm_kernel_node(const std::string& name) {
+    auto dir = open_path("/sys/block", O_RDONLY | O_DIRECTORY);
+    if (!dir) return {};
+    auto entries = list_directory(dir->get());
+    if (!entries) return {};
+    for (const auto& e : *entries) {
+        if (e.rfind("dm-", 0) != 0 || sysfs_line("/sys/block/" + e + "/dm/name") != name) continue;
+        return {"/dev/" + e, sysfs_line("/sys/block/" + e + "/dev")};
+    }
+    return {};
+}
+
+}  // namespace
+
 Result<UniqueFd> open_verity_device(const VerityDevice& dev) {
-    auto fd = open_path(dev.path(), O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    auto [node, devno] = dm_kernel_node(dev.name());
+    std::string path = node.empty() ? dev.path() : node;
+    auto fd = open_path(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    if (!fd && !node.empty() && fd.error().code() == ENOENT) {
+        path = dev.path();  // no devtmpfs
+        fd = open_path(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    }
     if (!fd) return fd.error();
     auto st = stat_fd(fd->get());
     if (!st) return st.error();
-    if (!S_ISBLK(st->st_mode)) return Error(ENOTBLK) << dev.path() << " is not a block device";
+    if (!S_ISBLK(st->st_mode)) return Error(ENOTBLK) << path << " is not a block device";
+    // The node must be that device (a stale node could name another).
+    if (!devno.empty() && devno != std::to_string(major(st->st_rdev)) + ":" + std::to_string(minor(st->st_rdev)))
+        return Error(ENODEV) << path << " is not " << dev.name() << " (" << devno << ")";
     return fd;
 }
 
