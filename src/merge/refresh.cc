@@ -192,12 +192,17 @@ std::vector<MergedHierarchyRef> merged_hierarchies(const Target& target) {
     return out;
 }
 
-// The same file or directory beneath the merge on `h`; nullopt (with the
-// reason) when it is not the root's own.
+// The same file or directory beneath the merge on `h`: ENOENT when it is
+// not the root's own; null when the hierarchy cannot be reached beneath its
+// merge (a file system of its own: the refresh then unmerges first and
+// discovers again, see merge.cc).
 Result<std::shared_ptr<UniqueFd>> beneath(const Target& target, Staging& staging, const MergedHierarchyRef& h,
                                           const std::string& rest, const struct stat& seen) {
     auto base = stage_base(target, staging, h.cls, h.path);
-    if (!base) return base.error();
+    if (!base) {
+        log_debug() << h.path << " beneath its merge: " << base.error().what();
+        return std::shared_ptr<UniqueFd>();
+    }
     auto base_fd = open_path(*base, O_PATH | O_DIRECTORY | O_NOFOLLOW);
     if (!base_fd) return base_fd.error();
     auto fd = open_in_root(base_fd->get(), rest, O_PATH);
@@ -225,7 +230,7 @@ Result<void> reopen_one(const Target& target, Staging& staging, const std::vecto
         if (!starts_with(rel, h.path + "/")) continue;
         auto r = beneath(target, staging, h, rel.substr(h.path.size() + 1), *st);
         if (!r) return r.error();
-        fd = std::move(*r);
+        if (*r) fd = std::move(*r);
         return {};
     }
     return {};
