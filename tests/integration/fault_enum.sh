@@ -25,8 +25,10 @@
 # the state from before the merge.
 #
 # verity-activate (dm-verity) is not on this list: the host has no device
-# mapper, so the representative merge has no verity image; the VM
-# scenarios (tests/vm) exercise dm-verity.
+# mapper, so the representative merge has no verity image; the VM test
+# vm_fault_verity_busybox (tests/vm/scenarios/fault_verity.sh) enumerates
+# the points of a merge, refresh and unmerge of signed verity images in
+# the guest, with the same method.
 #
 # Prints "fault points covered: N (merge X, refresh Y, unmerge Z)".
 # POINTS=merge|refresh|unmerge (comma-separated) runs only those phases.

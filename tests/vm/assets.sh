@@ -8,6 +8,8 @@
 #   root     debootstrap minbase bookworm + systemd, udev, kmod, dracut, with
 #            the kernel's modules; kept as a tarball and as an extracted tree
 #            that scenarios hard-link. Keyed by the recipe below.
+#   old kernel  bookworm's 6.1 (no mount beneath), trimmed the same way, with
+#            its own busybox initrd; its modules go on the scenario's disk.
 #   initrds  a busybox initrd (rebuilt every run, < 1 s) and two dracut
 #            initrds built in a chroot of the root with dracut-module/90rdext:
 #            by bookworm's dracut 059 and by backports' dracut-ng (the root
@@ -51,6 +53,15 @@ kernel_deb() {
     echo "$deb"
 }
 
+# kernel_has_modules: every one of VM_MODULES is in $KERNEL_DIR's trimmed
+# tree or built in.
+kernel_has_modules() {
+    local m
+    for m in "${VM_MODULES[@]}"; do
+        modprobe -d "$KERNEL_DIR/modules" -S "$KVER" --show-depends "$m" >/dev/null 2>&1 || return 1
+    done
+}
+
 # prepare_kernel DEB: $CACHE_DIR/kernel/$KVER/{vmlinuz,modules/lib/modules/$KVER}
 prepare_kernel() {
     local deb=$1 pkg
@@ -58,7 +69,8 @@ prepare_kernel() {
     KVER=${pkg#linux-image-}
     KVER=${KVER%-unsigned}
     KERNEL_DIR=$CACHE_DIR/kernel/$KVER
-    [[ -f $KERNEL_DIR/.done ]] && return 0
+    # Prepared again when VM_MODULES has grown since (virtio_pci for 6.1).
+    [[ -f $KERNEL_DIR/.done ]] && kernel_has_modules && return 0
     local t=$SECONDS tmp
     rm -rf "$KERNEL_DIR"
     tmp=$(mktemp -d "$CACHE_DIR/kernel.XXXXXX")
@@ -167,10 +179,12 @@ stage_rdext_files() {
 }
 
 # What the busybox /init loads itself: the root disk. The rest is rdext's.
-BUSYBOX_PRELOAD_MODULES=(virtio_blk ext4)
+BUSYBOX_PRELOAD_MODULES=(virtio_pci virtio_blk ext4)
 
+# build_busybox_initrd [NAME]: $VM_OUT_DIR/NAME.cpio.gz (busybox-initrd) for
+# $KVER, named in $VM_BUSYBOX_INITRD.
 build_busybox_initrd() {
-    local out=$VM_OUT_DIR/busybox-initrd.cpio.gz t=$SECONDS
+    local out=$VM_OUT_DIR/${1:-busybox-initrd}.cpio.gz t=$SECONDS
     mkdir -p "$VM_OUT_DIR"
     local d
     d=$(mktemp -d "$CACHE_DIR/busybox-initrd.XXXXXX")
@@ -188,7 +202,10 @@ build_busybox_initrd() {
         modprobe -d "$mods" -S "$KVER" --show-depends "$m" | awk '$1 == "insmod" { $1 = ""; print }'
     done | awk '!seen[$1]++' | while read -r path args; do
         ko=/lib/modules/$(basename "${path%.xz}")
-        xz -dc "$path" >"$d$ko"
+        case $path in  # 6.12 ships .ko.xz, 6.1 plain .ko
+            *.xz) xz -dc "$path" >"$d$ko" ;;
+            *) cp "$path" "$d$ko" ;;
+        esac
         echo "$ko $args" >>"$d/etc/rdext-vm/modules"
     done
     mkdir -p "$tree"
@@ -292,6 +309,50 @@ build_dracut_initrd() {
 }
 
 # ---------------------------------------------------------------------------
+# The old kernel: bookworm's 6.1, which has no mount beneath, no overlay
+# lowerdir+ and no erofs straight from a file; for the fallback scenarios.
+# Same root tree: a scenario puts $VM_OLD_MODULES into its disk's
+# /usr/lib/modules (no second debootstrap).
+
+# The newest cached 6.1 .deb ($CACHE_DIR/debs-6.1), else bookworm's
+# linux-image-amd64 resolved and downloaded (or $RDEXT_VM_OLD_KERNEL_DEB).
+old_kernel_deb() {
+    local dir=$CACHE_DIR/debs-6.1 cached pkg
+    [[ -n ${RDEXT_VM_OLD_KERNEL_DEB:-} ]] && { echo "$RDEXT_VM_OLD_KERNEL_DEB"; return; }
+    mkdir -p "$dir"
+    cached=("$dir"/linux-image-6.1.*.deb)
+    if (( ${#cached[@]} )); then
+        printf '%s\n' "${cached[@]}" | sort -V | tail -n 1
+        return
+    fi
+    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-6\.1\./ { print $2; exit }')
+    if [[ -z $pkg ]]; then
+        apt-get update -qq >&2
+        pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-6\.1\./ { print $2; exit }')
+    fi
+    [[ -n $pkg ]] || die "linux-image-amd64 does not resolve to a 6.1 kernel (bookworm's) in the apt sources"
+    log "downloading $pkg"
+    (cd "$dir" && apt-get download -q "$pkg" >&2) || die "apt-get download $pkg failed"
+    cached=("$dir/$pkg"_*.deb)
+    (( ${#cached[@]} )) || die "apt-get download $pkg left no .deb in $dir"
+    echo "${cached[-1]}"
+}
+
+# Sets VM_OLD_KVER, VM_OLD_KERNEL, VM_OLD_MODULES, VM_OLD_BUSYBOX_INITRD;
+# the main kernel's KVER, KERNEL_DIR and busybox initrd stay as they are.
+prepare_old_kernel() {
+    local KVER KERNEL_DIR VM_BUSYBOX_INITRD deb
+    deb=$(old_kernel_deb)
+    prepare_kernel "$deb"
+    [[ $KVER == 6.1.* ]] || die "$deb is kernel $KVER, not 6.1"
+    build_busybox_initrd busybox-initrd-6.1
+    VM_OLD_KVER=$KVER
+    VM_OLD_KERNEL=$KERNEL_DIR/vmlinuz
+    VM_OLD_MODULES=$KERNEL_DIR/modules/lib/modules/$KVER
+    VM_OLD_BUSYBOX_INITRD=$VM_BUSYBOX_INITRD
+}
+
+# ---------------------------------------------------------------------------
 
 build_assets() {
     local t=$SECONDS
@@ -307,6 +368,7 @@ build_assets() {
     prepare_dracutng_tree
     build_dracut_initrd "$NG_TREE"
     VM_DRACUTNG_INITRD=$DRACUT_OUT
+    prepare_old_kernel
     mkdir -p "$VM_OUT_DIR"
     cat >"$VM_OUT_DIR/assets.env.tmp" <<EOF
 VM_KVER='$KVER'
@@ -316,6 +378,10 @@ VM_BUSYBOX_INITRD='$VM_BUSYBOX_INITRD'
 VM_DRACUT_INITRD='$VM_DRACUT_INITRD'
 VM_DRACUTNG_INITRD='$VM_DRACUTNG_INITRD'
 VM_RDEXT='$RDEXT_BIN'
+VM_OLD_KVER='$VM_OLD_KVER'
+VM_OLD_KERNEL='$VM_OLD_KERNEL'
+VM_OLD_MODULES='$VM_OLD_MODULES'
+VM_OLD_BUSYBOX_INITRD='$VM_OLD_BUSYBOX_INITRD'
 EOF
     mv "$VM_OUT_DIR/assets.env.tmp" "$VM_OUT_DIR/assets.env"
     log "assets ready in $(elapsed $t)s"

@@ -25,8 +25,8 @@ TEST_NAME=${TEST_NAME:-$(basename "$0" .sh)}
 VM_TIMEOUT=${RDEXT_VM_TIMEOUT:-300}
 
 # Modules the initrds load: the root disk, rdext's images and overlays,
-# dm-verity for later. virtio_pci is built in.
-VM_INITRD_MODULES=(virtio_blk ext4 loop overlay erofs squashfs dm_mod dm_verity)
+# dm-verity for later. virtio_pci is built in on 6.12, a module on 6.1.
+VM_INITRD_MODULES=(virtio_pci virtio_blk ext4 loop overlay erofs squashfs dm_mod dm_verity)
 # The guest root also gets dummy, which only the modules-load.d test loads.
 VM_MODULES=("${VM_INITRD_MODULES[@]}" dummy)
 
