@@ -42,73 +42,75 @@ struct loop_config make_config(int backing_fd, uint64_t offset, uint64_t size_li
 // What a loop device reads: backing file (device, inode) and region.
 using LoopKey = std::tuple<dev_t, ino_t, uint64_t, uint64_t>;
 
-// Filled by index_attached() (refresh only): the devices an earlier merge
-// left attached, by what they read.
-std::optional<std::map<LoopKey, int>>& attached_index() {
-    static std::optional<std::map<LoopKey, int>> index;
+// Refresh only (reuse_attached_devices()): the devices an earlier merge
+// left attached, by what they read; scanned at the first attach that could
+// use one, so a refresh of directory or erofs-from-file images never pays.
+struct AttachedIndex {
+    bool enabled = false;
+    std::optional<std::map<LoopKey, int>> by_key;
+};
+
+AttachedIndex& attached_index() {
+    static AttachedIndex index;
     return index;
 }
 
-// The kernel reports the backing file's device with huge_encode_dev(),
-// which is the encoding of the dev_t that stat() returns.
-dev_t backing_dev(uint64_t kernel_dev) { return static_cast<dev_t>(kernel_dev); }
-
-// Opens /dev/loopN again if it still reads `key` read-only with autoclear.
-std::optional<UniqueFd> reopen_attached(int nr, const LoopKey& key) {
-    int raw = ::open(("/dev/loop" + std::to_string(nr)).c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (raw < 0) return std::nullopt;
-    UniqueFd dev(raw);
-    // Held open now: autoclear cannot take the device away while we check.
+// What the open loop device reads, if it is attached read-only with
+// autoclear (as rdext attaches). The kernel reports the backing file's
+// device with huge_encode_dev(), the encoding of stat()'s dev_t.
+std::optional<LoopKey> attached_key(int dev_fd) {
     struct loop_info64 info = {};
-    if (::ioctl(dev.get(), LOOP_GET_STATUS64, &info) < 0) return std::nullopt;
+    if (::ioctl(dev_fd, LOOP_GET_STATUS64, &info) < 0) return std::nullopt;  // ENXIO: not attached
     const auto want = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
     if ((info.lo_flags & want) != want) return std::nullopt;
-    if (LoopKey(backing_dev(info.lo_device), info.lo_inode, info.lo_offset, info.lo_sizelimit) != key)
-        return std::nullopt;
-    return dev;
+    return LoopKey(static_cast<dev_t>(info.lo_device), info.lo_inode, info.lo_offset, info.lo_sizelimit);
+}
+
+UniqueFd open_loop(int nr) {
+    return UniqueFd(::open(("/dev/loop" + std::to_string(nr)).c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+}
+
+std::map<LoopKey, int> scan_attached() {
+    std::map<LoopKey, int> out;
+    DIR* d = ::opendir("/sys/block");
+    if (!d) return out;
+    while (struct dirent* e = ::readdir(d)) {
+        int nr = 0;
+        if (std::sscanf(e->d_name, "loop%d", &nr) != 1) continue;
+        UniqueFd dev = open_loop(nr);
+        if (!dev) continue;
+        if (auto key = attached_key(dev.get())) out.emplace(*key, nr);
+    }
+    ::closedir(d);
+    log_debug() << out.size() << " read-only loop devices attached, reusable by this refresh";
+    return out;
 }
 
 }  // namespace
 
+void LoopDevice::reuse_attached_devices() { attached_index().enabled = true; }
+
 std::optional<LoopDevice> LoopDevice::reuse_attached(int backing_fd, uint64_t offset, uint64_t size_limit) {
-    const auto& index = attached_index();
+    auto& index = attached_index();
     struct stat st;
-    if (!index || ::fstat(backing_fd, &st) < 0) return std::nullopt;
-    LoopKey key(st.st_dev, st.st_ino, offset, size_limit);
-    auto it = index->find(key);
-    if (it == index->end()) return std::nullopt;
-    auto dev = reopen_attached(it->second, key);
+    if (!index.enabled || ::fstat(backing_fd, &st) < 0) return std::nullopt;
+    if (!index.by_key) index.by_key = scan_attached();
+    const LoopKey key(st.st_dev, st.st_ino, offset, size_limit);
+    auto it = index.by_key->find(key);
+    if (it == index.by_key->end()) return std::nullopt;
+    // Held open now: autoclear cannot take the device away, so check that
+    // it still reads this region before handing it out.
+    UniqueFd dev = open_loop(it->second);
     struct stat ds;
-    if (!dev || ::fstat(dev->get(), &ds) < 0) return std::nullopt;
+    if (!dev || attached_key(dev.get()) != key || ::fstat(dev.get(), &ds) < 0) return std::nullopt;
     LoopDevice d;
-    d.fd_ = std::move(*dev);
+    d.fd_ = std::move(dev);
     d.path_ = "/dev/loop" + std::to_string(it->second);
     d.devnum_ = ds.st_rdev;
     d.number_ = it->second;
     d.reused_ = true;
     log_debug() << "reusing " << d.path_ << " (offset " << offset << ", size limit " << size_limit << ")";
     return d;
-}
-
-void LoopDevice::index_attached() {
-    auto& index = attached_index();
-    index.emplace();
-    DIR* d = ::opendir("/sys/block");
-    if (!d) return;
-    while (struct dirent* e = ::readdir(d)) {
-        int nr = 0;
-        if (std::sscanf(e->d_name, "loop%d", &nr) != 1) continue;
-        int raw = ::open(("/dev/loop" + std::to_string(nr)).c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (raw < 0) continue;
-        UniqueFd dev(raw);
-        struct loop_info64 info = {};
-        if (::ioctl(dev.get(), LOOP_GET_STATUS64, &info) < 0) continue;  // ENXIO: not attached
-        const auto want = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
-        if ((info.lo_flags & want) != want) continue;
-        index->emplace(LoopKey(backing_dev(info.lo_device), info.lo_inode, info.lo_offset, info.lo_sizelimit), nr);
-    }
-    ::closedir(d);
-    log_debug() << index->size() << " read-only loop devices attached, reusable by this refresh";
 }
 
 Result<LoopDevice> LoopDevice::attach(int backing_fd, uint64_t offset, uint64_t size_limit,

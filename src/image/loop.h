@@ -30,13 +30,13 @@ public:
     static Result<LoopDevice> attach(int backing_fd, uint64_t offset, uint64_t size_limit,
                                      bool try_direct_io);
 
-    // For a refresh: notes the read-only, autoclear loop devices attached
-    // now (an earlier merge's, held by its mounts). From then on attach()
+    // For a refresh: from now on attach() looks at the read-only, autoclear
+    // loop devices attached (an earlier merge's, held by its mounts) and
     // hands out such a device again for the same region of the same file
     // instead of setting up a new one, so an image that stays in the merge
     // keeps its device (and its mounted file system, which the kernel
     // shares for one device). A reused device is never detached by us.
-    static void index_attached();
+    static void reuse_attached_devices();
 
     LoopDevice() = default;
     LoopDevice(LoopDevice&& o) noexcept;

@@ -209,7 +209,7 @@ Result<std::string> base_of(const Target& target, Staging& staging, ImageClass c
 // image instead of the metadata layer.
 Result<void> nest_bottom_if_needed(Staging& staging, ImageClass cls, const std::string& hierarchy,
                                    OverlaySpec& spec) {
-    if (spec.lowers.size() <= kMaxOverlayLayers || !spec.upper.empty() || spec.lowers.size() < 3) return {};
+    if (spec.lowers.size() <= kMaxOverlayLayers || !spec.upper.empty()) return {};
     OverlaySpec bottom;
     bottom.source = std::string(class_name(cls)) + "-base";
     bottom.flags = spec.flags;
@@ -416,7 +416,10 @@ Result<void> prepare_class(const Target& target, const Settings& settings, Stagi
     return {};
 }
 
-Result<MergeState> merge_fresh(const Target& target, const Settings& settings, bool refresh) {
+// `operation` names the run in the record when it is not simply a merge or
+// a refresh (a refresh that unmerged first).
+Result<MergeState> merge_fresh(const Target& target, const Settings& settings, bool refresh,
+                               const char* operation = nullptr) {
     MergeState state;
     state.root = target.root_path;
     state.time = now_iso8601();
@@ -431,7 +434,7 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings, b
     if (!staging) return staging.error();
     // Images that stay in the merge keep their loop devices (dm-verity
     // devices are found by their root hash anyway).
-    if (refresh) LoopDevice::index_attached();
+    if (refresh) LoopDevice::reuse_attached_devices();
     // Boot counting: renames the last merge could not do on a read-only root.
     std::optional<MergeState> previous;
     if (auto p = read_state(runtime->get()); p) previous = std::move(*p);
@@ -463,7 +466,10 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings, b
         for (auto& a : w.admitted) a.image.relinquish();
     // Each merged trial entry has used up one try of this boot.
     count_trials(target.root_fd.get(), previous ? &*previous : nullptr, state);
-    state.operation = !refresh ? "merge" : refresh_fell_back() ? "refresh-fallback" : "refresh";
+    state.operation = operation                 ? operation
+                      : !refresh                ? "merge"
+                      : refresh_fell_back()     ? "refresh-fallback"
+                                                : "refresh";
     if (auto w = write_state(runtime->get(), state); !w)
         log_warning() << "cannot record the merge in state.json: " << w.error().what();
     return state;
@@ -488,9 +494,8 @@ Result<MergeState> refresh_by_unmerging(const Target& target, const Settings& se
             return r.error();
         }
     }
-    auto r = merge_fresh(target, settings, false);
+    auto r = merge_fresh(target, settings, false, "refresh-unmerged-first");
     if (!r) restore_merges(target, saved);
-    if (r) r->operation = "refresh-unmerged-first";
     return r;
 }
 
