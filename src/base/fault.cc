@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <map>
+#include <mutex>
 #include <string>
 
 #include "base/log.h"
@@ -43,9 +44,20 @@ void pause_here(const std::string& spec, const char* name, int n) {
 
 }  // namespace
 
+bool fault_injection_active() {
+    for (const char* v : {"RDEXT_FAULT", "RDEXT_FAULT_TRACE", "RDEXT_FAULT_PAUSE"})
+        if (const char* s = std::getenv(v); s && *s) return true;
+    return false;
+}
+
 Result<void> fault_point(const char* name) {
+    static std::mutex lock;
     static std::map<std::string, int> hits;
-    int n = ++hits[name];
+    int n;
+    {
+        std::lock_guard<std::mutex> hold(lock);
+        n = ++hits[name];
+    }
     // RDEXT_FAULT_TRACE=1 lists every point passed, so a test can enumerate them.
     if (const char* trace = std::getenv("RDEXT_FAULT_TRACE"); trace && *trace == '1')
         log_notice() << "fault point " << name << ":" << n;

@@ -19,8 +19,12 @@ namespace rdext {
 
 #ifdef RDEXT_FAULT_INJECTION
 Result<void> fault_point(const char* name);
+// Whether a test asked for any of the above: the run is then kept on one
+// thread (base/parallel.h), so the Nth pass is the same pass every time.
+bool fault_injection_active();
 #else
 inline Result<void> fault_point(const char*) { return {}; }
+inline bool fault_injection_active() { return false; }
 #endif
 
 }  // namespace rdext

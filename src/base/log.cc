@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <mutex>
 
 namespace rdext {
 namespace {
@@ -85,9 +86,13 @@ LogRecord::~LogRecord() {
         case LogSink::Kmsg:
             emit_kmsg(level_, text);
             break;
-        case LogSink::Capture:
+        case LogSink::Capture: {
+            // Images are staged on several threads (base/parallel.h).
+            static std::mutex lock;
+            std::lock_guard<std::mutex> hold(lock);
             captured().push_back({level_, std::move(text)});
             break;
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 
 #include <cstdio>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <tuple>
 #include <utility>
@@ -46,6 +47,7 @@ using LoopKey = std::tuple<dev_t, ino_t, uint64_t, uint64_t>;
 // left attached, by what they read; scanned at the first attach that could
 // use one, so a refresh of directory or erofs-from-file images never pays.
 struct AttachedIndex {
+    std::mutex lock;  // images are staged on several threads (base/parallel.h)
     bool enabled = false;
     std::optional<std::map<LoopKey, int>> by_key;
 };
@@ -88,10 +90,15 @@ std::map<LoopKey, int> scan_attached() {
 
 }  // namespace
 
-void LoopDevice::reuse_attached_devices() { attached_index().enabled = true; }
+void LoopDevice::reuse_attached_devices() {
+    auto& index = attached_index();
+    std::lock_guard<std::mutex> hold(index.lock);
+    index.enabled = true;
+}
 
 std::optional<LoopDevice> LoopDevice::reuse_attached(int backing_fd, uint64_t offset, uint64_t size_limit) {
     auto& index = attached_index();
+    std::lock_guard<std::mutex> hold(index.lock);
     struct stat st;
     if (!index.enabled || ::fstat(backing_fd, &st) < 0) return std::nullopt;
     if (!index.by_key) index.by_key = scan_attached();

@@ -149,6 +149,7 @@ Result<void> ModuleLoader::load(const std::string& name) {
 }
 
 Result<void> ModuleLoader::ensure_module(const std::string& name) {
+    std::lock_guard<std::mutex> hold(lock_);
     if (done_.count(name)) return {};
     // Before the check for a loaded module, so tests can fail a load on a
     // kernel that has everything built in.
@@ -160,6 +161,7 @@ Result<void> ModuleLoader::ensure_module(const std::string& name) {
 
 Result<void> ModuleLoader::ensure_filesystem(const std::string& fstype) {
     std::string key = "fs-" + fstype;  // the alias file system modules carry
+    std::lock_guard<std::mutex> hold(lock_);
     if (done_.count(key)) return {};
     if (auto f = fault_point("module-load"); !f) return f.error().prefix("kernel module " + key + ": ");
     if (!filesystem_present(fstype)) RDEXT_TRY(load(key));

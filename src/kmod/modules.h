@@ -13,6 +13,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -55,6 +56,7 @@ private:
     Result<kmod_ctx*> context();
 
     Config config_;
+    std::mutex lock_;            // images are staged on several threads (base/parallel.h)
     kmod_ctx* ctx_ = nullptr;    // created on first use, once per run
     std::set<std::string> done_;  // names already ensured in this run
     std::string kmod_message_;    // libkmod's last notice, for the error of a failed load

@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "base/fs.h"
+#include "base/parallel.h"
 #include "base/log.h"
 #include "boot_count/boot_count.h"
 #include "discover/discover.h"
@@ -69,7 +70,8 @@ std::string now_iso8601() {
 }
 
 // Stages one image and checks that the policy allows what it offers and
-// that it fits the OS. The error says why not.
+// that it fits the OS. The error says why not. Runs on a worker thread
+// (admit_all): it only touches the image, its slot and locked libraries.
 Result<StagedImage> admit(const Candidate& c, const Settings& settings, Staging& staging, const CompatContext& compat,
                           const std::string& slot) {
     auto policy = [&](const std::vector<OfferedPartition>& offered) {
@@ -84,41 +86,82 @@ Result<StagedImage> admit(const Candidate& c, const Settings& settings, Staging&
     auto release = read_extension_release(img->tree_fd.get(), c.cls, c.name);
     if (!release) return release.error();
     RDEXT_TRY(check_compatible(c.cls, c.name, *release, compat));
+    // Where its layers are, while on this thread: an image whose /usr leads
+    // elsewhere is refused here, alone, instead of failing the whole merge.
+    RDEXT_TRY(img->resolve_layers(class_info(c.cls).hierarchies));
     return img;
 }
+
+// What admission made of one candidate (admit_all).
+struct Decision {
+    bool tried = false;
+    std::optional<Result<StagedImage>> staged;
+    Selection selection;  // a versioned directory's walk through its entries
+};
 
 // OS-bound selection, beyond systemd-sysext (which takes the best ranked
 // entry of a versioned directory, fitting or not): the entries are staged
 // and checked best first, a pinned version before the others, and the first
 // that fits the OS is merged, so an OS rolled back to its previous release
-// finds the extension built for it. The candidate becomes that entry.
-Result<StagedImage> admit_versioned(Candidate& c, const Settings& settings, Staging& staging,
-                                    const CompatContext& compat, size_t index, ExtensionRecord& rec) {
+// finds the extension built for it. On a worker thread: the record is
+// written afterwards (record_versioned).
+void admit_versioned(const Candidate& c, const Settings& settings, Staging& staging, const CompatContext& compat,
+                     size_t index, Decision& d) {
     std::vector<VersionedEntry> ranked;
     for (const auto& img : c.versioned->ranked) ranked.push_back(img.entry);
-    std::optional<StagedImage> staged;
     auto try_entry = [&](size_t k) -> Result<void> {
         std::string slot = std::string(class_name(c.cls)) + "-" + std::to_string(index) + "." + std::to_string(k);
         auto img = admit(versioned_entry_candidate(c, k), settings, staging, compat, slot);
         if (!img) return img.error();
-        staged = std::move(*img);
+        d.staged = std::move(img);
         return {};
     };
+    d.selection = select_entry(ranked, settings.pinned(c.cls, c.name), try_entry);
+}
+
+// The record of a versioned directory's selection; the candidate becomes
+// the chosen entry.
+Result<StagedImage> record_versioned(Candidate& c, const Settings& settings, Decision& d, ExtensionRecord& rec) {
     const std::string pin = settings.pinned(c.cls, c.name);
-    Selection sel = select_entry(ranked, pin, try_entry);
-    record_selection(c, sel, pin, rec);
-    if (!sel.chosen) return Error() << no_entry_fits(c, sel);
-    rec.trial = trial_for(c.versioned->path, c.versioned->ranked[*sel.chosen]);
-    c = versioned_entry_candidate(c, *sel.chosen);
+    record_selection(c, d.selection, pin, rec);
+    if (!d.selection.chosen || !d.staged) return Error() << no_entry_fits(c, d.selection);
+    rec.trial = trial_for(c.versioned->path, c.versioned->ranked[*d.selection.chosen]);
+    c = versioned_entry_candidate(c, *d.selection.chosen);
     rec.path = c.path;
     rec.kind = kind_name(c.kind);
-    return std::move(*staged);
+    return std::move(*d.staged);
+}
+
+bool worth_staging(const Candidate& c, const Settings& settings) {
+    return c.state == EntryState::Available && !settings.excluded(c.cls).count(c.name);
 }
 
 // Decides about every candidate of a class; admitted images stay mounted
-// in the staging area.
+// in the staging area. The images are staged side by side
+// (base/parallel.h); records, messages and layer order then follow the
+// candidates' order, as if one had been staged after the other.
 std::vector<Admitted> admit_all(std::vector<Candidate>& candidates, const Settings& settings,
                                 Staging& staging, const CompatContext& compat, MergeState& state) {
+    std::vector<Decision> decisions(candidates.size());
+    std::vector<size_t> to_stage;
+    for (size_t i = 0; i < candidates.size(); i++)
+        if (worth_staging(candidates[i], settings)) to_stage.push_back(i);
+    if (!to_stage.empty()) {
+        const size_t threads = parallel_threads(to_stage.size());
+        log_debug() << "staging " << to_stage.size() << " " << class_name(candidates[to_stage[0]].cls)
+                    << " image(s) on " << threads << (threads == 1 ? " thread" : " threads");
+    }
+    for_each_parallel(to_stage.size(), [&](size_t k) {
+        const size_t i = to_stage[k];
+        const Candidate& c = candidates[i];
+        Decision& d = decisions[i];
+        d.tried = true;
+        if (c.versioned)
+            admit_versioned(c, settings, staging, compat, i, d);
+        else
+            d.staged = admit(c, settings, staging, compat, std::string(class_name(c.cls)) + "-" + std::to_string(i));
+    });
+
     std::vector<Admitted> admitted;
     for (size_t i = 0; i < candidates.size(); i++) {
         Candidate& c = candidates[i];
@@ -128,17 +171,15 @@ std::vector<Admitted> admit_all(std::vector<Candidate>& candidates, const Settin
             rec.result = c.state == EntryState::Broken ? "skipped" : entry_state_name(c.state);
             rec.reason = c.reason;
             if (c.state == EntryState::Broken) log_warning() << "skipping " << c.path << ": " << c.reason;
-        } else if (settings.excluded(c.cls).count(c.name)) {
+        } else if (!decisions[i].tried) {
             rec.result = "excluded";
             rec.reason = std::string("excluded by rd.") + class_name(c.cls) + ".exclude=";
             log_info() << "not merging " << c.path << ": " << rec.reason;
         } else {
-            const std::string slot = std::string(class_name(c.cls)) + "-" + std::to_string(i);
             if (!c.versioned && !settings.pinned(c.cls, c.name).empty())
                 log_warning() << "rd." << class_name(c.cls) << ".pin=" << c.name << "=... does not apply: " << c.path
                               << " is not a versioned directory";
-            auto img = c.versioned ? admit_versioned(c, settings, staging, compat, i, rec)
-                                   : admit(c, settings, staging, compat, slot);
+            auto img = c.versioned ? record_versioned(c, settings, decisions[i], rec) : std::move(*decisions[i].staged);
             if (!img) {
                 rec.result = "skipped";
                 rec.reason = img.error().what();

@@ -19,11 +19,29 @@
 namespace rdext {
 namespace {
 
-// Collects the fingerprint's text; hashed at the end.
-class Digest {
+// The inputs of a merge, a line each. Kept as text, not hashed: a few
+// hundred bytes per image cost nothing to write and compare, while
+// OpenSSL's first digest of a run costs ~0.2 ms (setting up its provider),
+// which the boot path has no other reason to pay. Only a directory
+// image's tree, walked by a refresh, goes in as a digest (TreeDigest).
+class Inputs {
 public:
-    Digest() : ctx_(EVP_MD_CTX_new(), EVP_MD_CTX_free) { EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr); }
-    Digest& operator<<(const std::string& s) {
+    Inputs& operator<<(const std::string& s) {
+        text_ += s;
+        text_ += '\n';
+        return *this;
+    }
+    std::string text() && { return std::move(text_); }
+
+private:
+    std::string text_;
+};
+
+// SHA-256 of a walked tree's lines.
+class TreeDigest {
+public:
+    TreeDigest() : ctx_(EVP_MD_CTX_new(), EVP_MD_CTX_free) { EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr); }
+    TreeDigest& operator<<(const std::string& s) {
         EVP_DigestUpdate(ctx_.get(), s.data(), s.size());
         EVP_DigestUpdate(ctx_.get(), "\n", 1);
         return *this;
@@ -60,7 +78,7 @@ std::string stat_identity(const struct stat& st) {
 // A directory image's tree: every entry's inode and times. A file changed
 // in place changes its own ctime; one added, removed or renamed changes its
 // directory's. The cost grows with the tree (readdir + fstatat per entry).
-void walk_tree(int dir_fd, const std::string& rel, Digest& d, int depth) {
+void walk_tree(int dir_fd, const std::string& rel, TreeDigest& d, int depth) {
     if (depth > 64) {
         d << "too deep:" + rel;
         return;
@@ -91,26 +109,28 @@ void walk_tree(int dir_fd, const std::string& rel, Digest& d, int depth) {
     ::closedir(dir);
 }
 
-void add_image(Digest& d, const std::string& path, ImageKind kind, const std::shared_ptr<UniqueFd>& fd,
+void add_image(Inputs& d, const std::string& path, ImageKind kind, const std::shared_ptr<UniqueFd>& fd,
                bool walk_trees) {
     d << "image " + path + " " + kind_name(kind);
     if (!fd || !*fd) return;
     auto st = stat_fd(fd->get());
     if (st) d << stat_identity(*st);
     if (kind != ImageKind::Directory) return;
-    if (walk_trees)
-        walk_tree(fd->get(), "", d, 0);
-    else
+    if (walk_trees) {
+        TreeDigest tree;
+        walk_tree(fd->get(), "", tree, 0);
+        d << "tree " + tree.hex();
+    } else
         d << "tree not walked";  // never equal to a walked tree: the next refresh rebuilds
 }
 
-void add_file(Digest& d, int root_fd, const std::string& path) {
+void add_file(Inputs& d, int root_fd, const std::string& path) {
     auto fd = open_in_root(root_fd, path, O_RDONLY | O_NONBLOCK);
     auto text = fd ? read_regular_file(fd->get(), 1 << 16) : Result<std::string>(fd.error());
     d << path + ":" + (text ? *text : std::string("<none>"));
 }
 
-void add_mutable_dir(Digest& d, int root_fd, const std::string& hierarchy) {
+void add_mutable_dir(Inputs& d, int root_fd, const std::string& hierarchy) {
     const std::string rel = "/var/lib/extensions.mutable" + hierarchy;
     auto fd = open_in_root_nofollow(root_fd, rel, O_PATH);
     auto st = fd ? stat_fd(fd->get()) : Result<struct stat>(fd.error());
@@ -126,8 +146,8 @@ std::string dirname_of(const std::string& p) {
 
 std::string inputs_fingerprint(const Target& target, const Settings& settings, ImageClass cls,
                                const std::vector<Candidate>& candidates, bool walk_trees) {
-    Digest d;
-    d << "rdext inputs 1" << class_name(cls) << target.root_path;
+    Inputs d;
+    d << "rdext inputs 2" << class_name(cls) << target.root_path;
     add_file(d, target.root_fd.get(), "/etc/os-release");
     add_file(d, target.root_fd.get(), "/usr/lib/os-release");
     for (const auto& n : settings.excluded(cls)) d << "exclude " + n;
@@ -145,7 +165,7 @@ std::string inputs_fingerprint(const Target& target, const Settings& settings, I
         for (const auto& v : c.versioned->ranked) add_image(d, v.path, v.kind, v.fd, walk_trees);
         for (const auto& i : c.versioned->ignored) d << "ignored " + i.path;
     }
-    return d.hex();
+    return std::move(d).text();
 }
 
 Result<bool> class_unchanged(const Target& target, const Settings& settings, ImageClass cls) {

@@ -15,7 +15,7 @@
 
 namespace rdext {
 
-// Fingerprint (sha256, hex) of everything a class's merge is made from: each
+// Fingerprint (a line of text each) of everything a class's merge is made from: each
 // discovered entry's path, kind, state and identity (a raw image's inode,
 // size and times; a directory image's whole tree, so a change inside it
 // counts), the root's os-release, and the settings that decide (exclusions,

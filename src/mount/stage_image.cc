@@ -363,6 +363,21 @@ Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd, const 
 }  // namespace
 
 Result<std::string> StagedImage::layer_for(const std::string& hierarchy) const {
+    for (const auto& [h, layer] : layers_)
+        if (h == hierarchy) return layer;
+    return find_layer(hierarchy);
+}
+
+Result<void> StagedImage::resolve_layers(const std::vector<std::string>& hierarchies) {
+    for (const auto& h : hierarchies) {
+        auto layer = find_layer(h);
+        if (!layer) return layer.error();
+        layers_.emplace_back(h, std::move(*layer));
+    }
+    return {};
+}
+
+Result<std::string> StagedImage::find_layer(const std::string& hierarchy) const {
     auto fd = open_in_root(tree_fd.get(), hierarchy, O_PATH | O_DIRECTORY);
     if (!fd) {
         if (fd.error().code() == ENOENT || fd.error().code() == ENOTDIR) return std::string();

@@ -34,6 +34,8 @@ struct StagedImage {
     // symlink in the image cannot point the layer elsewhere; empty when the
     // image has nothing there.
     Result<std::string> layer_for(const std::string& hierarchy) const;
+    // Resolves them ahead, once (layer_for() then only looks them up).
+    Result<void> resolve_layers(const std::vector<std::string>& hierarchies);
 
     // Drops the image's mounts now (a refused image), dm and loop devices
     // with them.
@@ -49,6 +51,10 @@ struct StagedImage {
     ~StagedImage();
 
     std::vector<UniqueFd> mounts;  // attached mounts in the slot, innermost last
+
+private:
+    Result<std::string> find_layer(const std::string& hierarchy) const;
+    std::vector<std::pair<std::string, std::string>> layers_;  // hierarchy, layer path
 };
 
 // Checks what an image offers against the image policy; called before the

@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/random.h>
 #include <unistd.h>
 
-#include <random>
+#include <chrono>
+#include <cstdint>
 
 #include "base/fault.h"
 #include "base/fs.h"
@@ -13,11 +15,23 @@
 namespace rdext {
 namespace {
 
+// Not std::random_device: on x86 it probes the CPU (cpuid) and uses
+// rdrand, each a trap to the hypervisor in a virtual machine.
 std::string random_suffix() {
     static const char chars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-    std::random_device rd;
+    unsigned char bytes[8] = {};
+    if (::getrandom(bytes, sizeof(bytes), GRND_NONBLOCK) != sizeof(bytes)) {
+        // Early boot before the pool is ready: unique is all a name needs
+        // (mkdirat refuses an existing one and the caller tries again).
+        uint64_t v = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+                     static_cast<uint64_t>(::getpid()) << 40;
+        for (auto& b : bytes) {
+            b = static_cast<unsigned char>(v);
+            v = v * 0x9e3779b97f4a7c15ull + 1;
+        }
+    }
     std::string s;
-    for (int i = 0; i < 8; i++) s += chars[rd() % (sizeof(chars) - 1)];
+    for (unsigned char b : bytes) s += chars[b % (sizeof(chars) - 1)];
     return s;
 }
 

@@ -19,7 +19,7 @@ namespace rdext {
 struct OriginInfo {
     std::string mutable_mode = "no";
     std::string work_dir;                  // mutable merges: written to `work_dir`
-    std::string inputs;                    // fingerprint of everything the merge was made from
+    std::string inputs;                    // everything the merge was made from (merge/refresh.h)
     std::vector<std::string> hierarchies;  // every hierarchy the class's merge covers
 };
 

@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <memory>
+#include <mutex>
 
 #include "base/fault.h"
 #include "base/fs.h"
@@ -185,6 +186,17 @@ Result<LoopDevice> attach_region(const FileRegion& region, const char* what) {
 
 }  // namespace
 
+// libcryptsetup and libdevmapper keep process-wide state (the log callback,
+// the last error, udev cookies) and are not thread-safe, while images are
+// staged on several threads (base/parallel.h): every entry point here takes
+// this lock. Recursive: assigning a VerityDevice deactivates the old one.
+namespace {
+std::recursive_mutex& dm_lock() {
+    static std::recursive_mutex lock;
+    return lock;
+}
+}  // namespace
+
 std::string verity_device_name(const RootHash& root_hash) { return "rdext-" + root_hash.hex.substr(0, 16); }
 
 VerityDevice::VerityDevice(VerityDevice&& o) noexcept
@@ -202,12 +214,14 @@ VerityDevice& VerityDevice::operator=(VerityDevice&& o) noexcept {
 VerityDevice::~VerityDevice() { deactivate(); }
 
 void VerityDevice::release() noexcept {
+    std::lock_guard<std::recursive_mutex> hold(dm_lock());
     if (owned_ && !name_.empty()) (void)crypt_deactivate_by_name(nullptr, name_.c_str(), CRYPT_DEACTIVATE_DEFERRED);
     name_.clear();
     owned_ = false;
 }
 
 void VerityDevice::deactivate() noexcept {
+    std::lock_guard<std::recursive_mutex> hold(dm_lock());
     if (owned_ && !name_.empty()) {
         int r = crypt_deactivate_by_name(nullptr, name_.c_str(), 0);
         // Still open (a lazily detached mount): remove on its last close.
@@ -220,6 +234,7 @@ void VerityDevice::deactivate() noexcept {
 }
 
 Result<ActiveVerity> activate_verity(const VerityRequest& req) {
+    std::lock_guard<std::recursive_mutex> hold(dm_lock());
     install_log_callback();
     g_crypt_error.clear();
     // dm-verity pulls in dm-mod (the control device) and its helpers.
@@ -299,6 +314,7 @@ std::pair<std::string, std::string> dm_kernel_node(const std::string& name) {
 }  // namespace
 
 Result<UniqueFd> open_verity_device(const VerityDevice& dev) {
+    std::lock_guard<std::recursive_mutex> hold(dm_lock());
     auto [node, devno] = dm_kernel_node(dev.name());
     std::string path = node.empty() ? dev.path() : node;
     auto fd = open_path(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
