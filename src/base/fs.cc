@@ -104,6 +104,30 @@ Result<std::vector<std::string>> list_directory(int dir_fd) {
     return names;
 }
 
+namespace {
+
+Result<void> write_all(int fd, const std::string& content, const std::string& what) {
+    size_t off = 0;
+    while (off < content.size()) {
+        ssize_t n = ::write(fd, content.data() + off, content.size() - off);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return ErrnoError() << "write " << what;
+        }
+        off += static_cast<size_t>(n);
+    }
+    return {};
+}
+
+}  // namespace
+
+Result<void> write_file(int dir_fd, const std::string& name, const std::string& content, mode_t mode) {
+    int fd = ::openat(dir_fd, name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+    if (fd < 0) return ErrnoError() << "create " << name;
+    UniqueFd guard(fd);
+    return write_all(fd, content, name);
+}
+
 Result<void> write_file_atomic(int dir_fd, const std::string& name, const std::string& content,
                                mode_t mode) {
     std::string tmp = "." + name + ".tmp";
@@ -111,16 +135,9 @@ Result<void> write_file_atomic(int dir_fd, const std::string& name, const std::s
                       mode);
     if (fd < 0) return ErrnoError() << "create " << tmp;
     UniqueFd guard(fd);
-    size_t off = 0;
-    while (off < content.size()) {
-        ssize_t n = ::write(fd, content.data() + off, content.size() - off);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            int e = errno;
-            ::unlinkat(dir_fd, tmp.c_str(), 0);
-            return Error::sys(e) << "write " << tmp;
-        }
-        off += static_cast<size_t>(n);
+    if (auto w = write_all(fd, content, tmp); !w) {
+        ::unlinkat(dir_fd, tmp.c_str(), 0);
+        return w.error();
     }
     guard.reset();
     if (::renameat(dir_fd, tmp.c_str(), dir_fd, name.c_str()) < 0) {

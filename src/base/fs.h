@@ -41,6 +41,11 @@ Result<std::string> read_regular_file(int fd, size_t max);
 // results do not depend on on-disk order.
 Result<std::vector<std::string>> list_directory(int dir_fd);
 
+// Creates or truncates `name` in dir_fd and writes `content`: for files
+// nobody else can see yet (a private staging area), where the temporary
+// name and the rename of write_file_atomic would buy nothing.
+Result<void> write_file(int dir_fd, const std::string& name, const std::string& content, mode_t mode = 0644);
+
 // Creates or replaces `name` in dir_fd with `content` (written to a
 // temporary name first, then renamed, so readers see old or new).
 Result<void> write_file_atomic(int dir_fd, const std::string& name, const std::string& content,

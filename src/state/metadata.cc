@@ -16,11 +16,10 @@ Result<UniqueFd> open_dot_dir(int meta_fd, ImageClass cls) {
     return make_dirs(meta_fd, class_info(cls).dot_dir, 0755);
 }
 
-Result<void> write_in(int dir_path_fd, const std::string& name, const std::string& content) {
-    // write_file_atomic needs a real directory fd, not O_PATH.
-    auto dir = open_in_root(dir_path_fd, ".", O_RDONLY | O_DIRECTORY);
-    if (!dir) return dir.error();
-    return write_file_atomic(dir->get(), name, content);
+// The metadata layer is a slot of the private staging area until the
+// overlay over it is attached: nobody can see a file half written.
+Result<void> write_in(int dir_fd, const std::string& name, const std::string& content) {
+    return write_file(dir_fd, name, content);
 }
 
 bool parse_devnum(const std::string& s, dev_t* out) {
