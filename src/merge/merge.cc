@@ -143,16 +143,7 @@ bool worth_staging(const Candidate& c, const Settings& settings) {
 std::vector<Admitted> admit_all(std::vector<Candidate>& candidates, const Settings& settings,
                                 Staging& staging, const CompatContext& compat, MergeState& state) {
     std::vector<Decision> decisions(candidates.size());
-    std::vector<size_t> to_stage;
-    for (size_t i = 0; i < candidates.size(); i++)
-        if (worth_staging(candidates[i], settings)) to_stage.push_back(i);
-    if (!to_stage.empty()) {
-        const size_t threads = parallel_threads(to_stage.size());
-        log_debug() << "staging " << to_stage.size() << " " << class_name(candidates[to_stage[0]].cls)
-                    << " image(s) on " << threads << (threads == 1 ? " thread" : " threads");
-    }
-    for_each_parallel(to_stage.size(), [&](size_t k) {
-        const size_t i = to_stage[k];
+    auto stage = [&](size_t i) {
         const Candidate& c = candidates[i];
         Decision& d = decisions[i];
         d.tried = true;
@@ -160,7 +151,23 @@ std::vector<Admitted> admit_all(std::vector<Candidate>& candidates, const Settin
             admit_versioned(c, settings, staging, compat, i, d);
         else
             d.staged = admit(c, settings, staging, compat, std::string(class_name(c.cls)) + "-" + std::to_string(i));
-    });
+    };
+    // Directories are staged on this thread: cloning and attaching one is
+    // mount table work under the kernel's namespace lock, which two threads
+    // only pass back and forth (498 directories: 56 ms on one thread, 71 ms
+    // on two). Image files spend most of their time in their own file
+    // system and device.
+    std::vector<size_t> files, dirs;
+    for (size_t i = 0; i < candidates.size(); i++)
+        if (worth_staging(candidates[i], settings))
+            (candidates[i].kind == ImageKind::Directory ? dirs : files).push_back(i);
+    if (!files.empty()) {
+        const size_t threads = parallel_threads(files.size());
+        log_debug() << "staging " << files.size() << " " << class_name(candidates[files[0]].cls)
+                    << " image file(s) on " << threads << (threads == 1 ? " thread" : " threads");
+    }
+    for_each_parallel(files.size(), [&](size_t k) { stage(files[k]); });
+    for (size_t i : dirs) stage(i);
 
     std::vector<Admitted> admitted;
     for (size_t i = 0; i < candidates.size(); i++) {

@@ -106,13 +106,13 @@ grep -q "^usr/share/rdext-test/top .* $(printf 's1\n' | sha256sum | cut -c1-16)\
 [[ $(wc -l <"$TEST_DIR/parallel-1.warnings") -ge 4 ]] ||
     fail "expected a warning per skipped image, got: $(cat "$TEST_DIR/parallel-1.warnings")"
 
-# 13 sysext items (the versioned directory is one), 3 confexts
+# 12 sysext image files (the versioned directory is one; good-dir is staged apart), 3 confexts
 want_threads=$(( CPUS < 4 ? CPUS : 4 ))
 check "it was staged on $want_threads thread(s)"
 run_cmd env "$RDEXT" --root="$R" --log-level=debug merge
 expect_rc 0
-expect_stderr_line "staging [0-9]+ sysext image\(s\) on $want_threads thread"
-expect_stderr_line "staging [0-9]+ confext image\(s\) on $(( CPUS < 3 ? CPUS : 3 )) thread"
+expect_stderr_line "staging [0-9]+ sysext image file\(s\) on $want_threads thread"
+expect_stderr_line "staging [0-9]+ confext image file\(s\) on $(( CPUS < 3 ? CPUS : 3 )) thread"
 run_unmerge "$R"
 expect_rc 0
 
@@ -128,7 +128,7 @@ if grep -qa "injected fault" "$RDEXT"; then
     merge_and_record serial RDEXT_FAULT_TRACE=0
     grep -q . "$TEST_DIR/serial.records" || fail "no records from the serial run"
     run_cmd env RDEXT_FAULT_TRACE=0 "$RDEXT" --root="$R" --log-level=debug merge
-    expect_stderr_line "staging [0-9]+ sysext image\(s\) on 1 thread"
+    expect_stderr_line "staging [0-9]+ sysext image file\(s\) on 1 thread"
     run_unmerge "$R"
     same_outcome parallel-1 serial
 else
