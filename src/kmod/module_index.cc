@@ -138,11 +138,14 @@ std::string running_kernel_release() {
     return u.release;
 }
 
+bool layer_carries_modules(int layer_fd, const std::string& kver) {
+    if (layer_fd < 0 || kver.empty() || kver.find('/') != std::string::npos) return false;
+    return open_in_root(layer_fd, "lib/modules/" + kver, O_PATH | O_DIRECTORY).has_value();
+}
+
 bool layer_carries_modules(const std::string& layer, const std::string& kver) {
-    if (kver.empty() || kver.find('/') != std::string::npos) return false;
     auto tree = open_path(layer, O_PATH | O_DIRECTORY);
-    if (!tree) return false;
-    return open_in_root(tree->get(), "lib/modules/" + kver, O_PATH | O_DIRECTORY).has_value();
+    return tree && layer_carries_modules(tree->get(), kver);
 }
 
 Result<std::string> find_depmod() {

@@ -22,6 +22,7 @@ std::string running_kernel_release();
 
 // True when the tree at `layer` (an image's /usr) has lib/modules/KVER,
 // resolved inside the tree.
+bool layer_carries_modules(int layer_fd, const std::string& kver);
 bool layer_carries_modules(const std::string& layer, const std::string& kver);
 
 // The depmod to run: $RDEXT_DEPMOD (tests), else the static one installed

@@ -89,6 +89,11 @@ Result<StagedImage> admit(const Candidate& c, const Settings& settings, Staging&
     // Where its layers are, while on this thread: an image whose /usr leads
     // elsewhere is refused here, alone, instead of failing the whole merge.
     RDEXT_TRY(img->resolve_layers(class_info(c.cls).hierarchies));
+    if (c.cls == ImageClass::Sysext) {
+        static const std::string kver = running_kernel_release();
+        img->ships_modules = layer_carries_modules(img->layer_fd("/usr"), kver);
+    }
+    img->close_layer_fds();
     return img;
 }
 
@@ -397,7 +402,7 @@ Result<std::string> index_extension_modules(const Target& target, Staging& stagi
         if (!layer) return layer.error().prefix(admitted[i].candidate->path + ": ");
         if (layer->empty()) continue;
         layers.push_back(*layer);
-        if (layer_carries_modules(*layer, kver)) carriers.push_back(i);
+        if (admitted[i].image.ships_modules) carriers.push_back(i);
     }
     if (carriers.empty()) return std::string();
     auto base = target.open_hierarchy("/usr");

@@ -363,31 +363,46 @@ Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd, const 
 }  // namespace
 
 Result<std::string> StagedImage::layer_for(const std::string& hierarchy) const {
-    for (const auto& [h, layer] : layers_)
-        if (h == hierarchy) return layer;
-    return find_layer(hierarchy);
+    for (const auto& l : layers_)
+        if (l.hierarchy == hierarchy) return l.path;
+    auto l = find_layer(hierarchy);
+    if (!l) return l.error();
+    return l->path;
 }
 
 Result<void> StagedImage::resolve_layers(const std::vector<std::string>& hierarchies) {
     for (const auto& h : hierarchies) {
         auto layer = find_layer(h);
         if (!layer) return layer.error();
-        layers_.emplace_back(h, std::move(*layer));
+        layers_.push_back(std::move(*layer));
     }
     return {};
 }
 
-Result<std::string> StagedImage::find_layer(const std::string& hierarchy) const {
+int StagedImage::layer_fd(const std::string& hierarchy) const {
+    for (const auto& l : layers_)
+        if (l.hierarchy == hierarchy) return l.fd ? l.fd.get() : -1;
+    return -1;
+}
+
+void StagedImage::close_layer_fds() {
+    for (auto& l : layers_) l.fd.reset();
+}
+
+Result<StagedImage::Layer> StagedImage::find_layer(const std::string& hierarchy) const {
+    Layer l{hierarchy, {}, {}};
     auto fd = open_in_root(tree_fd.get(), hierarchy, O_PATH | O_DIRECTORY);
     if (!fd) {
-        if (fd.error().code() == ENOENT || fd.error().code() == ENOTDIR) return std::string();
+        if (fd.error().code() == ENOENT || fd.error().code() == ENOTDIR) return l;
         return fd.error();
     }
     auto p = fd_path(fd->get());
     if (!p) return p.error();
     if (!starts_with(*p, slot_path + "/") && *p != slot_path)
         return Error(EXDEV) << hierarchy << " leads outside the image";
-    return *p;
+    l.path = std::move(*p);
+    l.fd = std::move(*fd);
+    return l;
 }
 
 void StagedImage::unmount() noexcept {

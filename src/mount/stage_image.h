@@ -36,6 +36,12 @@ struct StagedImage {
     Result<std::string> layer_for(const std::string& hierarchy) const;
     // Resolves them ahead, once (layer_for() then only looks them up).
     Result<void> resolve_layers(const std::vector<std::string>& hierarchies);
+    // O_PATH fd of a layer resolve_layers() found; -1 when none or after
+    // close_layer_fds() (with hundreds of images, fds are counted).
+    int layer_fd(const std::string& hierarchy) const;
+    void close_layer_fds();
+    // A sysext with kernel modules for the running kernel (kmod/module_index.h).
+    bool ships_modules = false;
 
     // Drops the image's mounts now (a refused image), dm and loop devices
     // with them.
@@ -53,8 +59,13 @@ struct StagedImage {
     std::vector<UniqueFd> mounts;  // attached mounts in the slot, innermost last
 
 private:
-    Result<std::string> find_layer(const std::string& hierarchy) const;
-    std::vector<std::pair<std::string, std::string>> layers_;  // hierarchy, layer path
+    struct Layer {
+        std::string hierarchy;
+        std::string path;  // empty: the image has nothing there
+        UniqueFd fd;
+    };
+    Result<Layer> find_layer(const std::string& hierarchy) const;
+    std::vector<Layer> layers_;
 };
 
 // Checks what an image offers against the image policy; called before the
