@@ -1,6 +1,9 @@
 #include "base/parallel.h"
 
+#include <fcntl.h>
 #include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -26,6 +29,20 @@ size_t usable_cpus() {
 size_t parallel_threads(size_t count, size_t max_threads) {
     if (count < 2 || fault_injection_active()) return 1;
     return std::max<size_t>(1, std::min({count, max_threads, usable_cpus()}));
+}
+
+void reserve_fds(size_t more) {
+    int probe = ::fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0);  // the lowest free descriptor
+    if (probe < 0) probe = ::open("/", O_PATH | O_CLOEXEC);
+    if (probe < 0) return;
+    struct rlimit lim = {};
+    size_t want = static_cast<size_t>(probe) + more;
+    if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY && want >= lim.rlim_cur)
+        want = lim.rlim_cur - 1;
+    // A descriptor that high makes the kernel size the table for it now.
+    int high = ::fcntl(probe, F_DUPFD_CLOEXEC, static_cast<int>(want));
+    if (high >= 0) ::close(high);
+    ::close(probe);
 }
 
 void for_each_parallel(size_t count, const std::function<void(size_t)>& work, size_t max_threads) {
