@@ -21,7 +21,7 @@ void for_each_parallel(size_t count, const std::function<void(size_t)>& work, si
 size_t parallel_threads(size_t count, size_t max_threads = 4);
 
 // Grows the process's file descriptor table to hold `more` descriptors
-// beyond the highest open one, before threads start. Once a second thread
+// above the lowest free one (where new ones go), before threads start. Once a second thread
 // shares the table, every growth waits for an RCU grace period (the old
 // table may still be read): milliseconds each on a busy machine, and 100
 // images need two of them.
