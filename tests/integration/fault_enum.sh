@@ -75,11 +75,11 @@ phase_selected() { [[ -z ${POINTS:-} || ,$POINTS, == *",$1,"* ]]; }
 # snap NAME / same_state A B: snapshot_state/assert_same_state from lib.sh,
 # cheaper (no Python: about 200 of them run here) and blind to the order of
 # mounts (a refresh that puts a merge back changes the order, not the state):
-# mounts in this namespace, loop devices backed by a file under the test
+# mounts in this namespace (lib.sh namespace_mounts), loop devices backed by a file under the test
 # dir (matched by device and inode), the root's run/ minus state.json.
 snap() {
     local f=$TEST_DIR/state/$1
-    awk '{ n = 7; while ($n != "-") n++; print $5, $(n+1), $(n+2), $6 }' /proc/self/mountinfo | sort >"$f.mounts"
+    namespace_mounts | sort >"$f.mounts"
     awk 'NR == FNR { files[$1 " " $2] = $3; next }
          { split($2, mm, ":"); k = mm[1] * 256 + mm[2] " " $3; if (k in files) print files[k] }' \
         <(find "$TEST_DIR" -xdev -type f -printf '%D %i %P\n') \

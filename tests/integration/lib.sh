@@ -281,6 +281,18 @@ for line in sorted(lines):
 PYEOF
 }
 
+# namespace_mounts: the mounts of this namespace, "MOUNTPOINT FSTYPE SOURCE
+# OPTIONS", in mountinfo's order, less copies of the host's mounts in
+# scratch space (/var/tmp, /tmp, the cache) outside the test dir: the kernel
+# takes a mount off in every namespace when its mount point is deleted, as a
+# VM root build running alongside does with its own (a cold cache).
+namespace_mounts() {
+    awk -v d="$TEST_DIR" -v cache="${RDEXT_CACHE_DIR:-/var/cache/rdext}" '
+        function under(p, dir) { return p == dir || index(p, dir "/") == 1 }
+        under($5, d) || !(under($5, "/var/tmp") || under($5, "/tmp") || under($5, cache)) {
+            n = 7; while ($n != "-") n++; print $5, $(n+1), $(n+2), $6 }' /proc/self/mountinfo
+}
+
 # snapshot_state ROOT NAME: record what a merge must not leave behind after
 # unmerge or failure: mounts under the test dir and elsewhere in this
 # namespace, loop devices backed by test files and the file list of ROOT/run
@@ -288,15 +300,9 @@ PYEOF
 snapshot_state() {
     local root=$1 name=$2 f=$TEST_DIR/state/$2
     mounts_under "$TEST_DIR" >"$f.mounts"
-    # Everything else in this private namespace should not change either,
-    # except copies of the host's mounts in scratch space: the kernel takes
-    # a mount off in every namespace when its mount point is deleted, as a
-    # VM root build running alongside does with its own (a cold cache).
-    awk -v d="$TEST_DIR" -v cache="${RDEXT_CACHE_DIR:-/var/cache/rdext}" '
-        function under(p, dir) { return p == dir || index(p, dir "/") == 1 }
-        !(under($5, d) || under($5, "/var/tmp") || under($5, "/tmp") || under($5, cache)) {
-        n = 7; while ($n != "-") n++; print "elsewhere:", $5, $(n+1), $(n+2) }' \
-        /proc/self/mountinfo >>"$f.mounts"
+    # everything else in this private namespace should not change either
+    namespace_mounts | awk -v d="$TEST_DIR" '!($1 == d || index($1, d "/") == 1) { print "elsewhere:", $0 }' \
+        >>"$f.mounts"
     loops_under "$TEST_DIR" >"$f.loops"
     find "$root/run" -mindepth 1 -printf '%y ./%P\n' | sort |
         { grep -vE '^(d \./rdext|f \./rdext/state\.json)$' || true; } >"$f.run"
