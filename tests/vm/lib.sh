@@ -292,8 +292,10 @@ qemu_boot() {
     log "booting $(basename "$initrd") with: $cmdline"
     local start=$SECONDS
     BOOT_RC=0
+    # One vCPU: CI boots two VMs at a time on two cores. RDEXT_VM_SMP=2
+    # (by hand) lets rdext stage images on two threads in the guest.
     timeout --foreground -k 10 "$VM_TIMEOUT" qemu-system-x86_64 \
-        -accel tcg -cpu max -smp 1 -m 1G -nodefaults -display none -no-reboot \
+        -accel tcg -cpu max -smp "${RDEXT_VM_SMP:-1}" -m 1G -nodefaults -display none -no-reboot \
         -serial "file:$SERIAL_LOG" \
         -kernel "$VM_KERNEL" -initrd "$initrd" -append "$cmdline" \
         "$@" </dev/null || BOOT_RC=$?
