@@ -143,10 +143,6 @@ bool layer_carries_modules(int layer_fd, const std::string& kver) {
     return open_in_root(layer_fd, "lib/modules/" + kver, O_PATH | O_DIRECTORY).has_value();
 }
 
-bool layer_carries_modules(const std::string& layer, const std::string& kver) {
-    auto tree = open_path(layer, O_PATH | O_DIRECTORY);
-    return tree && layer_carries_modules(tree->get(), kver);
-}
 
 Result<std::string> find_depmod() {
     if (const char* env = std::getenv("RDEXT_DEPMOD"); env && *env) {

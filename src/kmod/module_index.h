@@ -20,10 +20,9 @@ namespace rdext {
 // The running kernel's release (uname -r): the modules that matter.
 std::string running_kernel_release();
 
-// True when the tree at `layer` (an image's /usr) has lib/modules/KVER,
-// resolved inside the tree.
+// True when the tree layer_fd refers to (an image's /usr) has
+// lib/modules/KVER, resolved inside the tree; false for -1.
 bool layer_carries_modules(int layer_fd, const std::string& kver);
-bool layer_carries_modules(const std::string& layer, const std::string& kver);
 
 // The depmod to run: $RDEXT_DEPMOD (tests), else the static one installed
 // with rdext (RDEXT_DEPMOD_PATH, in the initrd too), else the system's

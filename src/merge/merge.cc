@@ -166,15 +166,14 @@ std::vector<Admitted> admit_all(std::vector<Candidate>& candidates, const Settin
     for (size_t i = 0; i < candidates.size(); i++)
         if (worth_staging(candidates[i], settings))
             (candidates[i].kind == ImageKind::Directory ? dirs : files).push_back(i);
-    if (!files.empty()) {
-        const size_t threads = parallel_threads(files.size());
+    const size_t threads = parallel_threads(files.size());
+    if (!files.empty())
         log_debug() << "staging " << files.size() << " " << class_name(candidates[files[0]].cls)
                     << " image file(s) on " << threads << (threads == 1 ? " thread" : " threads");
-    }
     // An image keeps a few descriptors while staged (its file or devices,
     // mounts, tree); a loop device and a dm device need some more meanwhile.
-    if (parallel_threads(files.size()) > 1) reserve_fds(files.size() * 6 + 32);
-    for_each_parallel(files.size(), [&](size_t k) { stage(files[k]); });
+    if (threads > 1) reserve_fds(files.size() * 6 + 32);
+    for_each_parallel(files.size(), [&](size_t k) { stage(files[k]); }, threads);
     for (size_t i : dirs) stage(i);
 
     std::vector<Admitted> admitted;

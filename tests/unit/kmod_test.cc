@@ -2,9 +2,11 @@
 // real module needs a kernel with loadable modules: the VM scenario
 // "modules" proves that; here the loader is pointed at synthetic trees.
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include "base/fs.h"
 #include "kmod/module_index.h"
 #include "kmod/modules.h"
 #include "test_util.h"
@@ -53,12 +55,16 @@ TEST_CASE("a tree carries modules for a kernel only under lib/modules/KVER insid
     t.mkdir("outside/lib/modules/9.9.9-unit");
     t.mkdir("c");
     t.symlink(t / "outside/lib", "c/lib");  // absolute: resolved inside c
-    CHECK(layer_carries_modules(t / "a", "9.9.9-unit"));
-    CHECK_FALSE(layer_carries_modules(t / "b", "9.9.9-unit"));
-    CHECK_FALSE(layer_carries_modules(t / "c", "9.9.9-unit"));
-    CHECK_FALSE(layer_carries_modules(t / "a", "../a"));
-    CHECK_FALSE(layer_carries_modules(t / "a", ""));
-    CHECK_FALSE(layer_carries_modules(t / "missing", "9.9.9-unit"));
+    auto carries = [&](const std::string& dir, const std::string& kver) {
+        auto fd = open_path(t / dir, O_PATH | O_DIRECTORY);
+        return layer_carries_modules(fd ? fd->get() : -1, kver);
+    };
+    CHECK(carries("a", "9.9.9-unit"));
+    CHECK_FALSE(carries("b", "9.9.9-unit"));
+    CHECK_FALSE(carries("c", "9.9.9-unit"));
+    CHECK_FALSE(carries("a", "../a"));
+    CHECK_FALSE(carries("a", ""));
+    CHECK_FALSE(carries("missing", "9.9.9-unit"));
 }
 
 TEST_CASE("RDEXT_DEPMOD names the depmod to run, and must be one") {
