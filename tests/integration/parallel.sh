@@ -122,6 +122,17 @@ for k in 2 3 4; do
     same_outcome parallel-1 "parallel-$k"
 done
 
+check "a merge that fails after staging on all CPUs leaves nothing behind"
+# Every image is staged (side by side) before a required one is found missing.
+printf 'rd.sysext.require=no-such-extension\n' >"$TEST_DIR/cmdline"
+run_rdext --root="$R" --cmdline-file="$TEST_DIR/cmdline" --log-level=debug merge
+expect_rc_nonzero
+expect_stderr_line "staging [0-9]+ sysext image file\(s\) on $want_threads thread"
+expect_stderr_line "required" "no-such-extension"
+assert_no_staging "$R"
+snapshot_state "$R" after-failed
+assert_same_state before after-failed
+
 check "the same outcome as on one thread"
 if grep -qa "injected fault" "$RDEXT"; then
     # A fault-injection build keeps a traced run on one thread (base/fault.h).
