@@ -22,6 +22,11 @@ Result<UniqueFd> open_in_root(int root_fd, const std::string& path, int flags, m
 // Like open_in_root but refuses to follow a symlink in the last component.
 Result<UniqueFd> open_in_root_nofollow(int root_fd, const std::string& path, int flags);
 
+// Like open_in_root but follows no symlink at all (RESOLVE_NO_SYMLINKS): a
+// link anywhere on the path fails with ELOOP. For paths that must be the
+// tree's own directories (what a tool outside rdext then walks by name).
+Result<UniqueFd> open_in_root_no_symlinks(int root_fd, const std::string& path, int flags);
+
 // Plain open of a trusted path (the root itself, /proc, /dev).
 Result<UniqueFd> open_path(const std::string& path, int flags, mode_t mode = 0);
 

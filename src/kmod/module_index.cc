@@ -138,9 +138,17 @@ std::string running_kernel_release() {
     return u.release;
 }
 
-bool layer_carries_modules(int layer_fd, const std::string& kver) {
+Result<bool> layer_carries_modules(int layer_fd, const std::string& kver) {
     if (layer_fd < 0 || kver.empty() || kver.find('/') != std::string::npos) return false;
-    return open_in_root(layer_fd, "lib/modules/" + kver, O_PATH | O_DIRECTORY).has_value();
+    const std::string rel = "lib/modules/" + kver;
+    auto fd = open_in_root_no_symlinks(layer_fd, rel, O_PATH | O_DIRECTORY);
+    if (fd) return true;
+    if (fd.error().code() == ENOENT) return false;
+    const char* what = fd.error().code() == ELOOP    ? "is or passes through a symbolic link"
+                       : fd.error().code() == ENOTDIR ? "is or passes through something that is not a directory"
+                                                      : nullptr;
+    if (!what) return fd.error().prefix("usr/" + rel + ": ");
+    return Error(ELOOP) << "usr/" << rel << " " << what << ", so its kernel modules cannot be indexed";
 }
 
 
@@ -176,6 +184,10 @@ Result<std::string> build_module_index(Staging& staging, const std::vector<std::
     spec.flags = MS_NODEV | MS_NOSUID | MS_NOEXEC;
     auto view = create_overlay(spec);
     if (!view) return view.error().prefix("module view: ");
+    // depmod resolves names in rdext's own namespace: a link in a layer (a
+    // module, a subdirectory, modules.order) must not take it out of the
+    // view. On a nosymfollow mount it is an entry depmod cannot open.
+    RDEXT_TRY(set_mount_attrs(view->get(), MOUNT_ATTR_NOSYMFOLLOW));
     RDEXT_TRY(attach_mount(view->get(), view_dir->get()));
     auto ran = [&]() -> Result<void> {
         RDEXT_TRY(fault_point("module-index"));

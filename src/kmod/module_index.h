@@ -21,8 +21,12 @@ namespace rdext {
 std::string running_kernel_release();
 
 // True when the tree layer_fd refers to (an image's /usr) has
-// lib/modules/KVER, resolved inside the tree; false for -1.
-bool layer_carries_modules(int layer_fd, const std::string& kver);
+// lib/modules/KVER as a directory of its own; false for -1. An error when
+// lib, lib/modules or lib/modules/KVER is a symbolic link or not a
+// directory: depmod walks the index's tree by name, so a link there would
+// make it read and write wherever the link points, and merged, such an
+// entry would hide the OS's modules from the index.
+Result<bool> layer_carries_modules(int layer_fd, const std::string& kver);
 
 // The depmod to run: $RDEXT_DEPMOD (tests), else the static one installed
 // with rdext (RDEXT_DEPMOD_PATH, in the initrd too), else the system's

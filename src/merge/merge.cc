@@ -91,7 +91,9 @@ Result<StagedImage> admit(const Candidate& c, const Settings& settings, Staging&
     RDEXT_TRY(img->resolve_layers(class_info(c.cls).hierarchies));
     if (c.cls == ImageClass::Sysext) {
         static const std::string kver = running_kernel_release();
-        img->ships_modules = layer_carries_modules(img->layer_fd("/usr"), kver);
+        auto modules = layer_carries_modules(img->layer_fd("/usr"), kver);
+        if (!modules) return modules.error();
+        img->ships_modules = *modules;
     }
     img->close_layer_fds();
     return img;

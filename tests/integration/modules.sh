@@ -7,6 +7,9 @@
 #     resolves b to base, a, b; aliases from a are found), the extensions'
 #     own indexes are hidden, directories keep the root's owner and mode.
 #     A refresh builds it again (over the root's /usr beneath the merge).
+#   - Links leading out of an image (KVER itself: the image is skipped;
+#     a module or a subdirectory in KVER: left out of the index): nothing
+#     is written or read outside the root.
 #   - Without extension modules the root's index is left as it is.
 #   - depmod failing (injected, or a depmod that exits 1): the extensions
 #     with modules are skipped with the reason, the rest merges, the root's
@@ -107,6 +110,40 @@ expect_rc 0
 [[ $(sha256sum <"$R/$M/modules.dep") == "$root_dep" ]] || fail "the root's modules.dep changed"
 snapshot_state "$R" after-merge
 assert_same_state before after-merge
+
+check "module directories leading out of the image: nothing written or read there"
+# zz-link: usr/lib/modules/KVER is a link to a writable host directory
+# holding a module (on top of a and b, which ship modules: the view's KVER
+# would be the link); zz-inner: a real KVER directory whose module and
+# subdirectory are links out. zz-link is skipped naming the link, zz-inner
+# merges with its links left out of the index.
+OUT=$TEST_DIR/outside-modules
+make_module "$OUT/kver/kernel/rdext_outside.ko" rdext_outside
+make_module "$OUT/loose/rdext_loose.ko" rdext_loose
+make_module "$OUT/subdir/rdext_subdir.ko" rdext_subdir
+out_before=$(cd "$OUT" && find . -printf '%p %s %T@\n' | sort)
+make_ext_tree "$R/etc/extensions/zz-link" zz-link sysext -- usr/share/t/zz-link=zz-link
+mkdir -p "$R/etc/extensions/zz-link/usr/lib/modules"
+ln -s "$OUT/kver" "$R/etc/extensions/zz-link/$M"
+make_ext_tree "$R/etc/extensions/zz-inner" zz-inner sysext -- usr/share/t/zz-inner=zz-inner
+mkdir -p "$R/etc/extensions/zz-inner/$M/extra"
+ln -s "$OUT/loose/rdext_loose.ko" "$R/etc/extensions/zz-inner/$M/extra/rdext_loose.ko"
+ln -s "$OUT/subdir" "$R/etc/extensions/zz-inner/$M/extra/subdir"
+run_rdext --root="$R" --log-level=info merge
+expect_rc 0
+assert_merged "$R" /usr a b c zz-inner
+expect_stderr_line "zz-link" "modules/$KVER" "link"
+[[ $(cd "$OUT" && find . -printf '%p %s %T@\n' | sort) == "$out_before" ]] ||
+    fail "the module index step wrote outside the root: $(cd "$OUT" && find . -newer "$OUT/subdir/rdext_subdir.ko")"
+for m in rdext_outside rdext_loose rdext_subdir; do
+    ! grep -q "$m" "$R/$M/modules.dep" || fail "a module from outside the root ($m) is in the merged index"
+done
+got=$(show_depends rdext_b)
+[[ $got == "rdext_base rdext_a rdext_b " ]] || fail "with hostile links, rdext_b resolves to '$got'"
+run_rdext --root="$R" unmerge
+expect_rc 0
+rm -rf "$R/etc/extensions/zz-link" "$R/etc/extensions/zz-inner"
+[[ $(sha256sum <"$R/$M/modules.dep") == "$root_dep" ]] || fail "the root's modules.dep changed"
 
 check "without extension modules the root's index is untouched"
 printf 'rd.sysext.exclude=a,b\n' >"$TEST_DIR/cmdline"
