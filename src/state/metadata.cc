@@ -1,7 +1,9 @@
 #include "state/metadata.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <json-c/json.h>
 #include <sys/sysmacros.h>
 
@@ -117,6 +119,13 @@ Result<MergedHierarchy> read_merged(int hier_fd, ImageClass cls) {
     auto mount_root = is_mount_root(hier_fd);
     if (!mount_root) return mount_root.error();
     if (!*mount_root) return out;
+    // Only an overlay is a merge (rdext's or systemd's): metadata in any
+    // other mount (a bind mount of /usr carrying its own st_dev) is the
+    // root's say-so, and taking it for a merge would refuse the merge and
+    // make unmerge take that mount off.
+    struct statfs fs;
+    if (::fstatfs(hier_fd, &fs) < 0) return ErrnoError() << "statfs";
+    if (fs.f_type != OVERLAYFS_SUPER_MAGIC) return out;
     std::string dot = class_info(cls).dot_dir;
     auto dev_fd = open_in_root_nofollow(hier_fd, dot + "/dev", O_RDONLY | O_NONBLOCK);
     if (!dev_fd) {

@@ -56,7 +56,8 @@ struct MergedHierarchy {
 
 // Reads what is merged on the hierarchy hier_fd refers to (an O_PATH fd of
 // the hierarchy as resolved inside the root). Not merged when it is not a
-// mount point, carries no metadata, or the metadata's dev does not match.
+// mount point, not an overlay, carries no metadata, or the metadata's dev
+// does not match.
 Result<MergedHierarchy> read_merged(int hier_fd, ImageClass cls);
 
 }  // namespace rdext

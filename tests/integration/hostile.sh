@@ -478,6 +478,96 @@ if selected thousand; then
 fi
 
 # ===========================================================================
+# The OS's identity and the merge metadata (issue 21 #8, #9, #11)
+
+if selected os-release-sysext; then
+    # Anything at usr/lib/os-release (a dangling link, a FIFO, a directory,
+    # a whiteout), usr/lib as a link, and an opaque usr or usr/lib (either
+    # xattr namespace, "y" or "x") would replace or hide the OS's
+    # os-release: each such sysext is skipped naming os-release, and the
+    # merged /usr shows the root's own file
+    new_root os-release-sysext
+    E=$R/etc/extensions
+    for n in osr-dangling osr-fifo osr-dir osr-whiteout osr-liblink osr-libopaque osr-usropaque-x osr-useropaque; do
+        sys_tree "$E/$n" "$n"
+    done
+    ln -s /nonexistent/os-release "$E/osr-dangling/usr/lib/os-release"
+    mkfifo "$E/osr-fifo/usr/lib/os-release"
+    mkdir "$E/osr-dir/usr/lib/os-release"
+    mknod "$E/osr-whiteout/usr/lib/os-release" c 0 0
+    mv "$E/osr-liblink/usr/lib" "$E/osr-liblink/usr/lib.real"
+    ln -s lib.real "$E/osr-liblink/usr/lib"
+    setfattr -n trusted.overlay.opaque -v y "$E/osr-libopaque/usr/lib"
+    setfattr -n trusted.overlay.opaque -v x "$E/osr-usropaque-x/usr"
+    setfattr -n user.overlay.opaque -v y "$E/osr-useropaque/usr/lib"
+    merge_case
+    expect_merged
+    for n in osr-dangling osr-fifo osr-dir osr-whiteout osr-liblink osr-libopaque osr-usropaque-x osr-useropaque; do
+        expect_skipped "$n" 'os-release'
+    done
+    [[ $(cat "$R/usr/lib/os-release") == $'ID=debian\nVERSION_ID=12' ]] ||
+        fail "$CASE: the merged /usr/lib/os-release is not the OS's: $(cat "$R/usr/lib/os-release" 2>&1)"
+    done_case
+fi
+
+if selected os-release-confext; then
+    # a confext's etc/os-release (a file, a dangling link, a whiteout) or an
+    # opaque etc would replace or hide the OS's /etc/os-release: skipped;
+    # a good confext merges and /etc/os-release stays the OS's
+    new_root os-release-confext
+    C=$R/run/confexts
+    for n in cx-good cx-osr cx-osr-link cx-osr-whiteout cx-etc-opaque; do
+        make_ext_tree "$C/$n" "$n" confext -- "etc/rdext-test/$n=$n"
+    done
+    printf 'ID=evil\n' >"$C/cx-osr/etc/os-release"
+    ln -s /nonexistent/os-release "$C/cx-osr-link/etc/os-release"
+    mknod "$C/cx-osr-whiteout/etc/os-release" c 0 0
+    setfattr -n trusted.overlay.opaque -v y "$C/cx-etc-opaque/etc"
+    merge_case
+    expect_merged
+    assert_merged "$R" /etc cx-good
+    for n in cx-osr cx-osr-link cx-osr-whiteout cx-etc-opaque; do expect_skipped "$n" 'os-release'; done
+    [[ $(cat "$R/etc/os-release") == $'ID=debian\nVERSION_ID=12' ]] ||
+        fail "$CASE: the merged /etc/os-release is not the OS's: $(cat "$R/etc/os-release" 2>&1)"
+    done_case
+fi
+
+if selected fake-merge-metadata; then
+    # /usr is a bind mount whose .systemd-sysext/dev holds its own st_dev:
+    # not an overlay, so not a merge. merge goes over it, unmerge takes off
+    # the overlay only and leaves the bind mount
+    new_root fake-merge-metadata
+    bind_root "$R"
+    mount --bind "$R/usr" "$R/usr"
+    mkdir -p "$R/usr/.systemd-sysext"
+    stat -c '%Hd:%Ld' "$R/usr" >"$R/usr/.systemd-sysext/dev"
+    echo fake >"$R/usr/.systemd-sysext/extensions"
+    merge_case
+    expect_merged
+    done_case
+fi
+
+if selected unmerge-covered; then
+    # a tmpfs mounted over the merged /usr: unmerge refuses (exit 1, naming
+    # what covers it) and leaves merge and state as they are; with the tmpfs
+    # gone, unmerge works and a new merge too
+    new_root unmerge-covered
+    merge_case
+    expect_merged
+    mount -t tmpfs rdext-cover "$R/usr"
+    run_rdext --root="$R" unmerge
+    expect_rc 1
+    expect_stderr_line '/usr' 'tmpfs' 'rdext-cover' 'mounted over'
+    [[ -f $R/run/rdext/state.json ]] || fail "$CASE: the refused unmerge removed the state"
+    umount "$R/usr"
+    assert_merged "$R" /usr "${GOOD[@]}"
+    done_case
+    merge_case
+    expect_merged
+    done_case
+fi
+
+# ===========================================================================
 # Races
 
 # race CASE FORMAT POINT: an image named race.raw is paused at POINT (after
