@@ -216,6 +216,19 @@ void restore_merges(const Target& target, std::vector<SavedMerge>& saved) noexce
     saved.clear();
 }
 
+Result<void> refuse_if_covered(const Target& target, ImageClass cls, const std::string& hierarchy) {
+    auto h = target.open_hierarchy(hierarchy);
+    if (!h) return {};
+    auto m = read_merged(h->get(), cls);
+    if (!m) return m.error().prefix(hierarchy + ": ");
+    if (m->merged) return {};
+    auto cover = mount_covering_overlay(h->get(), class_name(cls));
+    if (!cover) return cover.error().prefix(hierarchy + ": ");
+    if (cover->empty()) return {};
+    return Error(EBUSY) << hierarchy << " is merged, but a " << *cover
+                        << " is mounted over the merge; it is not rdext's to take off: unmount it first";
+}
+
 Result<void> unmerge_hierarchy(const Target& target, ImageClass cls, const std::string& hierarchy) {
     for (;;) {
         auto h = target.open_hierarchy(hierarchy);

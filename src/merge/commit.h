@@ -52,4 +52,10 @@ void restore_merges(const Target& target, std::vector<SavedMerge>& saved) noexce
 // metadata) from one hierarchy, stacked ones included.
 Result<void> unmerge_hierarchy(const Target& target, ImageClass cls, const std::string& hierarchy);
 
+// EBUSY when a merge on the hierarchy is covered by another mount (a tmpfs
+// mounted over the merged /usr), naming that mount. systemd-sysext would
+// unmount the top mount, someone else's; unmerge refuses instead, and
+// leaves the merge and its record as they are.
+Result<void> refuse_if_covered(const Target& target, ImageClass cls, const std::string& hierarchy);
+
 }  // namespace rdext

@@ -609,6 +609,11 @@ std::vector<std::string> missing_required(const MergeState& state, const Setting
 }
 
 Result<void> unmerge(const Target& target, const Settings& settings) {
+    // All or nothing for a covered merge: checked before anything goes.
+    for (ImageClass cls : all_classes()) {
+        if (!settings.class_enabled(cls)) continue;
+        for (const auto& h : class_info(cls).hierarchies) RDEXT_TRY(refuse_if_covered(target, cls, h));
+    }
     Result<void> result;
     for (ImageClass cls : all_classes()) {
         if (!settings.class_enabled(cls)) continue;

@@ -25,6 +25,7 @@ struct MountLine {
     uint64_t id = 0;
     uint64_t parent = 0;
     std::string mount_point;
+    std::string fstype, source;  // after the " - " separator
 };
 
 // mountinfo escapes space, tab, newline and backslash as \ooo.
@@ -55,6 +56,11 @@ Result<std::vector<MountLine>> read_mountinfo() {
         std::string devnum, root, mp;
         if (!(f >> m.id >> m.parent >> devnum >> root >> mp)) continue;
         m.mount_point = unescape_octal(mp);
+        // Optional fields up to "-", then the file system type and source.
+        for (std::string field; f >> field && field != "-";) {
+        }
+        f >> m.fstype >> m.source;
+        m.source = unescape_octal(m.source);
         out.push_back(std::move(m));
     }
     return out;
@@ -108,6 +114,23 @@ Result<uint64_t> parent_mount_id(uint64_t id) {
     auto l = find_line(*lines, id);
     if (!l) return l.error();
     return (*l)->parent;
+}
+
+Result<std::string> mount_covering_overlay(int top_fd, const std::string& overlay_source) {
+    auto id = mount_id_of(top_fd);
+    if (!id) return id.error();
+    auto lines = read_mountinfo();
+    if (!lines) return lines.error();
+    auto top = find_line(*lines, *id);
+    if (!top) return top.error();
+    // Mounts stacked on one place: each is the child of the one it covers.
+    for (const MountLine* m = *top;;) {
+        auto below = find_line(*lines, m->parent);
+        if (!below || (*below)->id == m->id || (*below)->mount_point != (*top)->mount_point) return std::string();
+        if ((*below)->fstype == "overlay" && (*below)->source == overlay_source)
+            return (*top)->fstype + " (" + (*top)->source + ")";
+        m = *below;
+    }
 }
 
 Result<std::vector<ChildMount>> copy_child_mounts(int top_fd, const std::string& skip_rel) {

@@ -33,6 +33,11 @@ struct ChildMount {
 Result<uint64_t> mount_id_of(int fd);
 Result<uint64_t> parent_mount_id(uint64_t id);
 
+// When the mount whose root `top_fd` refers to is stacked on an overlay
+// mounted with `overlay_source` (a merge, at the same place): the top
+// mount's file system type and source, "tmpfs (cover)". Empty otherwise.
+Result<std::string> mount_covering_overlay(int top_fd, const std::string& overlay_source);
+
 // Detached copies of the mounts attached directly below the mount whose
 // root `top_fd` refers to (their own submounts included), except the ones
 // on `skip_rel` (the metadata directory, which every merge brings itself).

@@ -302,4 +302,45 @@ n=$(awk -v m="$R/usr" '$5 == m' /proc/self/mountinfo | wc -l)
 run_rdext --root="$R" unmerge
 expect_rc 0
 
+check "a confext shipping etc/os-release is refused, and a refresh keeps the OS's identity"
+R=$TEST_DIR/root5
+make_root "$R"
+cp -a "$B/one" "$R/var/lib/extensions/one"
+cp -a "$B/cx" "$R/var/lib/confexts/cx"
+make_ext_tree "$R/var/lib/confexts/osconf" osconf confext -- "etc/os-release=ID=evil" "etc/rdext-test/osconf=osconf"
+bind_root "$R"
+snapshot_state "$R" before5
+run_rdext --root="$R" merge
+expect_rc 0
+expect_stderr_line "osconf" "os-release"
+assert_merged "$R" /usr one
+assert_merged "$R" /etc cx
+cp "$B/r3.raw" "$R/var/lib/extensions/r3.raw"
+run_refresh "$R"
+expect_rc 0
+assert_merged "$R" /usr one r3
+assert_merged "$R" /etc cx
+run_rdext --root="$R" unmerge
+expect_rc 0
+
+check "refresh reads the OS's identity beneath the merge, not through it (a mutable /etc shows another os-release)"
+rm -rf "$R/var/lib/confexts/osconf" "$R/var/lib/extensions/r3.raw"
+mkdir -p "$R/var/lib/extensions.mutable/etc"
+printf 'ID=evil\n' >"$R/var/lib/extensions.mutable/etc/os-release"
+printf 'rd.confext.mutable=yes\n' >"$TEST_DIR/cmdline5"
+run_rdext --root="$R" --cmdline-file="$TEST_DIR/cmdline5" merge
+expect_rc 0
+assert_merged "$R" /usr one
+[[ $(cat "$R/etc/os-release") == ID=evil ]] || fail "the mutable /etc does not show its own os-release"
+cp "$B/r3.raw" "$R/var/lib/extensions/r3.raw"
+run_rdext --root="$R" --cmdline-file="$TEST_DIR/cmdline5" refresh
+expect_rc 0
+assert_merged "$R" /usr one r3
+[[ $(merged_names "$R" /etc) == cx ]] || fail "after the refresh /etc is merged with '$(merged_names "$R" /etc)', expected cx"
+run_rdext --root="$R" unmerge
+expect_rc 0
+rm -rf "$R/var/lib/extensions.mutable"
+snapshot_state "$R" after5
+assert_same_state before5 after5
+
 finish
