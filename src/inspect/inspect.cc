@@ -158,8 +158,12 @@ ImageTree open_raw_image(int path_fd, bool is_file, const TrustStore& trust, Ins
 // Release files and, per class found, the compatibility and policy verdicts.
 void judge_classes(const ImageTree& tree, const CompatContext& compat, const PolicyConfig& policy,
                    InspectReport& report) {
-    if (image_ships_os_release(tree.fd()))
-        note(report, "ships an os-release file of its own, which would replace the OS's identity");
+    std::string conflict;
+    for (ImageClass cls : all_classes())
+        if (auto why = os_release_conflict(tree.fd(), cls); !why.empty() && why != conflict) {
+            note(report, std::string(class_name(cls)) + ": " + why);
+            conflict = why;
+        }
     for (ImageClass cls : all_classes()) {
         auto release = read_extension_release(tree.fd(), cls, report.name);
         if (!release) {

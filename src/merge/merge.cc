@@ -81,8 +81,7 @@ Result<StagedImage> admit(const Candidate& c, const Settings& settings, Staging&
     if (!img) return img.error();
     // Again with what the image turned out to offer (a signature may fail).
     RDEXT_TRY(policy(img->offered));
-    if (image_ships_os_release(img->tree_fd.get()))
-        return Error() << "ships an os-release file of its own, which would replace the OS's identity";
+    if (auto why = os_release_conflict(img->tree_fd.get(), c.cls); !why.empty()) return Error() << why;
     auto release = read_extension_release(img->tree_fd.get(), c.cls, c.name);
     if (!release) return release.error();
     RDEXT_TRY(check_compatible(c.cls, c.name, *release, compat));
@@ -375,11 +374,13 @@ Result<void> refuse_if_merged(const Target& target, ImageClass cls) {
     return {};
 }
 
-// The OS the extensions must fit: the root's os-release, the scope the
-// merged tree is for, and the architecture the kernel runs.
-Result<CompatContext> compat_for(const Target& target) {
+// The OS the extensions must fit: the root's own os-release (beneath any
+// merge), the scope the merged tree is for, and the architecture the
+// kernel runs.
+Result<CompatContext> compat_for(const Target& target, Staging& staging) {
     CompatContext compat;
-    auto host = read_host_os_release(target.root_fd.get());
+    auto host = read_own_os_release(target, staging);
+    if (!host && host.error().code() == EXDEV) return host.error();
     if (!host) return host.error().prefix("cannot read the OS's os-release in " + target.root_path + ": ");
     RDEXT_TRY(check_host_release(*host));
     compat.host = std::move(*host);
@@ -442,7 +443,6 @@ struct ClassWork {
 Result<void> prepare_class(const Target& target, const Settings& settings, Staging& staging,
                            const CompatContext& compat, ImageClass cls, ClassWork& work, MergeState& state,
                            std::vector<PreparedOverlay>& overlays, bool refresh) {
-    if (!refresh) RDEXT_TRY(refuse_if_merged(target, cls));
     auto found = discover(target.root_fd.get(), cls);
     if (!found) return found.error();
     work.candidates = std::move(*found);
@@ -480,8 +480,9 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings, b
     MergeState state;
     state.root = target.root_path;
     state.time = now_iso8601();
-    auto compat = compat_for(target);
-    if (!compat) return compat.error();
+    if (!refresh)
+        for (ImageClass cls : all_classes())
+            if (settings.class_enabled(cls)) RDEXT_TRY(refuse_if_merged(target, cls));
     auto runtime = target.runtime_dir(true);
     if (!runtime) return runtime.error();
     // Before discovery: /var/lib/extensions may live on it.
@@ -489,6 +490,8 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings, b
     if (!var) return var.error();
     auto staging = Staging::create(runtime->get());
     if (!staging) return staging.error();
+    auto compat = compat_for(target, *staging);
+    if (!compat) return compat.error();
     // Images that stay in the merge keep their loop devices (dm-verity
     // devices are found by their root hash anyway).
     if (refresh) LoopDevice::reuse_attached_devices();

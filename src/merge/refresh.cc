@@ -14,6 +14,7 @@
 #include "mount/beneath.h"
 #include "mount/mount_api.h"
 #include "policy/policy_file.h"
+#include "release/os_release.h"
 #include "state/metadata.h"
 
 namespace rdext {
@@ -307,6 +308,67 @@ Result<std::string> stage_base(const Target& target, Staging& staging, ImageClas
     auto check = open_path(path, O_PATH | O_DIRECTORY | O_NOFOLLOW);
     if (!check) return check.error().prefix("the root's own " + hierarchy + ": ");
     return path;
+}
+
+namespace {
+
+// The root as it is beneath the merges on /etc and /usr, for the OS's own
+// release files: a private, non-recursive copy of the root's mount
+// (showing no mount at all), with a non-recursive copy of /etc or /usr put
+// back where one is an unmerged file system of its own. EXDEV when a merge
+// covers a file system of its own: its tree is out of reach this way.
+Result<UniqueFd> stage_own_root(const Target& target, Staging& staging) {
+    auto root_id = mount_id_of(target.root_fd.get());
+    if (!root_id) return root_id.error();
+    std::vector<std::pair<std::string, UniqueFd>> own_mounts;
+    for (const auto& [cls, h] : {std::pair{ImageClass::Confext, "/etc"}, std::pair{ImageClass::Sysext, "/usr"}}) {
+        auto fd = target.open_hierarchy(h);
+        if (!fd) continue;
+        auto m = read_merged(fd->get(), cls);
+        if (!m) return m.error();
+        auto id = mount_id_of(fd->get());
+        if (!id) return id.error();
+        if (m->merged) {
+            auto below = parent_mount_id(*id);
+            if (!below) return below.error();
+            if (*below != *root_id)
+                return Error(EXDEV) << "the merge on " << h << " covers a mount of its own, not a directory";
+        } else if (*id != *root_id) {
+            auto copy = clone_tree(fd->get());
+            if (!copy) return copy.error();
+            own_mounts.emplace_back(h, std::move(*copy));
+        }
+    }
+    auto copy = clone_tree(target.root_fd.get());
+    if (!copy) return copy.error();
+    struct mount_attr a = {};
+    a.propagation = MS_PRIVATE;
+    if (::mount_setattr(copy->get(), "", AT_EMPTY_PATH, &a, sizeof(a)) < 0)
+        return ErrnoError() << "making the copy of the root private";
+    auto slot = staging.make_slot("own-root");
+    if (!slot) return slot.error();
+    RDEXT_TRY(attach_mount(copy->get(), slot->get()));
+    auto own = open_in_root_nofollow(staging.fd(), "own-root", O_PATH | O_DIRECTORY);
+    if (!own) return own.error();
+    for (auto& [h, mnt] : own_mounts) {
+        auto at = open_in_root_nofollow(own->get(), h, O_PATH | O_DIRECTORY);
+        if (!at) return at.error().prefix("the root's own " + h + ": ");
+        RDEXT_TRY(attach_mount(mnt.get(), at->get()));
+    }
+    return own;
+}
+
+}  // namespace
+
+Result<ReleaseFields> read_own_os_release(const Target& target, Staging& staging) {
+    bool merged = false;
+    for (const auto& [cls, h] : {std::pair{ImageClass::Confext, "/etc"}, std::pair{ImageClass::Sysext, "/usr"}})
+        if (auto fd = target.open_hierarchy(h); fd)
+            if (auto m = read_merged(fd->get(), cls); !m || m->merged) merged = true;
+    if (!merged) return read_host_os_release(target.root_fd.get());
+    auto own = stage_own_root(target, staging);
+    if (!own) return own.error();
+    return read_host_os_release(own->get());
 }
 
 }  // namespace rdext

@@ -12,6 +12,7 @@
 #include "discover/discover.h"
 #include "merge/target.h"
 #include "mount/staging.h"
+#include "release/os_release.h"
 
 namespace rdext {
 
@@ -39,6 +40,13 @@ Result<bool> class_unchanged(const Target& target, const Settings& settings, Ima
 // path of the hierarchy in it. ENOTSUP when the merge does not sit right on
 // that mount (e.g. /usr is a file system of its own).
 Result<std::string> stage_base(const Target& target, Staging& staging, ImageClass cls, const std::string& hierarchy);
+
+// The OS's os-release (release/os_release.h) from the root's own /etc and
+// /usr, beneath any merge on them: a merged confext or a mutable /etc may
+// show another one, which must not decide what fits the OS. Reads the root
+// directly when nothing is merged there. EXDEV when a merge covers a file
+// system of its own (a refresh then unmerges first).
+Result<ReleaseFields> read_own_os_release(const Target& target, Staging& staging);
 
 // A refresh discovers through the current merge (/etc/extensions under the
 // merged /etc, Flatcar's /opt/extensions under the merged /opt). An image

@@ -6,8 +6,10 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
+#include <cstring>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "base/fd.h"
 #include "base/fs.h"
@@ -139,9 +141,67 @@ Result<ReleaseFields> read_extension_release(int image_root_fd, ImageClass cls, 
     return read_release_fd(fallback->fd.get(), "/" + dir + "/" + fallback->entry);
 }
 
-bool image_ships_os_release(int image_root_fd) {
-    auto fd = open_in_root(image_root_fd, "/usr/lib/os-release", O_PATH);
-    return fd || fd.error().code() != ENOENT;
+namespace {
+
+std::string entry_kind(const struct stat& st) {
+    switch (st.st_mode & S_IFMT) {
+        case S_IFLNK: return "a symbolic link";
+        case S_IFIFO: return "a FIFO";
+        case S_IFDIR: return "a directory";
+        case S_IFSOCK: return "a socket";
+        case S_IFBLK: return "a device node";
+        case S_IFCHR: return st.st_rdev == 0 ? "a whiteout" : "a device node";
+        default: return "a file";
+    }
+}
+
+// The overlayfs xattr on a directory that makes the layer hide or replace
+// what the layers below have there, in either namespace overlayfs reads
+// (trusted., or user. with userxattr); "" when it has none.
+std::string hiding_xattr(int dir_fd) {
+    for (const char* name : {"trusted.overlay.opaque", "user.overlay.opaque", "trusted.overlay.redirect",
+                             "user.overlay.redirect"}) {
+        char value[1];
+        if (::fgetxattr(dir_fd, name, value, sizeof(value)) >= 0 || (errno != ENODATA && errno != ENOTSUP))
+            return name;
+    }
+    return "";
+}
+
+// Walks `path` (components below the image root) without following
+// anything: see os_release_conflict.
+std::string conflict_on_path(int image_root_fd, const std::vector<std::string>& path) {
+    const std::string full = join(path, "/");
+    UniqueFd dir;
+    int parent = image_root_fd;
+    std::string rel;
+    for (size_t i = 0; i < path.size(); i++) {
+        rel += (i ? "/" : "") + path[i];
+        struct stat st;
+        if (::fstatat(parent, path[i].c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0)
+            return errno == ENOENT ? "" : rel + " cannot be inspected (" + std::strerror(errno) + ")";
+        if (i + 1 == path.size())
+            return "ships " + rel + " (" + entry_kind(st) + "), which would replace the OS's identity";
+        if (!S_ISDIR(st.st_mode))
+            return rel + " is " + entry_kind(st) + ", which would hide the OS's " + full;
+        int fd = ::openat(parent, path[i].c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0) return rel + " cannot be inspected (" + std::strerror(errno) + ")";
+        dir.reset(fd);
+        parent = fd;
+        if (auto x = hiding_xattr(fd); !x.empty()) return rel + " carries " + x + ", which would hide the OS's " + full;
+    }
+    return "";
+}
+
+}  // namespace
+
+std::string os_release_conflict(int image_root_fd, ImageClass cls) {
+    if (cls == ImageClass::Sysext) return conflict_on_path(image_root_fd, {"usr", "lib", "os-release"});
+    if (auto why = conflict_on_path(image_root_fd, {"etc", "os-release"}); !why.empty()) return why;
+    // systemd refuses usr/lib/os-release in a confext too, though /usr is not its to merge.
+    auto fd = open_in_root_nofollow(image_root_fd, "/usr/lib/os-release", O_PATH);
+    if (fd || fd.error().code() != ENOENT) return "ships usr/lib/os-release, which would replace the OS's identity";
+    return "";
 }
 
 }  // namespace rdext

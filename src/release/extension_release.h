@@ -31,11 +31,15 @@ std::string image_base_name(const std::string& name);
 // qualify in step 2, EINVAL for an invalid name, else the reading error.
 Result<ReleaseFields> read_extension_release(int image_root_fd, ImageClass cls, const std::string& name);
 
-// True when the tree ships usr/lib/os-release, which an extension may not
-// do (merging it would replace the OS's identity); systemd checks this path
-// for both classes (confexts are free to ship etc/os-release). A lookup
-// error other than "does not exist" also answers true: refusing an image we
-// cannot inspect is the safe side.
-bool image_ships_os_release(int image_root_fd);
+// Why merging the tree (an image of class `cls`) would replace or hide
+// the OS's release file, or "" when it would not: any entry at all (a
+// dangling link, a FIFO, a directory, a whiteout) at usr/lib/os-release
+// (systemd's rule, for both classes) or, for a confext, at etc/os-release;
+// for the hierarchy the class merges, a path there that is not plain
+// directories (usr/lib a link) or a directory on it marked opaque or
+// redirected for overlayfs (trusted.overlay.* or user.overlay.*, any
+// value). A lookup error also gives a reason: refusing an image we cannot
+// inspect is the safe side.
+std::string os_release_conflict(int image_root_fd, ImageClass cls);
 
 }  // namespace rdext

@@ -210,14 +210,40 @@ TEST_CASE("release lookup: an image shipping usr/lib/os-release is detected") {
     TempTree t;
     REQUIRE(t.ok());
     t.write("img/etc/os-release", "ID=fine\n");
-    CHECK_FALSE(rdext::image_ships_os_release(t.open("img").get()));
+    CHECK(rdext::os_release_conflict(t.open("img").get(), ImageClass::Sysext).empty());
     t.write("img/usr/lib/os-release", "ID=bad\n");
-    CHECK(rdext::image_ships_os_release(t.open("img").get()));
+    t.write("cx/usr/lib/os-release", "ID=bad\n");
+    CHECK(rdext::os_release_conflict(t.open("img").get(), ImageClass::Sysext).find("ships usr/lib/os-release") == 0);
+    CHECK(rdext::os_release_conflict(t.open("cx").get(), ImageClass::Confext).find("ships usr/lib/os-release") == 0);
 }
 
-TEST_CASE("release lookup: a dangling usr/lib/os-release link does not count") {
+TEST_CASE("release lookup: any entry at the OS's os-release counts, a dangling link too") {
     TempTree t;
     REQUIRE(t.ok());
     t.symlink("/nowhere", "img/usr/lib/os-release");
-    CHECK_FALSE(rdext::image_ships_os_release(t.open("img").get()));
+    CHECK(rdext::os_release_conflict(t.open("img").get(), ImageClass::Sysext) ==
+          "ships usr/lib/os-release (a symbolic link), which would replace the OS's identity");
+    t.mkdir("cx/etc");
+    REQUIRE(::mkfifo(t.path("cx/etc/os-release").c_str(), 0600) == 0);
+    CHECK(rdext::os_release_conflict(t.open("cx").get(), ImageClass::Confext) ==
+          "ships etc/os-release (a FIFO), which would replace the OS's identity");
+    // A sysext's etc is not merged: its etc/os-release changes nothing.
+    CHECK(rdext::os_release_conflict(t.open("cx").get(), ImageClass::Sysext).empty());
+}
+
+TEST_CASE("release lookup: a link or an opaque directory on the way hides the OS's os-release") {
+    TempTree t;
+    REQUIRE(t.ok());
+    t.mkdir("link/usr/lib.real");
+    t.symlink("lib.real", "link/usr/lib");
+    CHECK(rdext::os_release_conflict(t.open("link").get(), ImageClass::Sysext) ==
+          "usr/lib is a symbolic link, which would hide the OS's usr/lib/os-release");
+    t.mkdir("opaque/usr/lib");
+    REQUIRE(::setxattr(t.path("opaque/usr/lib").c_str(), "user.overlay.opaque", "y", 1, 0) == 0);
+    CHECK(rdext::os_release_conflict(t.open("opaque").get(), ImageClass::Sysext) ==
+          "usr/lib carries user.overlay.opaque, which would hide the OS's usr/lib/os-release");
+    t.mkdir("cx/etc");
+    REQUIRE(::setxattr(t.path("cx/etc").c_str(), "user.overlay.opaque", "x", 1, 0) == 0);
+    CHECK(rdext::os_release_conflict(t.open("cx").get(), ImageClass::Confext) ==
+          "etc carries user.overlay.opaque, which would hide the OS's etc/os-release");
 }
