@@ -31,12 +31,18 @@
 # creates it when missing), /proc, /dev (devtmpfs) and /run (tmpfs) mounted,
 # and the loop, overlay and file system modules loaded or built in.
 #
+# A merge that does not finish within RDEXT_TIMEOUT seconds (default 180;
+# 0: no limit) is stopped and counts as failed, so a hang (e.g. a stuck
+# device) ends in the emergency action instead of a boot that never ends.
+# Needs a `timeout` command (busybox's, either syntax, or coreutils').
+#
 # Environment: RDEXT (default /usr/bin/rdext), RDEXT_ARGS (extra arguments
 # before the command, e.g. --log-level=debug), RDEXT_EMERGENCY,
-# RDEXT_MOVE_MOUNTS (default 1).
+# RDEXT_MOVE_MOUNTS (default 1), RDEXT_TIMEOUT (default 180).
 
 newroot=${1:-/sysroot}
 rdext=${RDEXT:-/usr/bin/rdext}
+limit=${RDEXT_TIMEOUT:-180}
 
 say() { echo "rdext: $*"; }
 
@@ -88,6 +94,21 @@ emergency() {
     esac
 }
 
+run_bounded() {
+    # run_bounded CMD...: CMD, stopped after $limit seconds where a timeout
+    # command can do it ("timeout SECS", or busybox before 1.30's "-t SECS").
+    if [ "$limit" != 0 ] && command -v timeout >/dev/null 2>&1; then
+        if timeout "$limit" true 2>/dev/null; then
+            timeout "$limit" "$@"
+            return
+        elif timeout -t "$limit" true 2>/dev/null; then
+            timeout -t "$limit" "$@"
+            return
+        fi
+    fi
+    "$@"
+}
+
 move_api_mounts() {
     # /proc last: is_mount_point reads the mount table through it.
     for d in /run /dev /sys /proc; do
@@ -112,10 +133,13 @@ main() {
     fi
     rc=0
     # shellcheck disable=SC2086  # RDEXT_ARGS is a list of words
-    "$rdext" --root="$newroot" ${RDEXT_ARGS:-} merge || rc=$?
-    if [ "$rc" != 0 ]; then
-        emergency "merging the extensions into $newroot failed (rdext exit $rc)" || return 1
-    fi
+    run_bounded "$rdext" --root="$newroot" ${RDEXT_ARGS:-} merge || rc=$?
+    case $rc in
+        0) ;;
+        # 124: coreutils' timeout; 143: killed by SIGTERM (busybox's)
+        124 | 143) emergency "merging the extensions into $newroot did not finish within ${limit}s" || return 1 ;;
+        *) emergency "merging the extensions into $newroot failed (rdext exit $rc)" || return 1 ;;
+    esac
     [ "${RDEXT_MOVE_MOUNTS:-1}" = 0 ] || move_api_mounts
     return 0
 }

@@ -25,7 +25,28 @@ Result<UniqueFd> openat2_fd(int dir_fd, const std::string& path, int flags, mode
     }
 }
 
+const char* file_type_name(mode_t mode) {
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    return "not a file";
+}
+
 }  // namespace
+
+Result<UniqueFd> open_regular_in_root(int root_fd, const std::string& path) {
+    auto where = open_in_root(root_fd, path, O_PATH);
+    if (!where) return where.error();
+    auto st = stat_fd(where->get());
+    if (!st) return st.error();
+    if (!S_ISREG(st->st_mode))
+        return Error(EBADFD) << path << ": not a regular file (" << file_type_name(st->st_mode) << ")";
+    auto fd = open_path(proc_fd_path(where->get()), O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    if (!fd) return fd.error().prefix(path + ": ");
+    return fd;
+}
 
 Result<UniqueFd> open_in_root(int root_fd, const std::string& path, int flags, mode_t mode) {
     std::string rel = path.empty() ? "." : path;

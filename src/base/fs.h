@@ -27,6 +27,13 @@ Result<UniqueFd> open_in_root_nofollow(int root_fd, const std::string& path, int
 // tree's own directories (what a tool outside rdext then walks by name).
 Result<UniqueFd> open_in_root_no_symlinks(int root_fd, const std::string& path, int flags);
 
+// Opens `path` inside the root for reading if, and only if, it is a regular
+// file. What the name leads to is first opened O_PATH (which opens nothing:
+// a FIFO cannot block, a device's driver is never called) and checked, then
+// that very inode is reopened O_RDONLY|O_NONBLOCK|O_NOCTTY through /proc.
+// Anything else is EBADFD, "PATH: not a regular file (a FIFO)".
+Result<UniqueFd> open_regular_in_root(int root_fd, const std::string& path);
+
 // Plain open of a trusted path (the root itself, /proc, /dev).
 Result<UniqueFd> open_path(const std::string& path, int flags, mode_t mode = 0);
 

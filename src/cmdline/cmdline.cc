@@ -89,10 +89,12 @@ void add_pin(CmdlineSettings& s, const Word& w) {
     (s.*Field)[name] = version;
 }
 
+// An image policy is a trust decision: a key without '=' is not dropped
+// (that would leave the permissive default) but kept as written, which is
+// no valid policy, so the merge refuses every image of its class.
 template <std::optional<std::string> CmdlineSettings::*Field>
-void set_string(CmdlineSettings& s, const Word& w) {
-    if (!w.value) return warn(s, w, "expects a value");
-    s.*Field = *w.value;
+void set_policy(CmdlineSettings& s, const Word& w) {
+    s.*Field = w.value ? *w.value : w.text;
 }
 
 template <std::optional<std::string> CmdlineSettings::*Field>
@@ -127,8 +129,8 @@ const struct {
     {"rd.sysext.pin", add_pin<&CmdlineSettings::sysext_pin>},
     {"rd.confext.pin", add_pin<&CmdlineSettings::confext_pin>},
     {"rd.rdext.log_level", set_log_level},
-    {"rd.sysext.image_policy", set_string<&CmdlineSettings::sysext_image_policy>},
-    {"rd.confext.image_policy", set_string<&CmdlineSettings::confext_image_policy>},
+    {"rd.sysext.image_policy", set_policy<&CmdlineSettings::sysext_image_policy>},
+    {"rd.confext.image_policy", set_policy<&CmdlineSettings::confext_image_policy>},
     {"rd.sysext.mutable", set_mutable<&CmdlineSettings::sysext_mutable>},
     {"rd.confext.mutable", set_mutable<&CmdlineSettings::confext_mutable>},
 };
@@ -227,7 +229,9 @@ CmdlineSettings parse_cmdline(std::string_view text) {
 }
 
 Result<CmdlineSettings> read_cmdline(const std::string& path) {
-    auto fd = open_path(path, O_RDONLY | O_NOCTTY);
+    // O_NONBLOCK: a FIFO given as the file must not hang us (it is then
+    // refused as not a regular file).
+    auto fd = open_path(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
     if (!fd) return fd.error().prefix("cannot read the kernel command line: ");
     auto text = read_regular_file(fd->get(), kMaxCmdlineSize);
     if (!text)

@@ -34,6 +34,7 @@ struct CmdlineSettings {
     std::map<std::string, std::string> confext_pin;
     // rd.sysext.image_policy= / rd.confext.image_policy=, as written; the
     // merge parses them (an invalid one refuses every image of the class).
+    // A bare key (no '=') is kept as the key itself: not a valid policy.
     std::optional<std::string> sysext_image_policy;
     std::optional<std::string> confext_image_policy;
     // rd.sysext.mutable= / rd.confext.mutable=: a mode systemd-sysext knows

@@ -27,7 +27,7 @@ Result<PolicyConfig> load_policy_config(const Target& target, const PolicySource
     auto slash = open_path("/", O_PATH | O_DIRECTORY);
     if (!slash) return slash.error();
     auto trusted = read_policy_file(slash->get(), kPolicyFile);
-    if (!trusted) return trusted.error().prefix(std::string(kPolicyFile) + ": ");
+    if (!trusted) return trusted.error();
     if (*trusted) config.trusted = std::move(**trusted);
     config.sysext_cmdline = command_line_policy(sources.sysext_cmdline, "rd.sysext.image_policy=");
     config.confext_cmdline = command_line_policy(sources.confext_cmdline, "rd.confext.image_policy=");
@@ -38,10 +38,11 @@ Result<PolicyConfig> load_policy_config(const Target& target, const PolicySource
     }
     if (!target.is_running_root()) {
         auto untrusted = read_policy_file(target.root_fd.get(), kPolicyFile);
-        if (!untrusted)
-            log_warning() << target.root_path << kPolicyFile << " ignored (it could only tighten the policy): "
-                          << untrusted.error().what();
-        else if (*untrusted)
+        if (!untrusted) {
+            config.sysroot_unusable = untrusted.error().what();
+            log_warning() << "the root's " << *config.sysroot_unusable
+                          << "; unusable, and it may only tighten the image policy: every image is refused";
+        } else if (*untrusted)
             config.sysroot = std::move(**untrusted);
     }
     return config;

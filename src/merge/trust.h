@@ -22,8 +22,9 @@ struct PolicySources {
 // The running system's /etc/rdext/policy.conf (trusted; an invalid one is an
 // error), the policies given on the command line (an invalid one refuses
 // every image of its class: failing closed), and the root's
-// /etc/rdext/policy.conf when the root is not the running system (invalid:
-// ignored with a warning; it could only have tightened).
+// /etc/rdext/policy.conf when the root is not the running system (one that
+// is there but unusable, e.g. invalid or a FIFO, refuses every image with a
+// warning: it could only have tightened, ignoring it would loosen).
 Result<PolicyConfig> load_policy_config(const Target& target, const PolicySources& sources);
 
 // The policy for one image and the check of what the image offers.

@@ -345,8 +345,21 @@ PolicyVerdict evaluate_partition(const ImagePolicy& policy, Designator d, ImageS
     return refuse("image offers " + std::string(image_state_name(state)));
 }
 
+namespace {
+
+// systemd leaves an unused partition out of the image, and an extension
+// without its root or usr is not used at all; rdext would mount it anyway.
+PolicyVerdict refuse_unused_data(const ImagePolicy& policy, Designator d) {
+    const std::string allows = format_policy_flags(policy.effective(d) & pf::UseMask, false);
+    return {PartitionUse::Refused,
+            std::string(designator_name(d)) + ": image has it, but the policy allows it no use (" + allows + ")"};
+}
+
+}  // namespace
+
 PolicyVerdict evaluate_image(const ImagePolicy& policy, const std::vector<OfferedPartition>& offered) {
     PolicyVerdict accepted{PartitionUse::Absent, {}};
+    std::optional<PolicyVerdict> unused_data;  // reported after any other refusal
     bool first = true;
     for (Designator d : all_designators()) {
         const OfferedPartition* o = nullptr;
@@ -355,12 +368,14 @@ PolicyVerdict evaluate_image(const ImagePolicy& policy, const std::vector<Offere
         PolicyVerdict v = o ? evaluate_partition(policy, d, o->state, o->fstype)
                             : evaluate_partition(policy, d, ImageState::Absent);
         if (!v.accepted()) return v;
+        if (v.use == PartitionUse::Unused && (d == Designator::Root || d == Designator::Usr) && !unused_data)
+            unused_data = refuse_unused_data(policy, d);
         if (o && first) {
             accepted = v;
             first = false;
         }
     }
-    return accepted;
+    return unused_data ? *unused_data : accepted;
 }
 
 namespace {

@@ -4,7 +4,8 @@
 //   POLICY := "*" | "-" | "~" | "" | RULE { ":" RULE }
 //   RULE   := [DESIGNATOR] "=" [FLAG { "+" FLAG }]
 //
-// "*" allows everything (=open), "-" and "" use nothing (=ignore), "~" wants
+// "*" allows everything (=open), "-" and "" use nothing (=ignore, i.e.
+// unused+absent: an image is refused, see evaluate_image), "~" wants
 // every partition absent (=absent). A rule with an empty designator sets the
 // default for partitions without a rule of their own (otherwise "ignore").
 // A rule whose flags name no protection/use flag (e.g. "root=" or
@@ -175,6 +176,10 @@ struct OfferedPartition {
 // Every designator is checked; those not offered are Absent. The result is
 // the first refusal (in designator order) or an accepted verdict whose use
 // is that of the first offered partition (Absent when none is offered).
+// A root or usr partition the image has but the policy allows no use
+// ("unused", e.g. under "-" or "root=unused+absent") refuses the image:
+// systemd would ignore that partition, and an extension without its root
+// or usr cannot be used for anything.
 PolicyVerdict evaluate_image(const ImagePolicy& policy, const std::vector<OfferedPartition>& offered);
 
 // Intersection: only what both policies allow (systemd's

@@ -129,10 +129,12 @@ Result<PolicyFile> parse_policy_file(std::string_view content, const std::string
 }
 
 Result<std::optional<PolicyFile>> read_policy_file(int root_fd, const std::string& path) {
-    auto fd = open_in_root(root_fd, path, O_RDONLY);
+    // Never opened unless it is a regular file: a FIFO or a device planted
+    // there would otherwise hang (or poke) the boot.
+    auto fd = open_regular_in_root(root_fd, path);
     if (!fd) {
         if (fd.error().code() == ENOENT) return std::optional<PolicyFile>();
-        return std::move(fd.error());
+        return std::move(fd.error());  // names the path
     }
     auto content = read_regular_file(fd->get(), kPolicyFileMax);
     if (!content) return std::move(content.error().prefix(path + ": "));
@@ -156,6 +158,11 @@ ResolvedPolicy resolve_policy(const PolicyConfig& config, ImageClass c, std::str
     } else {
         out.policy = default_image_policy(c);
         out.source = std::string("built-in ") + class_name(c) + " default";
+    }
+    if (config.sysroot_unusable) {
+        out.policy = ImagePolicy::deny_all();
+        out.source = "the root's " + *config.sysroot_unusable + " (unusable; it may only tighten: nothing allowed)";
+        return out;
     }
     if (!config.sysroot) return out;
 

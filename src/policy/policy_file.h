@@ -59,8 +59,9 @@ const PolicyRule* find_rule(const PolicyFile& file, std::string_view name);
 
 Result<PolicyFile> parse_policy_file(std::string_view content, const std::string& origin);
 
-// Reads `path` below root_fd (resolved inside it, see open_in_root).
-// A missing file is nullopt, not an error.
+// Reads `path` below root_fd (resolved inside it, see open_in_root). A
+// missing file is nullopt, not an error; anything but a regular file is an
+// error and is never opened for reading. Every error names `path`.
 Result<std::optional<PolicyFile>> read_policy_file(int root_fd, const std::string& path);
 
 // The policy for one extension and where it came from.
@@ -77,11 +78,18 @@ struct PolicyConfig {
     std::optional<ImagePolicy> sysext_cmdline;  // rd.sysext.image_policy=
     std::optional<ImagePolicy> confext_cmdline;  // rd.confext.image_policy=
     std::optional<PolicyFile> sysroot;
+    // Why the sysroot's file exists but cannot be used (not a regular file,
+    // unreadable, invalid). It may only tighten, so ignoring it would
+    // loosen what it says: every image of both classes is refused instead.
+    std::optional<std::string> sysroot_unusable;
 };
 
 // Trusted resolution, first that applies: the trusted file's most specific
 // matching pattern; the class's command line policy; the trusted file's
 // default; systemd's default for the class.
+//
+// An unusable sysroot file (sysroot_unusable) makes the result "~", which
+// refuses every image (each offers a root or usr partition).
 //
 // Then, if a sysroot file is present and one of its rules applies (pattern
 // or default), the result is intersect_policies(trusted, sysroot rule): the

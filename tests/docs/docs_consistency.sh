@@ -52,6 +52,18 @@ complete_words() {
 compare "completed commands" "--help" "$help_commands" "completion" "$(complete_words '')"
 compare "completed options" "--help" "$(words "$opt_re" <<<"$help" | grep -vx -- '-h')" "completion" "$(complete_words --)"
 
+# The units on the boot path are bounded: a oneshot unit has no start
+# timeout unless it sets one, and a hung rdext would hang the boot for ever.
+for unit in initrd/rdext-merge.service units/rdext-count-tries.service; do
+    t=$(sed -n 's/^TimeoutStartSec=//p' "$src/$unit")
+    if [[ -z $t || $t == infinity ]] || ! us=$(systemd-analyze timespan "$t" 2>/dev/null | sed -n 's/^ *μs: *//p') ||
+        [[ -z $us || $us == 0 ]]; then
+        note "$unit: no finite TimeoutStartSec= (got '${t}')"; fail=1
+    else
+        note "$unit: TimeoutStartSec=$t"
+    fi
+done
+
 if ! out=$(MANWIDTH=80 man -l "$man_page" 2>&1 >/dev/null); then
     note "man -l $man_page failed: $out"; fail=1
 elif [[ -n $out ]]; then

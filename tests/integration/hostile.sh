@@ -622,6 +622,41 @@ if selected race-discovery; then
     race race-discovery squashfs stage-image:1
 fi
 
+# ===========================================================================
+# The root's /etc/rdext/policy.conf is a FIFO (an open would wait for a
+# writer: a boot that never ends) or a character device (/dev/zero, endless).
+# It is never opened for reading: merge, list and status finish and name
+# the file and why; it could only have tightened the policy, so the merge
+# refuses every image rather than ignore it.
+
+mknod_zero() { mknod "$1" c 1 5; }
+policy_conf_case() {  # policy_conf_case CASE MAKE-CMD
+    new_root "$1"
+    mkdir -p "$R/etc/rdext"
+    "$2" "$R/etc/rdext/policy.conf"
+    merge_case
+    expect_rc 0
+    assert_not_merged "$R" /usr
+    assert_no_staging "$R"
+    for n in "${GOOD[@]}"; do expect_skipped "$n" 'policy\.conf.*regular file'; done
+    local cmd
+    for cmd in list status; do
+        run_cmd timeout 20 "$RDEXT" --root="$R" "$cmd"
+        [[ $LAST_RC != 124 ]] || fail "$CASE: $cmd did not finish within 20 s"
+        expect_rc 0
+        expect_stderr_line 'policy\.conf' 'not a regular file'
+    done
+    done_case
+}
+
+if selected policy-conf-fifo; then
+    policy_conf_case policy-conf-fifo mkfifo
+fi
+
+if selected policy-conf-device; then
+    policy_conf_case policy-conf-device mknod_zero
+fi
+
 log "hostile cases: ${#CASES_RUN[@]} (${CASES_RUN[*]})"
 echo "hostile cases: ${#CASES_RUN[@]}"
 finish

@@ -7,7 +7,10 @@
 #   - an invalid rd.sysext.image_policy= refuses every sysext (fails closed);
 #   - --image-policy= overrides the command line;
 #   - the root's own /etc/rdext/policy.conf may tighten (per extension
-#     pattern), never loosen: an attempt is ignored with a warning.
+#     pattern), never loosen: an attempt is ignored with a warning; a broken
+#     one refuses every image (ignoring it would loosen what it said);
+#   - policies that use nothing ("-", "", unused+absent, a bare
+#     rd.sysext.image_policy) refuse every image, and inspect agrees.
 source "$(dirname "$0")/lib.sh"
 require_root_env
 
@@ -67,6 +70,78 @@ check "an invalid --image-policy= is an error"
 run_rdext --root="$R" --image-policy='root=nope' merge
 expect_rc 1
 
+# inspect_refuses IMAGE ARGS...: inspect reaches the merge's verdict (exit 1)
+inspect_refuses() {
+    local image=$1; shift
+    run_rdext --root="$R" --cmdline-file="$CMDLINE" "$@" inspect "$image"
+    expect_rc 1
+    grep -q '^verdict: *refuse' "$TEST_DIR/last.out" || fail "inspect $image: $(last_out)"
+}
+# nothing_merged: every image of both classes was refused by the policy
+nothing_merged() {
+    expect_stderr_line "ext-a" "image policy"
+    expect_stderr_line "ext-b" "image policy"
+    expect_stderr_line "conf" "image policy"
+    assert_not_merged "$R" /usr
+    assert_not_merged "$R" /etc
+}
+
+# systemd.image-policy(7): "-" and "" are "=unused+absent" (use nothing);
+# a root or usr the image has is then unused, so the image is refused.
+n=0
+for pol in '-' '' 'root=unused+absent:usr=unused+absent'; do
+    n=$((n + 1))
+    check "--image-policy='$pol' uses nothing: every image is refused, inspect agrees"
+    merge_with "" --image-policy="$pol"
+    nothing_merged
+    expect_stderr_line "ext-a" "image policy" "unused"
+    unmerge_clean "use-nothing-$n"
+    inspect_refuses "$R/var/lib/extensions/ext-a.raw" --image-policy="$pol"
+    inspect_refuses "$R/var/lib/confexts/conf.raw" --image-policy="$pol"
+done
+
+check "rd.sysext.image_policy without '=' refuses every sysext, inspect agrees"
+merge_with "rd.sysext.image_policy"
+expect_stderr_line "rd.sysext.image_policy" "refusing every"
+assert_not_merged "$R" /usr
+assert_merged "$R" /etc conf
+unmerge_clean bare-sysext
+inspect_refuses "$R/var/lib/extensions/ext-a.raw"
+
+check "rd.confext.image_policy without '=' refuses every confext"
+merge_with "rd.confext.image_policy"
+expect_stderr_line "rd.confext.image_policy" "refusing every"
+assert_merged "$R" /usr ext-a ext-b
+assert_not_merged "$R" /etc
+unmerge_clean bare-confext
+: >"$CMDLINE"
+
+# The running system's /etc/rdext/policy.conf (trusted), on an overlay of
+# /etc inside this test's mount namespace.
+mkdir -p "$TEST_DIR/etc-upper" "$TEST_DIR/etc-work"
+mount -t overlay rdext-test-etc -o "lowerdir=/etc,upperdir=$TEST_DIR/etc-upper,workdir=$TEST_DIR/etc-work" /etc
+mkdir -p /etc/rdext
+snapshot_state "$R" before   # the overlay is part of the state now
+
+check "'default -' in the trusted policy.conf uses nothing, inspect agrees"
+printf 'default -\n' >/etc/rdext/policy.conf
+merge_with ""
+nothing_merged
+unmerge_clean trusted-dash
+inspect_refuses "$R/var/lib/extensions/ext-a.raw"
+
+check "a FIFO as the trusted policy.conf fails the merge at once, naming it"
+rm /etc/rdext/policy.conf
+mkfifo /etc/rdext/policy.conf
+printf '\n' >"$CMDLINE"
+run_cmd timeout 20 "$RDEXT" --root="$R" --cmdline-file="$CMDLINE" merge
+[[ $LAST_RC != 124 ]] || fail "the merge did not finish within 20 s"
+expect_rc 1
+expect_stderr_line "policy.conf" "regular file"
+assert_not_merged "$R" /usr
+umount /etc
+snapshot_state "$R" before
+
 check "the root's policy.conf tightens one extension by pattern"
 mkdir -p "$R/etc/rdext"
 printf '# tighten\next-b %s\n' "$signed_only" >"$R/etc/rdext/policy.conf"
@@ -82,11 +157,13 @@ expect_stderr_line "loosen|ignored|dropped"
 assert_not_merged "$R" /usr
 unmerge_clean loosen
 
-check "a broken policy.conf on the root is ignored with a warning"
+check "a broken policy.conf on the root refuses every image (it could only tighten)"
 printf 'this is not a rule line with too many fields\n' >"$R/etc/rdext/policy.conf"
 merge_with ""
-expect_stderr_line "policy.conf" "ignored"
-assert_merged "$R" /usr ext-a ext-b
+expect_stderr_line "policy.conf" "expected 'PATTERN POLICY'"
+nothing_merged
+expect_stderr_line "ext-a" "policy.conf" "unusable"
 unmerge_clean broken
+inspect_refuses "$R/var/lib/extensions/ext-a.raw"
 rm -rf "$R/etc/rdext"
 finish

@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -9,6 +10,8 @@
 #include <set>
 #include <string>
 #include <vector>
+
+#include "policy/policy.h"
 
 using namespace rdext;
 
@@ -246,6 +249,18 @@ TEST_CASE("cmdline: read_cmdline refuses oversized and missing files") {
     CHECK(missing.error().code() == ENOENT);
 }
 
+TEST_CASE("cmdline: read_cmdline does not wait on a FIFO") {
+    char dir[] = "/tmp/rdext-cmdline-XXXXXX";
+    REQUIRE(::mkdtemp(dir) != nullptr);
+    std::string fifo = std::string(dir) + "/cmdline";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    auto s = read_cmdline(fifo);  // an O_RDONLY open would wait for a writer
+    ::unlink(fifo.c_str());
+    ::rmdir(dir);
+    REQUIRE_FALSE(s.has_value());
+    CHECK(s.error().code() == EBADFD);
+}
+
 TEST_CASE("cmdline: /proc/cmdline can be read") {
     auto s = read_cmdline("/proc/cmdline");
     CHECK(s.has_value());
@@ -283,4 +298,18 @@ TEST_CASE("cmdline: malformed pins are warned about and ignored") {
     CHECK(has_warning_containing(parse_cmdline("rd.sysext.pin=foo"), "expects NAME=VERSION"));
     CHECK(has_warning_containing(parse_cmdline("rd.sysext.pin=foo=a$b"), "invalid version"));
     CHECK(has_warning_containing(parse_cmdline("rd.sysext.pin=.=1"), "invalid image name"));
+}
+
+TEST_CASE("cmdline: an image policy key without '=' is kept, as no valid policy") {
+    CmdlineSettings s = parse_cmdline("rd.sysext.image_policy rd.confext.image-policy");
+    REQUIRE(s.sysext_image_policy.has_value());
+    REQUIRE(s.confext_image_policy.has_value());
+    CHECK(s.sysext_image_policy->find('=') == std::string::npos);
+    CHECK(s.confext_image_policy->find('=') == std::string::npos);
+    // Neither parses: the merge refuses every image of the class.
+    CHECK_FALSE(parse_image_policy(*s.sysext_image_policy).has_value());
+    CHECK_FALSE(parse_image_policy(*s.confext_image_policy).has_value());
+    s = parse_cmdline("rd.sysext.image_policy=");
+    REQUIRE(s.sysext_image_policy.has_value());
+    CHECK(s.sysext_image_policy->empty());
 }

@@ -551,3 +551,72 @@ TEST_CASE("policy resolution: the sysroot may only tighten") {
     r = resolve_policy(d, ImageClass::Confext, "x");
     CHECK(r.policy.equivalent(default_image_policy(ImageClass::Confext)));
 }
+
+TEST_CASE("policy: policies that use nothing refuse every image (systemd.image-policy(7))") {
+    // "-" and "" are "=unused+absent"; "=" alone is the open default ("*").
+    CHECK(parse_ok("-").equivalent(ImagePolicy::ignore_all()));
+    CHECK(parse_ok("").equivalent(ImagePolicy::ignore_all()));
+    CHECK(parse_ok("=").equivalent(ImagePolicy::allow_all()));
+    const std::vector<OfferedPartition> images[] = {
+        {{Designator::Root, ImageState::Unprotected, ""}},  // a directory or bare file system
+        {{Designator::Root, ImageState::Signed, ""}, {Designator::RootVerity, ImageState::Unprotected, ""}},
+        {{Designator::Usr, ImageState::Verity, "erofs"}, {Designator::UsrVerity, ImageState::Unprotected, ""}},
+        {{Designator::Root, ImageState::Encrypted, ""}, {Designator::Usr, ImageState::Unprotected, ""}},
+    };
+    for (std::string s : {"-", "", "=unused+absent", "=ignore", "root=unused+absent:usr=unused+absent",
+                          "root=ignore:usr=ignore:=open"}) {
+        CAPTURE(s);
+        ImagePolicy p = parse_ok(s);
+        for (const auto& offered : images) {
+            PolicyVerdict v = evaluate_image(p, offered);
+            CHECK_FALSE(v.accepted());
+            CHECK(contains(v.reason, ": image has it, but the policy allows it no use (unused"));
+        }
+        // Nothing offered, nothing used: still fine.
+        CHECK(evaluate_image(p, {}).accepted());
+    }
+    // One data partition unused is enough: rdext would mount it anyway.
+    PolicyVerdict v = evaluate_image(parse_ok("root=unused+absent:usr=open"),
+                                     {{Designator::Root, ImageState::Unprotected, ""},
+                                      {Designator::Usr, ImageState::Unprotected, ""}});
+    CHECK_FALSE(v.accepted());
+    CHECK(v.reason == "root: image has it, but the policy allows it no use (unused+absent)");
+    // A partition the policy refuses outright is the reason given first.
+    v = evaluate_image(parse_ok("root=unused:usr=signed"), {{Designator::Root, ImageState::Unprotected, ""}});
+    CHECK(v.reason == "usr: partition is absent; policy allows signed");
+    // "~" (everything absent) refuses a present partition as before.
+    CHECK_FALSE(evaluate_image(parse_ok("~"), {{Designator::Root, ImageState::Signed, ""}}).accepted());
+    // An unused verity partition beside a used data partition is fine.
+    CHECK(evaluate_image(parse_ok("root=unprotected"), {{Designator::Root, ImageState::Unprotected, ""},
+                                                        {Designator::RootVerity, ImageState::Unprotected, ""}})
+              .accepted());
+}
+
+TEST_CASE("policy file: a FIFO is never opened for reading") {
+    test::TempDir dir;
+    dir.mkdir("etc/rdext");
+    REQUIRE(::mkfifo((dir / "etc/rdext/policy.conf").c_str(), 0644) == 0);
+    auto root = dir.open_root();
+    // Would block for ever if it were opened O_RDONLY.
+    auto r = read_policy_file(root.get(), "/etc/rdext/policy.conf");
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code() == EBADFD);
+    CHECK(r.error().message() == "/etc/rdext/policy.conf: not a regular file (a FIFO)");
+    dir.mkdir("etc/rdext/dir.conf");
+    r = read_policy_file(root.get(), "/etc/rdext/dir.conf");
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().message() == "/etc/rdext/dir.conf: not a regular file (a directory)");
+}
+
+TEST_CASE("policy resolution: an unusable sysroot file refuses every image") {
+    PolicyConfig c;
+    c.sysext_cmdline = parse_ok("*");
+    c.sysroot_unusable = "/etc/rdext/policy.conf: not a regular file (a FIFO)";
+    for (ImageClass cls : {ImageClass::Sysext, ImageClass::Confext}) {
+        auto r = resolve_policy(c, cls, "foo");
+        CHECK(r.policy.to_string() == "~");
+        CHECK(contains(r.source, "the root's /etc/rdext/policy.conf: not a regular file (a FIFO)"));
+        CHECK_FALSE(evaluate_image(r.policy, {{Designator::Root, ImageState::Signed, ""}}).accepted());
+        CHECK_FALSE(evaluate_image(r.policy, {{Designator::Usr, ImageState::Signed, ""}}).accepted());
+    }
+}
