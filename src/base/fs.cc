@@ -36,6 +36,11 @@ Result<UniqueFd> open_in_root_nofollow(int root_fd, const std::string& path, int
     return open_in_root(root_fd, path, flags | O_NOFOLLOW);
 }
 
+Result<UniqueFd> open_in_root_no_symlinks(int root_fd, const std::string& path, int flags) {
+    return openat2_fd(root_fd, path.empty() ? "." : path, flags, 0,
+                      RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+}
+
 Result<UniqueFd> open_path(const std::string& path, int flags, mode_t mode) {
     int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
     if (fd < 0) return ErrnoError() << path;

@@ -22,6 +22,11 @@ Result<UniqueFd> open_in_root(int root_fd, const std::string& path, int flags, m
 // Like open_in_root but refuses to follow a symlink in the last component.
 Result<UniqueFd> open_in_root_nofollow(int root_fd, const std::string& path, int flags);
 
+// Like open_in_root but refuses a symlink in any component (ELOOP), even
+// one that stays inside the root: for mount points, where a link would
+// move the mount somewhere else.
+Result<UniqueFd> open_in_root_no_symlinks(int root_fd, const std::string& path, int flags);
+
 // Plain open of a trusted path (the root itself, /proc, /dev).
 Result<UniqueFd> open_path(const std::string& path, int flags, mode_t mode = 0);
 
