@@ -23,8 +23,9 @@ Result<UniqueFd> open_in_root(int root_fd, const std::string& path, int flags, m
 Result<UniqueFd> open_in_root_nofollow(int root_fd, const std::string& path, int flags);
 
 // Like open_in_root but follows no symlink at all (RESOLVE_NO_SYMLINKS): a
-// link anywhere on the path fails with ELOOP. For paths that must be the
-// tree's own directories (what a tool outside rdext then walks by name).
+// link anywhere on the path, even one that stays inside the root, fails with
+// ELOOP. For the tree's own directories: mount points (a link would move the
+// mount elsewhere) and what a tool outside rdext then walks by name.
 Result<UniqueFd> open_in_root_no_symlinks(int root_fd, const std::string& path, int flags);
 
 // Opens `path` inside the root for reading if, and only if, it is a regular

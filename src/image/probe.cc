@@ -273,6 +273,8 @@ bool fstype_allowed(const std::string& fstype) {
 
 const GptTypeSet& native_gpt_types() { return kNativeTypes; }
 
+Result<std::string> probe_filesystem_type(int fd) { return probe_fstype(fd, 0, 0); }
+
 Result<void> check_partition_extents(std::vector<PartitionExtent> extents, uint64_t image_size) {
     for (const PartitionExtent& e : extents)
         if (e.offset > image_size || e.size > image_size - e.offset)

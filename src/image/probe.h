@@ -57,6 +57,10 @@ struct ImageLayout {
 // are trusted with untrusted images (blkid's names).
 bool fstype_allowed(const std::string& fstype);
 
+// The file system type blkid finds on the whole of fd ("" if none): for a
+// device that is mounted as it is, not dissected (the fstab's /var).
+Result<std::string> probe_filesystem_type(int fd);
+
 // Probes a regular file or block device (read with pread; the file offset
 // is not used). Refuses empty images, unrecognised content, file systems
 // outside the allow list, GPT images without a root or usr partition for

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "base/fs.h"
+#include "base/log.h"
 
 namespace rdext {
 namespace {
@@ -14,30 +15,46 @@ constexpr const char* kMutableDir = "/var/lib/extensions.mutable";
 struct PersistentDir {
     bool exists = false;
     bool links_to_hierarchy = false;
-    UniqueFd fd;  // O_PATH of the directory (when it exists and is not the link)
+    UniqueFd fd;         // O_PATH of the directory (when it exists and is not the link)
+    UniqueFd parent_fd;  // where the work directory goes (beside the upper)
+    std::string refused; // non-empty: exists but is not used, and why
 };
 
+bool same_inode(int a, int b) {
+    auto sa = stat_fd(a);
+    auto sb = stat_fd(b);
+    return sa && sb && sa->st_dev == sb->st_dev && sa->st_ino == sb->st_ino;
+}
+
 // extensions.mutable/<h>: absent, a directory, or a link to the hierarchy
-// itself (then the hierarchy is its own upper layer).
-Result<PersistentDir> find_persistent(int root_fd, int current_fd, const std::string& rel) {
+// itself (then the hierarchy is its own upper layer). Everything is
+// resolved inside the root; a link anywhere else (even inside the root) is
+// refused, since its target would take the writes and its parent the work
+// directory.
+Result<PersistentDir> find_persistent(int root_fd, int current_fd, const std::string& hname) {
     PersistentDir d;
-    auto entry = open_in_root_nofollow(root_fd, rel, O_PATH);
-    if (!entry) {
-        if (entry.error().code() == ENOENT) return d;
-        return entry.error();
+    auto parent = open_in_root(root_fd, kMutableDir, O_PATH | O_DIRECTORY);
+    if (!parent) return parent.error().code() == ENOENT ? Result<PersistentDir>(std::move(d)) : parent.error();
+    int e = ::openat(parent->get(), hname.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (e < 0) {
+        if (errno == ENOENT) return d;
+        return ErrnoError() << kMutableDir << "/" << hname;
     }
+    UniqueFd entry(e);
     d.exists = true;
-    auto dir = open_in_root(root_fd, rel, O_PATH | O_DIRECTORY);
-    if (!dir) return dir.error().prefix(rel + ": ");
-    auto st = stat_fd(dir->get());
-    auto cur = stat_fd(current_fd);
-    if (!st || !cur) return Error(EIO) << "cannot inspect " << rel;
-    auto est = stat_fd(entry->get());
-    if (est && S_ISLNK(est->st_mode) && st->st_dev == cur->st_dev && st->st_ino == cur->st_ino) {
+    auto est = stat_fd(entry.get());
+    if (!est) return est.error();
+    if (S_ISDIR(est->st_mode)) {
+        d.fd = std::move(entry);
+        d.parent_fd = std::move(*parent);
+    } else if (!S_ISLNK(est->st_mode)) {
+        d.refused = "is not a directory";
+    } else if (auto target = open_in_root(root_fd, std::string(kMutableDir) + "/" + hname, O_PATH | O_DIRECTORY);
+               target && same_inode(target->get(), current_fd)) {
         d.links_to_hierarchy = true;
-        return d;
+    } else {
+        d.refused = "is a symlink that does not lead to /" + hname;
     }
-    d.fd = std::move(*dir);
     return d;
 }
 
@@ -48,19 +65,29 @@ Result<void> take_owner_and_mode(int dir_fd, const struct stat& from) {
     return {};
 }
 
-std::string dirname_of(const std::string& p) {
-    auto slash = p.rfind('/');
-    return slash == 0 ? "/" : p.substr(0, slash);
+// `.systemd-<h>-workdir` in parent_fd (beside the upper), as systemd-sysext
+// names it; created and opened through the fd, so no name is re-walked.
+Result<std::string> make_work_dir(int parent_fd, const std::string& hname) {
+    const std::string name = ".systemd-" + hname + "-workdir";
+    RDEXT_TRY(make_dir(parent_fd, name, 0700));
+    int fd = ::openat(parent_fd, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return ErrnoError() << name;
+    UniqueFd work(fd);
+    return fd_path(work.get());
 }
 
-// `<parent of upper>/.systemd-<h>-workdir`, as systemd-sysext names it.
-Result<std::string> make_work_dir(const std::string& upper_path, const std::string& hname) {
-    std::string parent = dirname_of(upper_path);
-    auto pfd = open_path(parent, O_PATH | O_DIRECTORY);
-    if (!pfd) return pfd.error();
-    const std::string name = ".systemd-" + hname + "-workdir";
-    RDEXT_TRY(make_dir(pfd->get(), name, 0700));
-    return (parent == "/" ? "" : parent) + "/" + name;
+// "yes" creates extensions.mutable/<h> (and the directories above it,
+// none of them through a symlink).
+Result<void> create_persistent(int root_fd, const std::string& hname, const struct stat& base_st,
+                               PersistentDir& d) {
+    auto parent = make_dirs(root_fd, std::string(kMutableDir).substr(1), 0755);
+    if (!parent) return parent.error().prefix(std::string(kMutableDir) + ": ");
+    RDEXT_TRY(make_dir(parent->get(), hname, 0755));
+    int fd = ::openat(parent->get(), hname.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return ErrnoError() << kMutableDir << "/" << hname;
+    d.fd = UniqueFd(fd);
+    d.parent_fd = std::move(*parent);
+    return take_owner_and_mode(d.fd.get(), base_st);
 }
 
 }  // namespace
@@ -93,8 +120,7 @@ Result<MutableLayers> mutable_layers(int root_fd, int current_fd, Staging& stagi
     MutableLayers out;
     if (mode == MutableMode::No) return out;
     const std::string hname = hierarchy.substr(1);
-    const std::string rel = std::string(kMutableDir) + "/" + hname;
-    auto dir = find_persistent(root_fd, current_fd, rel);
+    auto dir = find_persistent(root_fd, current_fd, hname);
     if (!dir) return dir.error();
     auto base_fd = open_path(base_path, O_PATH | O_DIRECTORY);
     if (!base_fd) return base_fd.error();
@@ -102,12 +128,16 @@ Result<MutableLayers> mutable_layers(int root_fd, int current_fd, Staging& stagi
     if (!base_st) return base_st.error();
 
     const bool imports = mode == MutableMode::Import || mode == MutableMode::EphemeralImport;
+    const bool ephemeral = mode == MutableMode::Ephemeral || mode == MutableMode::EphemeralImport;
+    if (!dir->refused.empty() && (imports || !ephemeral))
+        log_warning() << kMutableDir << "/" << hname << " " << dir->refused << ": not used, " << hierarchy
+                      << (ephemeral ? " gets no import layer" : " is merged read-only");
     if (imports && dir->fd) {
         auto p = fd_path(dir->fd.get());
         if (!p) return p.error();
         out.import_dir = *p;
     }
-    if (mode == MutableMode::Ephemeral || mode == MutableMode::EphemeralImport) {
+    if (ephemeral) {
         // A tmpfs directory in the staging area: the overlay keeps it alive,
         // and it goes when the merge does.
         std::string slot = std::string("upper-") + class_name(cls) + "-" + hname;
@@ -120,23 +150,23 @@ Result<MutableLayers> mutable_layers(int root_fd, int current_fd, Staging& stagi
         out.work = staging.slot_path("work-" + std::string(class_name(cls)) + "-" + hname);
         return out;
     }
-    if (mode == MutableMode::Import) return out;
+    if (mode == MutableMode::Import || !dir->refused.empty()) return out;
     if (mode == MutableMode::Auto && !dir->exists) return out;
     if (dir->links_to_hierarchy) {
         out.upper_is_base = true;
         out.upper = base_path;
+        // The work directory goes beside the hierarchy, in its parent (the
+        // root, for /usr, /opt and /etc).
+        auto parent = open_in_root(root_fd, hierarchy.substr(0, hierarchy.rfind('/')), O_PATH | O_DIRECTORY);
+        if (!parent) return parent.error();
+        dir->parent_fd = std::move(*parent);
     } else {
-        if (!dir->fd) {  // "yes" creates it
-            auto made = make_dirs(root_fd, rel.substr(1), 0755);
-            if (!made) return made.error().prefix(rel + ": ");
-            RDEXT_TRY(take_owner_and_mode(made->get(), *base_st));
-            dir->fd = std::move(*made);
-        }
+        if (!dir->fd) RDEXT_TRY(create_persistent(root_fd, hname, *base_st, *dir));
         auto p = fd_path(dir->fd.get());
         if (!p) return p.error();
         out.upper = *p;
     }
-    auto work = make_work_dir(out.upper, hname);
+    auto work = make_work_dir(dir->parent_fd.get(), hname);
     if (!work) return work.error().prefix("work directory for " + hierarchy + ": ");
     out.work = *work;
     out.work_for_meta = out.upper_is_base ? "/.systemd-" + hname + "-workdir"

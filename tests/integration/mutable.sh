@@ -8,6 +8,8 @@
 #  - import: that directory's files shown, read-only;
 #  - ephemeral / ephemeral-import: writable, writes gone after unmerge + merge;
 #  - extensions.mutable/usr linked to /usr: the hierarchy is its own upper;
+#  - linked anywhere else (/, or climbing out with ..): refused with a
+#    warning, /usr merged read-only, nothing created outside the root;
 #  - rd.confext.mutable=yes makes /etc writable, leaves /usr alone;
 #  - refresh keeps a persistent merge's writes; systemd-sysext unmerges it;
 #  - unknown modes are refused (CLI) or warned about (kernel command line);
@@ -124,6 +126,29 @@ unmerge
 assert_file_content "$R/usr/share/w-direct" direct
 rm -f "$R/usr/share/w-direct" "$M/usr"
 mv "$B/mutable-usr.away" "$M/usr"
+
+rm -rf "$R/.systemd-usr-workdir"  # the linked case's, so a new one shows
+for link in / ../../../../../.. /usr/bin; do
+    for mode in auto yes import; do
+        check "extensions.mutable/usr -> $link, mode $mode: refused, read-only, nothing created outside the root"
+        mv "$M/usr" "$B/mutable-usr.away"
+        ln -s "$link" "$M/usr"
+        before_outside=$(ls -A "$TEST_DIR" /)
+        run_rdext --root="$R" --mutable="$mode" merge
+        for d in "$TEST_DIR" / "$R" "$R/usr"; do
+            [[ ! -e $d/.systemd-usr-workdir ]] || fail "work dir created in $d for a link to $link"
+        done
+        expect_rc 0
+        expect_stderr_line 'extensions\.mutable/usr' 'symlink'
+        assert_merged "$R" /usr one
+        expect_readonly "$R/usr/share/w-link" "extensions.mutable/usr -> $link"
+        [[ ! -e $R/usr/share/base-file/w-link && ! -e $R/w-link ]] || fail "a write went through the link"
+        [[ $(ls -A "$TEST_DIR" /) == "$before_outside" ]] || fail "the merge created files outside the root"
+        unmerge
+        rm -f "$M/usr"
+        mv "$B/mutable-usr.away" "$M/usr"
+    done
+done
 
 check "rd.confext.mutable=yes: /etc writable into extensions.mutable/etc, /usr stays read-only"
 echo "rd.confext.mutable=yes" >"$TEST_DIR/cmdline"

@@ -96,6 +96,8 @@ esac
 if [ -n "$EXPECT_VAR_DEVICE" ]; then
     var_source() { mountinfo_line /var | awk '{ n = 7; while ($n != "-") n++; print $(n + 2) }'; }
     check "/var is a separate mount of $EXPECT_VAR_DEVICE" test "$(var_source)" = "$EXPECT_VAR_DEVICE"
+    var_opts() { mountinfo_line /var | awk '{ print "," $6 "," }'; }
+    check "/var is mounted nosuid,nodev" eval 'case $(var_opts) in *,nosuid,*nodev,* | *,nodev,*nosuid,*) true ;; *) false ;; esac'
 fi
 
 # The stock systemd-sysext recognises the merge (252 reads the metadata).
