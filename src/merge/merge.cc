@@ -77,6 +77,11 @@ Result<StagedImage> admit(const Candidate& c, const Settings& settings, Staging&
     auto policy = [&](const std::vector<OfferedPartition>& offered) {
         return check_image_policy(settings.policy, c.cls, c.name, offered);
     };
+    // The root's device node can name any device of the machine (the root
+    // file system itself, another OS's disk): only the trusted side decides.
+    if (c.kind == ImageKind::Block && !settings.block_devices_allowed(c.cls))
+        return Error(EPERM) << "block device images are not allowed: rd." << class_name(c.cls)
+                            << ".block_devices=1 is not on the kernel command line";
     auto img = stage_image(c, staging, slot, policy);
     if (!img) return img.error();
     // Again with what the image turned out to offer (a signature may fail).

@@ -237,6 +237,38 @@ if selected device-nodes; then
     done_case
 fi
 
+if selected block-device; then
+    # a block device node in /etc/extensions names any device of the
+    # machine: refused unless the initrd's command line allows block device
+    # images (rd.sysext.block_devices=1). Allowed, the device is never
+    # written to, not even to replay the journal of an ext4 that needs
+    # recovery (which a plain read-only mount of a writable device does).
+    new_root block-device
+    sys_tree "$B/blkdev" blkdev
+    make_ext4 "$B/blkdev" "$B/blkdev.img"
+    debugfs -w -R "feature needs_recovery" "$B/blkdev.img" >/dev/null 2>&1
+    blk_sum=$(sha256sum <"$B/blkdev.img")
+    BLK=$(losetup --find --show "$B/blkdev.img")   # writable, as a disk is
+    mknod "$R/etc/extensions/blkdev" b "$(( 0x$(stat -c %t "$BLK") ))" "$(( 0x$(stat -c %T "$BLK") ))"
+    merge_case
+    expect_merged
+    expect_skipped blkdev 'block device images are not allowed'
+    done_case
+    echo 'rd.sysext.block_devices=1' >"$TEST_DIR/cmdline.block-device"
+    merge_case --cmdline-file="$TEST_DIR/cmdline.block-device"
+    expect_merged blkdev
+    assert_file_content "$R/$T/blkdev" blkdev
+    # the file system sits on a read-only device stacked on the node's device
+    blk_ro=
+    for f in /sys/block/loop*/loop/backing_file; do
+        [[ $(cat "$f") == "$BLK" ]] && blk_ro=$(cat "${f%/loop/backing_file}/ro")
+    done
+    [[ $blk_ro == 1 ]] || fail "$CASE: no read-only device over $BLK (ro='$blk_ro')"
+    done_case
+    losetup -d "$BLK"
+    [[ $(sha256sum <"$B/blkdev.img") == "$blk_sum" ]] || fail "$CASE: the block device was written to"
+fi
+
 if selected confext-setuid; then
     # a setuid-root binary in a confext is inert: /etc is nosuid and noexec
     new_root confext-setuid
