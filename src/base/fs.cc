@@ -131,8 +131,11 @@ Result<void> write_file(int dir_fd, const std::string& name, const std::string& 
 Result<void> write_file_atomic(int dir_fd, const std::string& name, const std::string& content,
                                mode_t mode) {
     std::string tmp = "." + name + ".tmp";
-    int fd = ::openat(dir_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-                      mode);
+    // Whatever is left at the temporary name (a crashed run's file, or a
+    // FIFO or device planted there, whose open for writing would block or
+    // reach a device) goes first; O_EXCL then only ever opens a new file.
+    ::unlinkat(dir_fd, tmp.c_str(), 0);
+    int fd = ::openat(dir_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0) return ErrnoError() << "create " << tmp;
     UniqueFd guard(fd);
     if (auto w = write_all(fd, content, tmp); !w) {
