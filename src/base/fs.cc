@@ -80,7 +80,7 @@ Result<std::string> read_regular_file(int fd, size_t max) {
     return out;
 }
 
-Result<std::vector<std::string>> list_directory(int dir_fd) {
+Result<std::vector<std::string>> list_directory(int dir_fd, size_t max_entries, bool* truncated) {
     // fdopendir takes ownership, so hand it a fresh fd of the same directory.
     int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return ErrnoError() << "open directory";
@@ -91,11 +91,18 @@ Result<std::vector<std::string>> list_directory(int dir_fd) {
         return Error::sys(e) << "fdopendir";
     }
     std::vector<std::string> names;
-    errno = 0;
-    while (struct dirent* de = ::readdir(d)) {
-        std::string n = de->d_name;
-        if (n != "." && n != "..") names.push_back(std::move(n));
+    if (truncated) *truncated = false;
+    for (;;) {
         errno = 0;
+        struct dirent* de = ::readdir(d);
+        if (!de) break;
+        std::string n = de->d_name;
+        if (n == "." || n == "..") continue;
+        if (names.size() == max_entries) {
+            if (truncated) *truncated = true;
+            break;
+        }
+        names.push_back(std::move(n));
     }
     int e = errno;
     ::closedir(d);
