@@ -45,6 +45,7 @@ Settings settings_from(const Options& o, const CmdlineSettings& c) {
     s.exclude = {c.sysext_exclude, c.confext_exclude};
     s.require = {c.sysext_require, c.confext_require};
     s.pin = {c.sysext_pin, c.confext_pin};
+    s.block_devices = {c.sysext_block_devices, c.confext_block_devices};
     // Validated where they were read; --mutable= applies to both classes.
     auto mode = [&](const std::optional<std::string>& m) {
         auto parsed = m ? parse_mutable_mode(*m) : Result<MutableMode>(MutableMode::No);

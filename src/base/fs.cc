@@ -106,7 +106,7 @@ Result<std::string> read_regular_file(int fd, size_t max) {
     return out;
 }
 
-Result<std::vector<std::string>> list_directory(int dir_fd) {
+Result<std::vector<std::string>> list_directory(int dir_fd, size_t max_entries, bool* truncated) {
     // fdopendir takes ownership, so hand it a fresh fd of the same directory.
     int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return ErrnoError() << "open directory";
@@ -117,11 +117,18 @@ Result<std::vector<std::string>> list_directory(int dir_fd) {
         return Error::sys(e) << "fdopendir";
     }
     std::vector<std::string> names;
-    errno = 0;
-    while (struct dirent* de = ::readdir(d)) {
-        std::string n = de->d_name;
-        if (n != "." && n != "..") names.push_back(std::move(n));
+    if (truncated) *truncated = false;
+    for (;;) {
         errno = 0;
+        struct dirent* de = ::readdir(d);
+        if (!de) break;
+        std::string n = de->d_name;
+        if (n == "." || n == "..") continue;
+        if (names.size() == max_entries) {
+            if (truncated) *truncated = true;
+            break;
+        }
+        names.push_back(std::move(n));
     }
     int e = errno;
     ::closedir(d);
@@ -157,8 +164,11 @@ Result<void> write_file(int dir_fd, const std::string& name, const std::string& 
 Result<void> write_file_atomic(int dir_fd, const std::string& name, const std::string& content,
                                mode_t mode) {
     std::string tmp = "." + name + ".tmp";
-    int fd = ::openat(dir_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-                      mode);
+    // Whatever is left at the temporary name (a crashed run's file, or a
+    // FIFO or device planted there, whose open for writing would block or
+    // reach a device) goes first; O_EXCL then only ever opens a new file.
+    ::unlinkat(dir_fd, tmp.c_str(), 0);
+    int fd = ::openat(dir_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0) return ErrnoError() << "create " << tmp;
     UniqueFd guard(fd);
     if (auto w = write_all(fd, content, tmp); !w) {

@@ -51,16 +51,20 @@ std::string proc_fd_path(int fd);
 Result<std::string> read_regular_file(int fd, size_t max);
 
 // Entry names of a directory, "." and ".." left out, sorted bytewise so
-// results do not depend on on-disk order.
-Result<std::vector<std::string>> list_directory(int dir_fd);
+// results do not depend on on-disk order. With `max_entries`, reading stops
+// after that many (in directory order) and *truncated says whether more
+// were there.
+Result<std::vector<std::string>> list_directory(int dir_fd, size_t max_entries = SIZE_MAX,
+                                                bool* truncated = nullptr);
 
 // Creates or truncates `name` in dir_fd and writes `content`: for files
 // nobody else can see yet (a private staging area), where the temporary
 // name and the rename of write_file_atomic would buy nothing.
 Result<void> write_file(int dir_fd, const std::string& name, const std::string& content, mode_t mode = 0644);
 
-// Creates or replaces `name` in dir_fd with `content` (written to a
-// temporary name first, then renamed, so readers see old or new).
+// Creates or replaces `name` in dir_fd with `content` (written to a new
+// file at a temporary name first, then renamed, so readers see old or new;
+// an entry already at the temporary name is removed, never opened).
 Result<void> write_file_atomic(int dir_fd, const std::string& name, const std::string& content,
                                mode_t mode = 0644);
 

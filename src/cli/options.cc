@@ -68,6 +68,7 @@ const char* usage_text() {
            "rd.confext.require=NAME[,NAME...], rd.sysext.pin=NAME=VERSION,\n"
            "rd.confext.pin=NAME=VERSION, rd.sysext.image_policy=POLICY,\n"
            "rd.confext.image_policy=POLICY, rd.sysext.mutable=MODE, rd.confext.mutable=MODE,\n"
+           "rd.sysext.block_devices=0|1, rd.confext.block_devices=0|1,\n"
            "systemd.sysext=0, rd.systemd.sysext=0,\n"
            "systemd.confext=0, rd.systemd.confext=0, rd.rdext.log_level=LEVEL.\n"
            "\n"

@@ -9,6 +9,7 @@
 
 #include "base/fs.h"
 #include "discover/discover.h"
+#include "release/release_utf8.h"
 #include "state/metadata.h"
 #include "state/state_file.h"
 
@@ -21,7 +22,11 @@ std::string to_text(json_object* o) {
     return std::string(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE)) + "\n";
 }
 
-json_object* str(const std::string& s) { return json_object_new_string_len(s.data(), static_cast<int>(s.size())); }
+// JSON strings must be valid UTF-8; names from the root may not be.
+json_object* str(const std::string& s) {
+    const std::string text = json_text(s);
+    return json_object_new_string_len(text.data(), static_cast<int>(text.size()));
+}
 
 struct HierarchyStatus {
     ImageClass cls;
@@ -70,6 +75,9 @@ json_object* status_json(const Target& target, const std::vector<HierarchyStatus
     return root;
 }
 
+// Everything printed as text (names, paths, reasons, the merge metadata
+// and the state file) comes from the root: escaped (cescape), so that no
+// name can forge a line or send the terminal an escape sequence.
 std::string status_text(const std::vector<HierarchyStatus>& hs, const MergeState* st) {
     std::ostringstream s;
     s << "HIERARCHY  CLASS    EXTENSIONS\n";
@@ -78,16 +86,17 @@ std::string status_text(const std::vector<HierarchyStatus>& hs, const MergeState
         line.resize(11, ' ');
         std::string cls = class_name(h.cls);
         cls.resize(9, ' ');
-        s << line << cls << (h.merged.merged ? join(h.merged.extensions, " ") : "none") << "\n";
+        s << line << cls << (h.merged.merged ? cescape(join(h.merged.extensions, " ")) : "none") << "\n";
     }
     if (st) {
         bool header = false;
         for (const auto& r : st->extensions) {
             if (r.result == "merged") continue;
-            if (!header) s << "\nNot merged (" << st->time << "):\n";
+            if (!header) s << "\nNot merged (" << cescape(st->time) << "):\n";
             header = true;
-            s << "  " << r.name << " (" << r.cls << ", " << r.path << "): " << r.result;
-            if (!r.reason.empty()) s << ": " << r.reason;
+            s << "  " << cescape(r.name) << " (" << cescape(r.cls) << ", " << cescape(r.path)
+              << "): " << cescape(r.result);
+            if (!r.reason.empty()) s << ": " << cescape(r.reason);
             s << "\n";
         }
     }
@@ -123,13 +132,13 @@ Result<std::string> render_list(const Target& target, bool json) {
             json_object_object_add(o, "state", str(entry_state_name(c.state)));
             if (!c.reason.empty()) json_object_object_add(o, "reason", str(c.reason));
             json_object_array_add(arr.get(), o);
-            std::string name = c.name, k = kind_name(c.kind), stt = entry_state_name(c.state),
+            std::string name = cescape(c.name), k = kind_name(c.kind), stt = entry_state_name(c.state),
                         cl = class_name(cls);
             name.resize(std::max<size_t>(name.size() + 1, 25), ' ');
             cl.resize(9, ' ');
             k.resize(11, ' ');
             stt.resize(11, ' ');
-            s << name << cl << k << stt << c.path << "\n";
+            s << name << cl << k << stt << cescape(c.path) << "\n";
         }
     }
     if (json) return to_text(arr.get());

@@ -133,6 +133,8 @@ const struct {
     {"rd.confext.image_policy", set_policy<&CmdlineSettings::confext_image_policy>},
     {"rd.sysext.mutable", set_mutable<&CmdlineSettings::sysext_mutable>},
     {"rd.confext.mutable", set_mutable<&CmdlineSettings::confext_mutable>},
+    {"rd.sysext.block_devices", set_bool<&CmdlineSettings::sysext_block_devices>},
+    {"rd.confext.block_devices", set_bool<&CmdlineSettings::confext_block_devices>},
 };
 
 // Namespaces rdext owns: an unknown key in them is probably a typo.

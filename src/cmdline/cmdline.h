@@ -41,6 +41,11 @@ struct CmdlineSettings {
     // (no, auto, yes, import, ephemeral, ephemeral-import), validated.
     std::optional<std::string> sysext_mutable;
     std::optional<std::string> confext_mutable;
+    // rd.sysext.block_devices= / rd.confext.block_devices=: whether a block
+    // device node in a search directory may be merged. Off by default: the
+    // root's node can name any device of the machine.
+    bool sysext_block_devices = false;
+    bool confext_block_devices = false;
     std::optional<std::string> log_level;  // validated with parse_log_level()
     // Human-readable, one per ignored word, e.g.
     // "unknown option rd.sysext.foo=1, ignored".
@@ -61,6 +66,7 @@ std::optional<bool> parse_boolean(std::string_view s);
 //   rd.sysext.require=NAME[,NAME...], rd.confext.require=NAME[,NAME...]
 //   rd.sysext.pin=NAME=VERSION, rd.confext.pin=NAME=VERSION
 //   rd.sysext.mutable=MODE, rd.confext.mutable=MODE
+//   rd.sysext.block_devices=BOOL, rd.confext.block_devices=BOOL
 //   rd.rdext.log_level=LEVEL
 // A boolean key without "=" means true; the last occurrence wins.
 // Exclusions accumulate. Unknown rd.sysext.*, rd.confext.* and rd.rdext.*

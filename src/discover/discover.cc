@@ -113,7 +113,8 @@ void classify_versioned(int root_fd, const std::string& entry, ImageClass cls, C
     VersionedDir v;
     v.path = c.path;
     auto dir = open_in_root(root_fd, v.path, O_RDONLY | O_DIRECTORY);
-    auto names = dir ? list_directory(dir->get()) : Result<std::vector<std::string>>(dir.error());
+    auto names = dir ? list_directory(dir->get(), kMaxVersionedEntries, &v.truncated)
+                     : Result<std::vector<std::string>>(dir.error());
     if (!names) {
         c.state = EntryState::Broken;
         c.reason = "cannot read the versioned directory: " + names.error().what();

@@ -44,11 +44,17 @@ struct IgnoredEntry {
     std::string reason;
 };
 
+// How many entries of a versioned directory are read. Each is resolved
+// and listed in the record of the merge (state.json, status); a real
+// directory holds a handful, a hostile one could hold millions.
+inline constexpr size_t kMaxVersionedEntries = 4096;
+
 struct VersionedDir {
     std::string path;                    // "/var/lib/extensions/foo.raw.v"
     std::vector<VersionedImage> ranked;  // best first, systemd.v(7) order
     std::vector<IgnoredEntry> ignored;
     std::vector<std::string> notes;      // odd names, two entries claiming one version
+    bool truncated = false;              // more than kMaxVersionedEntries: the rest were not read
 };
 
 // A search directory as discovery read it. Raw images found in it

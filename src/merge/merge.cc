@@ -77,6 +77,11 @@ Result<StagedImage> admit(const Candidate& c, const Settings& settings, Staging&
     auto policy = [&](const std::vector<OfferedPartition>& offered) {
         return check_image_policy(settings.policy, c.cls, c.name, offered);
     };
+    // The root's device node can name any device of the machine (the root
+    // file system itself, another OS's disk): only the trusted side decides.
+    if (c.kind == ImageKind::Block && !settings.block_devices_allowed(c.cls))
+        return Error(EPERM) << "block device images are not allowed: rd." << class_name(c.cls)
+                            << ".block_devices=1 is not on the kernel command line";
     auto img = stage_image(c, staging, slot, policy);
     if (!img) return img.error();
     // Again with what the image turned out to offer (a signature may fail).
@@ -98,6 +103,16 @@ Result<StagedImage> admit(const Candidate& c, const Settings& settings, Staging&
     return img;
 }
 
+// A directory tree's release file can be read where it is, through the fd
+// discovery resolved (every path inside the tree): an entry of a versioned
+// directory that does not fit the OS is passed over without a bind mount.
+// One that fits is staged and checked again, on what will be merged.
+Result<void> check_directory_release(const Candidate& c, const CompatContext& compat) {
+    auto release = read_extension_release(c.fd->get(), c.cls, c.name);
+    if (!release) return release.error();
+    return check_compatible(c.cls, c.name, *release, compat);
+}
+
 // What admission made of one candidate (admit_all).
 struct Decision {
     bool tried = false;
@@ -117,7 +132,9 @@ void admit_versioned(const Candidate& c, const Settings& settings, Staging& stag
     for (const auto& img : c.versioned->ranked) ranked.push_back(img.entry);
     auto try_entry = [&](size_t k) -> Result<void> {
         std::string slot = std::string(class_name(c.cls)) + "-" + std::to_string(index) + "." + std::to_string(k);
-        auto img = admit(versioned_entry_candidate(c, k), settings, staging, compat, slot);
+        Candidate entry = versioned_entry_candidate(c, k);
+        if (entry.kind == ImageKind::Directory) RDEXT_TRY(check_directory_release(entry, compat));
+        auto img = admit(entry, settings, staging, compat, slot);
         if (!img) return img.error();
         d.staged = std::move(img);
         return {};

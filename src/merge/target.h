@@ -27,11 +27,15 @@ struct Settings {
     std::array<std::map<std::string, std::string>, 2> pin;
     // --mutable=, rd.sysext.mutable=, rd.confext.mutable=.
     std::array<MutableMode, 2> mutable_modes{MutableMode::No, MutableMode::No};
+    // rd.sysext.block_devices=, rd.confext.block_devices=: block device
+    // entries are merged only when the trusted side allows them.
+    std::array<bool, 2> block_devices{false, false};
 
     bool class_enabled(ImageClass c) const { return enabled[static_cast<size_t>(c)]; }
     const std::set<std::string>& excluded(ImageClass c) const { return exclude[static_cast<size_t>(c)]; }
     const std::set<std::string>& required(ImageClass c) const { return require[static_cast<size_t>(c)]; }
     MutableMode mutable_mode(ImageClass c) const { return mutable_modes[static_cast<size_t>(c)]; }
+    bool block_devices_allowed(ImageClass c) const { return block_devices[static_cast<size_t>(c)]; }
     // "" when NAME is not pinned.
     std::string pinned(ImageClass c, const std::string& name) const {
         const auto& m = pin[static_cast<size_t>(c)];

@@ -75,21 +75,32 @@ Result<void> stage_directory(const Candidate& c, StagedImage& img, int slot_fd, 
     return attach_into(img, std::move(*tree), slot_fd);
 }
 
-// Mounts one file system of the image (the whole image or a partition).
+// The mount parameters of an image's file system. A read-only mount alone
+// does not keep a journaling file system from writing: ext4, xfs and f2fs
+// replay a journal that needs recovery (and btrfs its log tree) on a device
+// that is writable. Images are only ever read, so recovery is turned off,
+// as systemd does for read-only images; the device below is read-only too
+// (a loop device or dm-verity), which would make such a mount fail instead.
+std::vector<FsParam> image_fs_params(const std::string& fstype, const std::string& source) {
+    std::vector<FsParam> params{{"source", source}, {"ro", "", true}};
+    if (fstype == "ext4" || fstype == "xfs" || fstype == "f2fs") params.push_back({"norecovery", "", true});
+    if (fstype == "btrfs") params.push_back({"rescue", "nologreplay"});
+    return params;
+}
+
+// Mounts one file system of the image (the whole image or a partition),
+// always through a read-only loop device, a block device entry too: the
+// file system then sees a read-only device and cannot write to the one
+// the entry names, whatever its own options say.
 Result<UniqueFd> mount_region(const Candidate& c, StagedImage& img, int backing_fd,
                               const ImagePartition& part, bool whole_device) {
-    std::string source;
-    if (c.kind == ImageKind::Block && whole_device) {
-        source = proc_fd_path(backing_fd);
-    } else {
-        auto loop = LoopDevice::attach(backing_fd, part.offset, whole_device ? 0 : part.size, true);
-        if (!loop) return loop.error().prefix("loop device: ");
-        source = loop->path();
-        img.loops.push_back(std::move(*loop));
-    }
+    auto loop = LoopDevice::attach(backing_fd, part.offset, whole_device ? 0 : part.size, true);
+    if (!loop) return loop.error().prefix("loop device: ");
+    std::string source = loop->path();
+    img.loops.push_back(std::move(*loop));
     RDEXT_TRY(fault_point("image-mount"));
     RDEXT_TRY(ensure_filesystem(part.fstype));
-    auto m = mount_detached(part.fstype, {{"source", source}, {"ro", "", true}}, image_mount_attrs(c.cls));
+    auto m = mount_detached(part.fstype, image_fs_params(part.fstype, source), image_mount_attrs(c.cls));
     if (!m) return m.error().prefix("mount " + part.fstype + ": ");
     return m;
 }
@@ -158,7 +169,7 @@ Result<UniqueFd> mount_verity(const Candidate& c, StagedImage& img, int file_fd,
     if (!dev) return dev.error();
     RDEXT_TRY(fault_point("image-mount"));
     RDEXT_TRY(ensure_filesystem(data.fstype));
-    auto m = mount_detached(data.fstype, {{"source", proc_fd_path(dev->get())}, {"ro", "", true}},
+    auto m = mount_detached(data.fstype, image_fs_params(data.fstype, proc_fd_path(dev->get())),
                             image_mount_attrs(c.cls));
     if (!m) {
         if (m.error().code() == EIO) m.error() << " (dm-verity refused a block: the data does not match its hash tree)";

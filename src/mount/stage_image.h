@@ -1,7 +1,7 @@
 // Mounts one discovered image, read-only, into a slot of the staging area,
 // so its release file can be read and its hierarchies used as overlay
 // layers. Directories are bind-cloned from the fd discovery resolved, raw
-// images go through a loop device, block devices are mounted directly.
+// images and block devices go through a read-only loop device.
 #pragma once
 
 #include <functional>

@@ -52,21 +52,25 @@ bool strict_name_check_disabled(int fd) {
     return is_false_boolean(value);
 }
 
+// Opens what `path_fd` (O_PATH) refers to for reading if it is a regular
+// file; nullopt if not. A device node is never opened: opening one can act
+// (start a watchdog, rewind a tape), and a tree read where it lies (a
+// versioned directory's entry) is not on a nodev mount that would refuse it.
+Result<std::optional<UniqueFd>> reopen_if_regular(const UniqueFd& path_fd) {
+    auto st = stat_fd(path_fd.get());
+    if (!st) return st.error();
+    if (!S_ISREG(st->st_mode)) return std::optional<UniqueFd>();
+    auto fd = open_path(proc_fd_path(path_fd.get()), kReadFlags);
+    if (!fd) return fd.error();
+    return std::optional<UniqueFd>(std::move(*fd));
+}
+
 // Opens a fallback candidate: regular files only, never through a symlink
 // (systemd skips those in the fallback; only the exact name may be a link).
 Result<std::optional<UniqueFd>> open_candidate(int dir_fd, const std::string& entry) {
-    struct stat st;
-    if (::fstatat(dir_fd, entry.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0)
-        return ErrnoError() << "stat " << entry;
-    if (!S_ISREG(st.st_mode)) return std::optional<UniqueFd>();
-    int fd = ::openat(dir_fd, entry.c_str(), kReadFlags | O_NOFOLLOW | O_CLOEXEC);
+    int fd = ::openat(dir_fd, entry.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return ErrnoError() << "open " << entry;
-    UniqueFd owned(fd);
-    // The entry may have been swapped since fstatat.
-    auto now = stat_fd(owned.get());
-    if (!now) return now.error();
-    if (!S_ISREG(now->st_mode)) return std::optional<UniqueFd>();
-    return std::optional<UniqueFd>(std::move(owned));
+    return reopen_if_regular(UniqueFd(fd));
 }
 
 struct Fallback {
@@ -132,8 +136,13 @@ Result<ReleaseFields> read_extension_release(int image_root_fd, ImageClass cls, 
     const std::string dir = class_info(cls).release_dir;
     const std::string exact = dir + "/" + std::string(kReleasePrefix) + name;
 
-    auto fd = open_in_root(image_root_fd, exact, kReadFlags);
-    if (fd) return read_release_fd(fd->get(), "/" + exact);
+    auto fd = open_in_root(image_root_fd, exact, O_PATH);
+    if (fd) {
+        auto rd = reopen_if_regular(*fd);
+        if (!rd) return rd.error().prefix("cannot open release file /" + exact + ": ");
+        if (!*rd) return Error(EBADFD) << "/" << exact << " is not a regular file";
+        return read_release_fd((*rd)->get(), "/" + exact);
+    }
     if (fd.error().code() != ENOENT) return fd.error().prefix("cannot open release file: /");
 
     auto fallback = find_fallback(image_root_fd, dir, name);

@@ -35,6 +35,27 @@ size_t sequence_length(std::string_view s, size_t i) {
     return code_point_is_valid(cp, len) ? len : 0;
 }
 
+const char* named_escape(unsigned char c) {
+    switch (c) {
+        case '\a': return "\\a";
+        case '\b': return "\\b";
+        case '\f': return "\\f";
+        case '\n': return "\\n";
+        case '\r': return "\\r";
+        case '\t': return "\\t";
+        case '\v': return "\\v";
+        case '\\': return "\\\\";
+        default: return nullptr;
+    }
+}
+
+void append_hex(std::string& out, unsigned char c) {
+    static const char hex[] = "0123456789abcdef";
+    out += "\\x";
+    out += hex[c >> 4];
+    out += hex[c & 15];
+}
+
 }  // namespace
 
 bool utf8_is_valid(std::string_view s) {
@@ -45,5 +66,27 @@ bool utf8_is_valid(std::string_view s) {
     }
     return true;
 }
+
+std::string cescape(std::string_view s) {
+    std::string out;
+    for (size_t i = 0; i < s.size();) {
+        auto c = static_cast<unsigned char>(s[i]);
+        size_t n = sequence_length(s, i);
+        if (const char* named = named_escape(c)) {
+            out += named;
+        } else if (n == 0 || c < 0x20 || c == 0x7f) {
+            append_hex(out, c);
+        } else if (c == 0xC2 && n == 2 && static_cast<unsigned char>(s[i + 1]) < 0xA0) {
+            append_hex(out, c);  // U+0080..U+009F: C1 controls (0x9B starts an escape sequence)
+            append_hex(out, static_cast<unsigned char>(s[i + 1]));
+        } else {
+            out.append(s.substr(i, n));
+        }
+        i += n == 0 ? 1 : n;
+    }
+    return out;
+}
+
+std::string json_text(std::string_view s) { return utf8_is_valid(s) ? std::string(s) : cescape(s); }
 
 }  // namespace rdext

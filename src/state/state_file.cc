@@ -8,6 +8,7 @@
 
 #include "base/fault.h"
 #include "base/fs.h"
+#include "release/release_utf8.h"
 
 namespace rdext {
 namespace {
@@ -16,8 +17,15 @@ constexpr const char* kStateFile = "state.json";
 
 using JsonPtr = std::unique_ptr<json_object, decltype(&json_object_put)>;
 
+// Names and paths come from the root: a name that is not UTF-8 would make
+// the whole file invalid JSON.
+json_object* new_string(const std::string& v) {
+    const std::string text = json_text(v);
+    return json_object_new_string_len(text.data(), static_cast<int>(text.size()));
+}
+
 void add_string(json_object* o, const char* key, const std::string& v) {
-    json_object_object_add(o, key, json_object_new_string_len(v.data(), static_cast<int>(v.size())));
+    json_object_object_add(o, key, new_string(v));
 }
 
 std::string get_string(json_object* o, const char* key) {
@@ -28,7 +36,7 @@ std::string get_string(json_object* o, const char* key) {
 
 json_object* string_array(const std::vector<std::string>& v) {
     json_object* a = json_object_new_array();
-    for (const auto& x : v) json_object_array_add(a, json_object_new_string_len(x.data(), static_cast<int>(x.size())));
+    for (const auto& x : v) json_object_array_add(a, new_string(x));
     return a;
 }
 

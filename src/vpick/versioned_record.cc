@@ -13,6 +13,13 @@ void start_versioned_record(const Candidate& c, ExtensionRecord& rec) {
             {img.path, img.entry.version, img.entry.architecture, "passed over", "not considered"});
     for (const auto& ign : v.ignored) rec.candidates.push_back({ign.path, "", "", "ignored", ign.reason});
     if (c.state == EntryState::Shadowed) return;
+    if (v.truncated) {
+        std::string note = v.path + " has more than " + std::to_string(kMaxVersionedEntries) +
+                           " entries; only the first " + std::to_string(kMaxVersionedEntries) +
+                           " read (in directory order) are considered";
+        log_warning() << c.name << ": " << note;
+        rec.notes.push_back(std::move(note));
+    }
     for (const auto& ign : v.ignored) log_info() << c.name << ": ignoring " << ign.path << ": " << ign.reason;
     for (const auto& note : v.notes) log_notice() << c.name << ": " << note;
 }
@@ -51,7 +58,10 @@ std::string no_entry_fits(const Candidate& c, const Selection& sel) {
         }
         why += (shown++ ? "; " : " (") + printable_name(v.ranked[i].entry.file) + ": " + sel.outcomes[i].reason;
     }
-    return shown ? why + ")" : why;
+    if (shown) why += ")";
+    if (sel.not_tried) why += "; " + std::to_string(sel.not_tried) + " more not tried (at most " +
+                              std::to_string(kMaxVersionedTries) + " entries are tried)";
+    return why;
 }
 
 }  // namespace rdext

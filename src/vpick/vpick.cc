@@ -255,7 +255,7 @@ std::vector<std::string> duplicate_versions(const std::vector<VersionedEntry>& r
 const char* verdict_name(EntryVerdict v) { return v == EntryVerdict::Chosen ? "chosen" : "passed over"; }
 
 Selection select_entry(const std::vector<VersionedEntry>& ranked, const std::string& pinned_version,
-                       const TryEntry& try_entry) {
+                       const TryEntry& try_entry, size_t max_tries) {
     Selection s;
     s.outcomes.resize(ranked.size());
     const bool pin = !pinned_version.empty();
@@ -264,7 +264,10 @@ Selection select_entry(const std::vector<VersionedEntry>& ranked, const std::str
         (pin && ranked[i].version == pinned_version ? pinned : rest).push_back(i);
 
     bool passed_over_some = false;
+    size_t tries = 0;
     auto attempt = [&](size_t i) {
+        if (tries == max_tries) return true;  // stop here, nothing chosen
+        tries++;
         s.outcomes[i].tried = true;
         auto r = try_entry(i);
         if (r) {
@@ -300,7 +303,12 @@ Selection select_entry(const std::vector<VersionedEntry>& ranked, const std::str
             continue;
         }
         if (o.tried) continue;  // reason set by try_entry
-        const VersionedEntry& chosen = ranked[*s.chosen];  // untried entries exist only after a choice
+        if (!s.chosen) {  // untried without a choice: beyond the cap
+            o.reason = "not tried: at most " + std::to_string(max_tries) + " entries are tried";
+            s.not_tried++;
+            continue;
+        }
+        const VersionedEntry& chosen = ranked[*s.chosen];
         if (pin && s.pin_note.empty() && ranked[i].version != pinned_version)
             o.reason = "version " + pinned_version + " is pinned";
         else

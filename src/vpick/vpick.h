@@ -115,7 +115,16 @@ struct Selection {
     std::optional<size_t> chosen;        // index into the ranking
     std::vector<EntryOutcome> outcomes;  // one per ranked entry
     std::string pin_note;                // what became of a pin that could not be honoured
+    size_t not_tried = 0;                // entries left untried at the cap, none chosen
 };
+
+// How many entries of one versioned directory are tried at most. Each try
+// stages an image (a bind mount, or a loop device, maybe dm-verity and a
+// mount: milliseconds each), and a directory of thousands of entries that
+// do not fit would hold the boot for a minute. An update tool keeps a few
+// versions (systemd-sysupdate: 2 by default), and a rollback goes back one
+// or two releases, so 16 tries find the fitting one in any sane directory.
+inline constexpr size_t kMaxVersionedTries = 16;
 
 // Stages and checks one entry (index into the ranking); an error is the
 // reason it cannot be used.
@@ -125,8 +134,10 @@ using TryEntry = std::function<Result<void>(size_t index)>;
 // accepts, so only as many are staged as needed. With a pin, entries of
 // exactly that version go first; when none exists or none is usable,
 // pin_note says so and the others are tried as usual. Entries never tried
-// are passed over with the reason they rank below the chosen one.
+// are passed over with the reason they rank below the chosen one. After
+// `max_tries` unusable entries the rest are passed over untried
+// (not_tried counts them, their reason starts with "not tried").
 Selection select_entry(const std::vector<VersionedEntry>& ranked, const std::string& pinned_version,
-                       const TryEntry& try_entry);
+                       const TryEntry& try_entry, size_t max_tries = kMaxVersionedTries);
 
 }  // namespace rdext

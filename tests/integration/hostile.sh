@@ -217,6 +217,24 @@ if selected release-100mb; then
     done_case
 fi
 
+if selected state-tmp-fifo; then
+    # a FIFO where rdext writes its record before renaming it to state.json:
+    # an open for writing would wait for a reader forever, after the commit
+    new_root state-tmp-fifo
+    bind_root "$R"
+    snapshot_state "$R" "$CASE.before"
+    mkdir -p "$R/run/rdext"
+    mkfifo "$R/run/rdext/.state.json.tmp"
+    run_cmd timeout 20 "$RDEXT" --root="$R" merge
+    [[ $LAST_RC != 124 ]] || fail "$CASE: the merge did not finish within 20 s"
+    expect_merged
+    [[ -f $R/run/rdext/state.json && ! -L $R/run/rdext/state.json ]] || fail "$CASE: no state.json written"
+    json_query "$R/run/rdext/state.json" "sorted(e['name'] for e in d['extensions'])" | grep -qF '["good-dir", "good-raw"]' ||
+        fail "$CASE: state.json: $(cat "$R/run/rdext/state.json")"
+    rm -f "$R/run/rdext/.state.json.tmp"
+    done_case
+fi
+
 # ===========================================================================
 # What extensions contain
 
@@ -235,6 +253,38 @@ if selected device-nodes; then
         if head -c 1 "$R/$T/$n" >/dev/null 2>&1; then fail "$CASE: the device node $n from an extension could be opened"; fi
     done
     done_case
+fi
+
+if selected block-device; then
+    # a block device node in /etc/extensions names any device of the
+    # machine: refused unless the initrd's command line allows block device
+    # images (rd.sysext.block_devices=1). Allowed, the device is never
+    # written to, not even to replay the journal of an ext4 that needs
+    # recovery (which a plain read-only mount of a writable device does).
+    new_root block-device
+    sys_tree "$B/blkdev" blkdev
+    make_ext4 "$B/blkdev" "$B/blkdev.img"
+    debugfs -w -R "feature needs_recovery" "$B/blkdev.img" >/dev/null 2>&1
+    blk_sum=$(sha256sum <"$B/blkdev.img")
+    BLK=$(losetup --find --show "$B/blkdev.img")   # writable, as a disk is
+    mknod "$R/etc/extensions/blkdev" b "$(( 0x$(stat -c %t "$BLK") ))" "$(( 0x$(stat -c %T "$BLK") ))"
+    merge_case
+    expect_merged
+    expect_skipped blkdev 'block device images are not allowed'
+    done_case
+    echo 'rd.sysext.block_devices=1' >"$TEST_DIR/cmdline.block-device"
+    merge_case --cmdline-file="$TEST_DIR/cmdline.block-device"
+    expect_merged blkdev
+    assert_file_content "$R/$T/blkdev" blkdev
+    # the file system sits on a read-only device stacked on the node's device
+    blk_ro=
+    for f in /sys/block/loop*/loop/backing_file; do
+        [[ $(cat "$f") == "$BLK" ]] && blk_ro=$(cat "${f%/loop/backing_file}/ro")
+    done
+    [[ $blk_ro == 1 ]] || fail "$CASE: no read-only device over $BLK (ro='$blk_ro')"
+    done_case
+    losetup -d "$BLK"
+    [[ $(sha256sum <"$B/blkdev.img") == "$blk_sum" ]] || fail "$CASE: the block device was written to"
 fi
 
 if selected confext-setuid; then
@@ -432,6 +482,41 @@ if selected name-dotdot; then
     merge_case
     expect_merged
     expect_stderr_line '\.\.?\.raw|name' 'name|valid'
+    done_case
+fi
+
+if selected name-controls; then
+    # control characters in names would forge lines (or terminal escape
+    # sequences) in the text of status and list: printed escaped, as
+    # systemd's cescape does; JSON keeps the names as they are (escaped by
+    # JSON's rules), except a name that is not UTF-8, given as its escaped text
+    new_root name-controls
+    for n in $'nl\nfake-line' $'cr\rx' $'esc\e[2Jx' $'tab\tx' $'del\x7fx' $'back\\x' $'c1\xc2\x9bx' $'bad\xffx'; do
+        sys_tree "$R/etc/extensions/$n" "$n"
+    done
+    merge_case
+    expect_merged $'back\\x' $'c1\xc2\x9bx'
+    for verb in status list; do
+        run_rdext --root="$R" "$verb"
+        expect_rc 0
+        if LC_ALL=C grep -q $'[\x01-\x09\x0b-\x1f\x7f]' "$TEST_DIR/last.out"; then
+            fail "$CASE: $verb prints a raw control character: $(cat -A "$TEST_DIR/last.out")"
+        fi
+        ! grep -q '^fake-line' "$TEST_DIR/last.out" || fail "$CASE: $verb: a name forged a line: $(last_out)"
+        # status reads the names from state.json, where one that is not UTF-8
+        # is kept as its escaped text (JSON is UTF-8): that text, escaped
+        bad='bad\xffx'
+        [[ $verb == list ]] || bad='bad\\xffx'
+        for want in 'nl\nfake-line' 'cr\rx' 'esc\x1b[2Jx' 'tab\tx' 'del\x7fx' 'back\\x' 'c1\xc2\x9bx' "$bad"; do
+            grep -qF -- "$want" "$TEST_DIR/last.out" || fail "$CASE: $verb does not show '$want': $(cat -A "$TEST_DIR/last.out")"
+        done
+        run_rdext --root="$R" --json "$verb"
+        expect_rc 0
+        names=$(json_query "$TEST_DIR/last.out" "sorted(e['name'] for e in (d if isinstance(d, list) else d['extensions']) if e['name'] not in ('good-dir', 'good-raw'))")
+        # JSON strings are UTF-8: a name that is not is given as its escaped text
+        [[ $names == '["back\\x", "bad\\xffx", "c1\u009bx", "cr\rx", "del\u007fx", "esc\u001b[2Jx", "nl\nfake-line", "tab\tx"]' ]] ||
+            fail "$CASE: $verb --json names: $names"
+    done
     done_case
 fi
 

@@ -67,6 +67,9 @@ if is_rdext; then
     BLOCK_LOOP=$(losetup --find --show --read-only "$B/h-block.raw")
     mknod "$R/etc/extensions/h-block" b "$(( 0x$(stat -c %t "$BLOCK_LOOP") ))" "$(( 0x$(stat -c %T "$BLOCK_LOOP") ))"
     SYSEXTS+=(h-block)
+    # block device entries are merged only when the kernel command line allows it
+    echo 'rd.sysext.block_devices=1' >"$TEST_DIR/cmdline"
+    run_rdext() { run_cmd "$RDEXT" --cmdline-file="$TEST_DIR/cmdline" "$@"; }
 fi
 
 bind_root "$R"

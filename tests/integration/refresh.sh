@@ -45,6 +45,9 @@ make_ext_tree "$B/blk" blk sysext -- "$T/blk=blk"
 make_erofs "$B/blk" "$B/blk.raw"
 BLOCK_LOOP=$(losetup --find --show --read-only "$B/blk.raw")
 mknod "$R/etc/extensions/blk" b "$(( 0x$(stat -c %t "$BLOCK_LOOP") ))" "$(( 0x$(stat -c %T "$BLOCK_LOOP") ))"
+# block device entries are merged only when the kernel command line allows it
+echo 'rd.sysext.block_devices=1' >"$TEST_DIR/cmdline"
+run_rdext() { run_cmd "$RDEXT" --cmdline-file="$TEST_DIR/cmdline" "$@"; }
 SYS=(blk five one three two)
 
 bind_root "$R"

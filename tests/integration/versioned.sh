@@ -280,4 +280,50 @@ assert_not_merged "$R" /usr
 snapshot_state "$R" after
 assert_same_state before after
 
+check "a .v directory of 20,000 entries that do not fit the OS: the work is bounded"
+# Every entry's name fits, each one's release file is for another OS
+# release: finding that out takes a mount per entry (a bind mount for a
+# directory tree, a loop device and a mount for an image file). wide.v is
+# a tmpfs: creating and removing 20,000 trees on a disk mounted with
+# `discard` takes minutes.
+mkdir "$V/wide.v"
+mount -t tmpfs -o mode=755 tmpfs "$V/wide.v"
+python3 - "$V/wide.v" <<'PYEOF'
+import os, sys
+for i in range(1, 20001):
+    d = f"{sys.argv[1]}/wide_{i}/usr/lib/extension-release.d"
+    os.makedirs(d)
+    with open(f"{d}/extension-release.wide", "w") as f:
+        f.write("ID=debian\nVERSION_ID=99\n")
+PYEOF
+rm -rf "$B/tmp"
+make_ext_tree "$B/tmp" wraw sysext ID=debian VERSION_ID=99 -- "$T/wraw=99"
+make_erofs "$B/tmp" "$B/wraw.raw"
+mkdir "$V/wraw.raw.v"
+for i in $(seq 1 40); do cp "$B/wraw.raw" "$V/wraw.raw.v/wraw_$i.raw"; done
+start=$(date +%s%N)
+run_rdext --root="$R" merge
+elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+log "merge with wide.v (20,000 entries) and wraw.raw.v (40): $elapsed_ms ms"
+expect_rc 0
+(( elapsed_ms < 15000 )) || defer_fail "the merge took $elapsed_ms ms"
+expect_stderr_line "wide.v" "more than 4096 entries"
+status_json
+# [tried, listed, not tried] for one versioned directory
+counts() {
+    json_query "$S" "[(sum(1 for c in e['candidates'] if c['verdict'] == 'passed over' and not c['reason'].startswith('not tried')), len(e['candidates']), sum(1 for c in e['candidates'] if c['reason'].startswith('not tried'))) for e in d['extensions'] if e['name'] == '$1']"
+}
+[[ $(counts wide) == '[[16, 4096, 4080]]' ]] || defer_fail "wide.v: [tried, listed, not tried] is $(counts wide), expected [[16, 4096, 4080]]"
+[[ $(counts wraw) == '[[16, 40, 24]]' ]] || defer_fail "wraw.raw.v: [tried, listed, not tried] is $(counts wraw), expected [[16, 40, 24]]"
+for n in wide wraw; do
+    json_query "$S" "[e['result'] + ': ' + e['reason'] for e in d['extensions'] if e['name'] == '$n']" | grep -q 'skipped: .*not tried' ||
+        defer_fail "status: $n is not skipped with the untried entries named: $(json_query "$S" "[e['reason'] for e in d['extensions'] if e['name'] == '$n']")"
+done
+run_rdext --root="$R" unmerge
+expect_rc 0
+umount "$V/wide.v"
+rm -rf "$V/wide.v" "$V/wraw.raw.v"
+snapshot_state "$R" after-wide
+assert_same_state before after-wide
+
 finish

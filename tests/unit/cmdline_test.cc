@@ -313,3 +313,16 @@ TEST_CASE("cmdline: an image policy key without '=' is kept, as no valid policy"
     REQUIRE(s.sysext_image_policy.has_value());
     CHECK(s.sysext_image_policy->empty());
 }
+
+TEST_CASE("cmdline: block device images are off unless rd.sysext/confext.block_devices allows them") {
+    auto none = parse_cmdline("quiet");
+    CHECK_FALSE(none.sysext_block_devices);
+    CHECK_FALSE(none.confext_block_devices);
+    auto s = parse_cmdline("rd.sysext.block_devices=1 rd.confext.block-devices");
+    CHECK(s.sysext_block_devices);
+    CHECK(s.confext_block_devices);
+    CHECK(s.warnings.empty());
+    auto bad = parse_cmdline("rd.sysext.block_devices=maybe");
+    CHECK_FALSE(bad.sysext_block_devices);
+    CHECK(bad.warnings.size() == 1);
+}

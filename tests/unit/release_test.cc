@@ -6,6 +6,7 @@
 #include <string>
 
 #include "release/os_release.h"
+#include "release/release_utf8.h"
 #include "release_test_util.h"
 
 using rdext::parse_os_release;
@@ -248,4 +249,17 @@ TEST_CASE("host os-release: binary content is refused") {
     auto r = read_host_os_release(t.open().get());
     REQUIRE_FALSE(r.has_value());
     CHECK(mentions(r.error(), "binary content"));
+}
+
+TEST_CASE("cescape: control characters, backslashes and invalid UTF-8 are escaped; valid UTF-8 stays") {
+    using rdext::cescape;
+    CHECK(cescape("plain-name_1.2") == "plain-name_1.2");
+    CHECK(cescape("a\nb\rc\td\\e") == "a\\nb\\rc\\td\\\\e");
+    CHECK(cescape("\x1b[2J\x7f") == "\\x1b[2J\\x7f");
+    CHECK(cescape(std::string("nul\0x", 5)) == "nul\\x00x");
+    CHECK(cescape("caf\xc3\xa9 \xe2\x82\xac") == "caf\xc3\xa9 \xe2\x82\xac");  // é €
+    CHECK(cescape("c1\xc2\x9b") == "c1\\xc2\\x9b");                          // U+009B, a CSI
+    CHECK(cescape("bad\xff\xc3") == "bad\\xff\\xc3");
+    CHECK(rdext::json_text("caf\xc3\xa9\n") == "caf\xc3\xa9\n");
+    CHECK(rdext::json_text("bad\xff") == "bad\\xff");
 }

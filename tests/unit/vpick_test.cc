@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <set>
 
+#include "base/fs.h"
 #include "base/log.h"
 #include "boot_count/boot_count.h"
 #include "discover/discover.h"
@@ -688,4 +689,35 @@ TEST_CASE("state: versioned records survive state.json, and old files still read
     p.extensions.push_back(plain);
     CHECK_FALSE(contains(state_to_json(p, false), "candidates"));
     CHECK_FALSE(contains(state_to_json(p, false), "trial"));
+}
+
+TEST_CASE("vpick: at most max_tries entries are tried; the rest are passed over untried") {
+    std::vector<std::string> files;
+    for (int i = 1; i <= 20; i++) files.push_back("foo_" + std::to_string(i) + ".raw");
+    auto v = ranked(files);
+    std::set<std::string> all;
+    for (const auto& e : v) all.insert(e.version);
+    FakeOs none{v, all};
+    Selection s = select_entry(v, "", none.fn());
+    CHECK_FALSE(s.chosen);
+    CHECK(none.tried.size() == kMaxVersionedTries);
+    CHECK(s.not_tried == 20 - kMaxVersionedTries);
+    for (size_t i = 0; i < v.size(); i++) {
+        CHECK(s.outcomes[i].tried == (i < kMaxVersionedTries));
+        CHECK(s.outcomes[i].verdict == EntryVerdict::PassedOver);
+        if (i >= kMaxVersionedTries) CHECK(starts_with(s.outcomes[i].reason, "not tried: at most 16"));
+    }
+
+    // A pinned entry's try counts too; the cap holds across pin and rest.
+    FakeOs pinned{v, all};
+    Selection p = select_entry(v, "3", pinned.fn(), 4);
+    CHECK(pinned.tried == std::vector<std::string>{"foo_3.raw", "foo_20.raw", "foo_19.raw", "foo_18.raw"});
+    CHECK(p.not_tried == 16);
+
+    // The one that fits, within the cap, is chosen as before.
+    FakeOs fits{v, {"20", "19"}};
+    Selection f = select_entry(v, "", fits.fn(), 3);
+    REQUIRE(f.chosen);
+    CHECK(v[*f.chosen].file == "foo_18.raw");
+    CHECK(f.not_tried == 0);
 }
