@@ -22,6 +22,16 @@ Result<UniqueFd> open_in_root(int root_fd, const std::string& path, int flags, m
 // Like open_in_root but refuses to follow a symlink in the last component.
 Result<UniqueFd> open_in_root_nofollow(int root_fd, const std::string& path, int flags);
 
+// Where the file `path` leads to inside the root: its directory (O_PATH)
+// and its name there. Symlinks in the last component are followed inside
+// the root, one hop at a time; the file found must be the inode `fd`
+// refers to (what discovery opened), or the result is an error.
+struct DirEntryRef {
+    UniqueFd dir;
+    std::string name;
+};
+Result<DirEntryRef> locate_in_root(int root_fd, std::string path, int fd);
+
 // Plain open of a trusted path (the root itself, /proc, /dev).
 Result<UniqueFd> open_path(const std::string& path, int flags, mode_t mode = 0);
 

@@ -153,6 +153,7 @@ bool classify(int root_fd, const std::shared_ptr<const DirListing>& listing, con
               const std::string& entry, ImageClass cls, Candidate* out) {
     Candidate c;
     c.cls = cls;
+    c.root_fd = root_fd;
     c.path = dir + "/" + entry;
     auto link = link_text(listing->fd.get(), entry);
     // Flatcar masks an extension by pointing its link at /dev/null; inside

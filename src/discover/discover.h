@@ -75,6 +75,9 @@ struct Candidate {
     // The search directory holding the image file itself; null when the
     // entry is a symlink or a versioned directory's entry.
     std::shared_ptr<const DirListing> siblings;
+    // The root it was found in (not owned: the target's, alive for the
+    // whole merge), to find what lies beside the file it resolves to.
+    int root_fd = -1;
 };
 
 // "MAJOR:MINOR:INODE" of a stat result: which inode a name referred to.

@@ -93,7 +93,6 @@ Result<StagedImage> admit(const Candidate& c, const Settings& settings, Staging&
         static const std::string kver = running_kernel_release();
         img->ships_modules = layer_carries_modules(img->layer_fd("/usr"), kver);
     }
-    img->close_layer_fds();
     return img;
 }
 
@@ -236,12 +235,13 @@ OriginInfo origin_for(const BuildContext& ctx, ImageClass cls, const std::string
     return o;
 }
 
-// The root's own hierarchy, the overlay's bottom layer. During a refresh a
-// merged hierarchy is covered by the merge it replaces: its own directory is
-// reached through a copy of the mount beneath (refresh.h). EXDEV when that
-// cannot be done (the refresh then unmerges first).
-Result<std::string> base_of(const Target& target, Staging& staging, ImageClass cls, const std::string& hierarchy,
-                            int current_fd, bool refresh) {
+// The root's own hierarchy, the overlay's bottom layer, as an fd: the
+// kernel gets its /proc/self/fd link, never the path again. During a
+// refresh a merged hierarchy is covered by the merge it replaces: its own
+// directory is reached through a copy of the mount beneath (refresh.h).
+// EXDEV when that cannot be done (the refresh then unmerges first).
+Result<UniqueFd> base_of(const Target& target, Staging& staging, ImageClass cls, const std::string& hierarchy,
+                         int current_fd, bool refresh) {
     if (refresh) {
         auto m = read_merged(current_fd, cls);
         if (!m) return m.error();
@@ -251,7 +251,7 @@ Result<std::string> base_of(const Target& target, Staging& staging, ImageClass c
             return staged;
         }
     }
-    return fd_path(current_fd);
+    return open_path(proc_fd_path(current_fd), O_PATH | O_DIRECTORY);
 }
 
 // Overlayfs stacks at most 500 lower layers, and the metadata layer and
@@ -261,10 +261,12 @@ Result<std::string> base_of(const Target& target, Staging& staging, ImageClass c
 // directories (file system depth 0), so the outer overlay stays within the
 // kernel's stacking depth of 2 even over erofs images mounted from files
 // (depth 1). The merged root then takes its owner and mode from the top
-// image instead of the metadata layer.
-Result<void> nest_bottom_if_needed(Staging& staging, ImageClass cls, const std::string& hierarchy,
-                                   OverlaySpec& spec) {
-    if (spec.lowers.size() <= kMaxOverlayLayers || !spec.upper.empty()) return {};
+// image instead of the metadata layer. Returns the nested overlay's mount
+// (the layer is its /proc/self/fd link: keep it until the outer overlay
+// exists), or nothing when the layers fit without.
+Result<UniqueFd> nest_bottom_if_needed(Staging& staging, ImageClass cls, const std::string& hierarchy,
+                                       OverlaySpec& spec) {
+    if (spec.lowers.size() <= kMaxOverlayLayers || !spec.upper.empty()) return UniqueFd();
     OverlaySpec bottom;
     bottom.source = std::string(class_name(cls)) + "-base";
     bottom.flags = spec.flags;
@@ -277,10 +279,10 @@ Result<void> nest_bottom_if_needed(Staging& staging, ImageClass cls, const std::
     if (!slot) return slot.error();
     RDEXT_TRY(attach_mount(inner->get(), slot->get()));
     spec.lowers.erase(spec.lowers.begin());
-    spec.lowers.back() = staging.slot_path(name);
+    spec.lowers.back() = proc_fd_path(inner->get());
     log_debug() << hierarchy << ": " << spec.lowers.size() + 1
                 << " layers with metadata and base; those two go in as one overlay";
-    return {};
+    return inner;
 }
 
 // Builds the overlay for one hierarchy: metadata layer on top, the images
@@ -291,8 +293,7 @@ Result<void> nest_bottom_if_needed(Staging& staging, ImageClass cls, const std::
 // the import modes a read-only layer below the metadata).
 Result<PreparedOverlay> prepare_hierarchy(const Target& target, Staging& staging, ImageClass cls,
                                           const std::string& hierarchy, std::vector<Admitted>& admitted,
-                                          MergeState& state, const BuildContext& ctx,
-                                          const std::string& module_index = {}) {
+                                          MergeState& state, const BuildContext& ctx, int module_index = -1) {
     PreparedOverlay p;
     p.cls = cls;
     p.hierarchy = hierarchy;
@@ -314,12 +315,11 @@ Result<PreparedOverlay> prepare_hierarchy(const Target& target, Staging& staging
         for (auto& a : admitted) std::erase(state.extensions[a.record].hierarchies, hierarchy);
         return p;
     }
-    auto base_path = base_of(target, staging, cls, hierarchy, current->get(), ctx.refresh);
-    if (!base_path) return base_path.error();
-    auto base = open_path(*base_path, O_PATH | O_DIRECTORY);
-    auto base_st = base ? stat_fd(base->get()) : Result<struct stat>(base.error());
+    auto base = base_of(target, staging, cls, hierarchy, current->get(), ctx.refresh);
+    if (!base) return base.error();
+    auto base_st = stat_fd(base->get());
     if (!base_st) return Error(EIO) << "cannot inspect " << hierarchy;
-    auto rw = mutable_layers(target.root_fd.get(), current->get(), staging, cls, hierarchy, *base_path, mode);
+    auto rw = mutable_layers(target.root_fd.get(), current->get(), staging, cls, hierarchy, base->get(), mode);
     if (!rw) return rw.error().prefix("mutable " + hierarchy + ": ");
     if (layers.empty() && !rw->writable()) return p;
 
@@ -337,15 +337,20 @@ Result<PreparedOverlay> prepare_hierarchy(const Target& target, Staging& staging
     OverlaySpec spec;
     spec.source = class_name(cls);
     spec.flags = class_info(cls).overlay_flags;
-    spec.lowers.push_back(staging.slot_path(meta_name));
-    if (!rw->import_dir.empty()) spec.lowers.push_back(rw->import_dir);
-    if (!module_index.empty()) spec.lowers.push_back(module_index);
+    // Every layer goes in as its fd's /proc/self/fd link (stage_image.h):
+    // the kernel takes what was checked and walks no path of the root again.
+    spec.lowers.push_back(proc_fd_path(meta->get()));
+    if (rw->import_dir) spec.lowers.push_back(proc_fd_path(rw->import_dir.get()));
+    if (module_index >= 0) spec.lowers.push_back(proc_fd_path(module_index));
     spec.lowers.insert(spec.lowers.end(), layers.begin(), layers.end());
     // A mutable directory linked to the hierarchy makes it the upper layer.
-    if (!rw->upper_is_base) spec.lowers.push_back(*base_path);
-    spec.upper = rw->upper;
-    spec.work = rw->work;
-    RDEXT_TRY(nest_bottom_if_needed(staging, cls, hierarchy, spec));
+    if (!rw->upper_is_base) spec.lowers.push_back(proc_fd_path(base->get()));
+    if (rw->writable()) {
+        spec.upper = proc_fd_path(rw->upper.get());
+        spec.work = proc_fd_path(rw->work.get());
+    }
+    auto nested = nest_bottom_if_needed(staging, cls, hierarchy, spec);
+    if (!nested) return nested.error();
     auto overlay = create_overlay(spec);
     if (!overlay) return overlay.error().prefix("overlay for " + hierarchy + ": ");
     auto st = stat_fd(overlay->get());
@@ -390,11 +395,11 @@ Result<CompatContext> compat_for(const Target& target) {
 
 // Sysexts shipping kernel modules for the running kernel: one module index
 // over the root's modules and all of theirs (kmod/module_index.h), returned
-// as a layer for /usr; empty when none ships any. If the index cannot be
+// as a layer for /usr (an O_PATH fd of its slot); none when none ships any. If the index cannot be
 // built, those extensions are skipped, the rest merges: merged without it,
 // their modules could not be loaded by name, and an index of their own
 // would hide the root's, breaking the system's modules too.
-Result<std::string> index_extension_modules(const Target& target, Staging& staging,
+Result<UniqueFd> index_extension_modules(const Target& target, Staging& staging,
                                             std::vector<Admitted>& admitted, MergeState& state, bool refresh) {
     const std::string kver = running_kernel_release();
     std::vector<std::string> layers;
@@ -406,18 +411,19 @@ Result<std::string> index_extension_modules(const Target& target, Staging& stagi
         layers.push_back(*layer);
         if (admitted[i].image.ships_modules) carriers.push_back(i);
     }
-    if (carriers.empty()) return std::string();
-    auto base = target.open_hierarchy("/usr");
-    if (!base) return std::string();  // /usr is not merged at all then
+    if (carriers.empty()) return UniqueFd();
+    auto current = target.open_hierarchy("/usr");
+    if (!current) return UniqueFd();  // /usr is not merged at all then
     // During a refresh, the root's own /usr beneath the current merge.
-    auto base_path = base_of(target, staging, ImageClass::Sysext, "/usr", base->get(), refresh);
-    if (!base_path) return base_path.error();
-    layers.push_back(*base_path);
-    auto index = build_module_index(staging, layers, kver, "modules-sysext-usr");
+    auto base = base_of(target, staging, ImageClass::Sysext, "/usr", current->get(), refresh);
+    if (!base) return base.error();
+    layers.push_back(proc_fd_path(base->get()));
+    const std::string slot = "modules-sysext-usr";
+    auto index = build_module_index(staging, layers, kver, slot);
     if (index) {
         log_info() << "merged module index for " << kver << " built over " << carriers.size()
                    << " extension(s) with modules and " << target.root_path << "/usr";
-        return index;
+        return open_in_root_nofollow(staging.fd(), slot, O_PATH | O_DIRECTORY);
     }
     for (size_t i : carriers) {
         auto& rec = state.extensions[admitted[i].record];
@@ -427,7 +433,7 @@ Result<std::string> index_extension_modules(const Target& target, Staging& stagi
         log_warning() << "skipping sysext " << admitted[i].candidate->path << ": " << rec.reason;
         admitted.erase(admitted.begin() + static_cast<std::ptrdiff_t>(i));  // unmounts it
     }
-    return std::string();
+    return UniqueFd();
 }
 
 // One class's share of a merge. Candidates and admitted images stay alive
@@ -447,7 +453,7 @@ Result<void> prepare_class(const Target& target, const Settings& settings, Stagi
     if (refresh) reopen_beneath_merges(target, staging, work.candidates);
     BuildContext ctx{settings, refresh, inputs_fingerprint(target, settings, cls, work.candidates, refresh)};
     work.admitted = admit_all(work.candidates, settings, staging, compat, state);
-    std::string module_index;
+    UniqueFd module_index;
     if (cls == ImageClass::Sysext) {
         auto m = index_extension_modules(target, staging, work.admitted, state, refresh);
         if (!m) return m.error();
@@ -457,7 +463,7 @@ Result<void> prepare_class(const Target& target, const Settings& settings, Stagi
     std::vector<std::string> covered;
     for (const auto& h : class_info(cls).hierarchies) {
         auto p = prepare_hierarchy(target, staging, cls, h, work.admitted, state, ctx,
-                                   h == "/usr" ? module_index : "");
+                                   h == "/usr" ? module_index.get() : -1);
         if (!p) return p.error();
         if (p->overlay_fd) covered.push_back(h);
         overlays.push_back(std::move(*p));

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "base/fs.h"
@@ -48,20 +50,23 @@ Result<void> take_owner_and_mode(int dir_fd, const struct stat& from) {
     return {};
 }
 
-std::string dirname_of(const std::string& p) {
-    auto slash = p.rfind('/');
-    return slash == 0 ? "/" : p.substr(0, slash);
+// `<parent of upper>/.systemd-<h>-workdir`, as systemd-sysext names it.
+// The parent is the upper's own, on its mount (overlayfs wants both on
+// one), reached from the upper's fd rather than by its name.
+Result<UniqueFd> make_work_dir(int upper_fd, const std::string& hname) {
+    struct open_how how = {};
+    how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS;
+    long parent = ::syscall(SYS_openat2, upper_fd, "..", &how, sizeof(how));
+    if (parent < 0) return ErrnoError() << "parent of the upper directory";
+    UniqueFd pfd(static_cast<int>(parent));
+    const std::string name = ".systemd-" + hname + "-workdir";
+    RDEXT_TRY(make_dir(pfd.get(), name, 0700));
+    return open_in_root_nofollow(pfd.get(), name, O_PATH | O_DIRECTORY);
 }
 
-// `<parent of upper>/.systemd-<h>-workdir`, as systemd-sysext names it.
-Result<std::string> make_work_dir(const std::string& upper_path, const std::string& hname) {
-    std::string parent = dirname_of(upper_path);
-    auto pfd = open_path(parent, O_PATH | O_DIRECTORY);
-    if (!pfd) return pfd.error();
-    const std::string name = ".systemd-" + hname + "-workdir";
-    RDEXT_TRY(make_dir(pfd->get(), name, 0700));
-    return (parent == "/" ? "" : parent) + "/" + name;
-}
+// Another fd of the same directory, the caller keeping its own.
+Result<UniqueFd> same_dir(int fd) { return open_path(proc_fd_path(fd), O_PATH | O_DIRECTORY); }
 
 }  // namespace
 
@@ -89,42 +94,41 @@ const char* mutable_mode_name(MutableMode m) {
 }
 
 Result<MutableLayers> mutable_layers(int root_fd, int current_fd, Staging& staging, ImageClass cls,
-                                     const std::string& hierarchy, const std::string& base_path, MutableMode mode) {
+                                     const std::string& hierarchy, int base_fd, MutableMode mode) {
     MutableLayers out;
     if (mode == MutableMode::No) return out;
     const std::string hname = hierarchy.substr(1);
     const std::string rel = std::string(kMutableDir) + "/" + hname;
     auto dir = find_persistent(root_fd, current_fd, rel);
     if (!dir) return dir.error();
-    auto base_fd = open_path(base_path, O_PATH | O_DIRECTORY);
-    if (!base_fd) return base_fd.error();
-    auto base_st = stat_fd(base_fd->get());
+    auto base_st = stat_fd(base_fd);
     if (!base_st) return base_st.error();
 
     const bool imports = mode == MutableMode::Import || mode == MutableMode::EphemeralImport;
     if (imports && dir->fd) {
-        auto p = fd_path(dir->fd.get());
-        if (!p) return p.error();
-        out.import_dir = *p;
+        auto d = same_dir(dir->fd.get());
+        if (!d) return d.error();
+        out.import_dir = std::move(*d);
     }
     if (mode == MutableMode::Ephemeral || mode == MutableMode::EphemeralImport) {
         // A tmpfs directory in the staging area: the overlay keeps it alive,
         // and it goes when the merge does.
-        std::string slot = std::string("upper-") + class_name(cls) + "-" + hname;
-        auto upper = staging.make_slot(slot);
+        auto upper = staging.make_slot(std::string("upper-") + class_name(cls) + "-" + hname);
         if (!upper) return upper.error();
         RDEXT_TRY(take_owner_and_mode(upper->get(), *base_st));
         auto work = staging.make_slot("work-" + std::string(class_name(cls)) + "-" + hname);
         if (!work) return work.error();
-        out.upper = staging.slot_path(slot);
-        out.work = staging.slot_path("work-" + std::string(class_name(cls)) + "-" + hname);
+        out.upper = std::move(*upper);
+        out.work = std::move(*work);
         return out;
     }
     if (mode == MutableMode::Import) return out;
     if (mode == MutableMode::Auto && !dir->exists) return out;
     if (dir->links_to_hierarchy) {
         out.upper_is_base = true;
-        out.upper = base_path;
+        auto d = same_dir(base_fd);
+        if (!d) return d.error();
+        out.upper = std::move(*d);
     } else {
         if (!dir->fd) {  // "yes" creates it
             auto made = make_dirs(root_fd, rel.substr(1), 0755);
@@ -132,13 +136,11 @@ Result<MutableLayers> mutable_layers(int root_fd, int current_fd, Staging& stagi
             RDEXT_TRY(take_owner_and_mode(made->get(), *base_st));
             dir->fd = std::move(*made);
         }
-        auto p = fd_path(dir->fd.get());
-        if (!p) return p.error();
-        out.upper = *p;
+        out.upper = std::move(dir->fd);
     }
-    auto work = make_work_dir(out.upper, hname);
+    auto work = make_work_dir(out.upper.get(), hname);
     if (!work) return work.error().prefix("work directory for " + hierarchy + ": ");
-    out.work = *work;
+    out.work = std::move(*work);
     out.work_for_meta = out.upper_is_base ? "/.systemd-" + hname + "-workdir"
                                           : std::string(kMutableDir) + "/.systemd-" + hname + "-workdir";
     return out;

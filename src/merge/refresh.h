@@ -35,10 +35,11 @@ Result<bool> class_unchanged(const Target& target, const Settings& settings, Ima
 
 // The hierarchy's own directory as it is beneath the merge on it: a
 // non-recursive copy of the mount holding the hierarchy's parent directory,
-// attached in a staging slot (so overlayfs takes it as a layer). Returns the
-// path of the hierarchy in it. ENOTSUP when the merge does not sit right on
-// that mount (e.g. /usr is a file system of its own).
-Result<std::string> stage_base(const Target& target, Staging& staging, ImageClass cls, const std::string& hierarchy);
+// attached in a staging slot (so overlayfs takes it as a layer). Returns an
+// O_PATH fd of the hierarchy in it, opened without following a symlink.
+// ENOTSUP when the merge does not sit right on that mount (e.g. /usr is a
+// file system of its own).
+Result<UniqueFd> stage_base(const Target& target, Staging& staging, ImageClass cls, const std::string& hierarchy);
 
 // A refresh discovers through the current merge (/etc/extensions under the
 // merged /etc, Flatcar's /opt/extensions under the merged /opt). An image

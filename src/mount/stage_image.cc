@@ -177,13 +177,12 @@ Result<VeritySidecars> image_sidecars(const Candidate& c, int file_fd) {
         std::string entry = c.path.substr(c.path.rfind('/') + 1);
         return find_verity_sidecars(c.siblings->fd.get(), entry, file_fd, &c.siblings->names);
     }
-    auto path = fd_path(c.fd->get());
-    if (!path) return path.error();
-    auto slash = path->rfind('/');
-    std::string dir = slash == 0 ? "/" : path->substr(0, slash);
-    auto dir_fd = open_path(dir, O_PATH | O_DIRECTORY);
-    if (!dir_fd) return dir_fd.error().prefix("sidecars: ");
-    return find_verity_sidecars(dir_fd->get(), path->substr(slash + 1), file_fd);
+    // Reached through a symlink: beside the file it leads to, found inside
+    // the root (never by the file's name from /, which the root could
+    // redirect with a symlink swapped in meanwhile).
+    auto where = locate_in_root(c.root_fd, c.path, c.fd->get());
+    if (!where) return where.error().prefix("sidecars: ");
+    return find_verity_sidecars(where->dir.get(), where->name, file_fd);
 }
 
 // A bare file system with a NAME.verity sidecar: the hash tree is that
@@ -364,10 +363,8 @@ Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd, const 
 
 Result<std::string> StagedImage::layer_for(const std::string& hierarchy) const {
     for (const auto& l : layers_)
-        if (l.hierarchy == hierarchy) return l.path;
-    auto l = find_layer(hierarchy);
-    if (!l) return l.error();
-    return l->path;
+        if (l.hierarchy == hierarchy) return l.fd ? proc_fd_path(l.fd.get()) : std::string();
+    return Error(ENOENT) << hierarchy << " was not resolved in the image";
 }
 
 Result<void> StagedImage::resolve_layers(const std::vector<std::string>& hierarchies) {
@@ -385,12 +382,8 @@ int StagedImage::layer_fd(const std::string& hierarchy) const {
     return -1;
 }
 
-void StagedImage::close_layer_fds() {
-    for (auto& l : layers_) l.fd.reset();
-}
-
 Result<StagedImage::Layer> StagedImage::find_layer(const std::string& hierarchy) const {
-    Layer l{hierarchy, {}, {}};
+    Layer l{hierarchy, {}};
     auto fd = open_in_root(tree_fd.get(), hierarchy, O_PATH | O_DIRECTORY);
     if (!fd) {
         if (fd.error().code() == ENOENT || fd.error().code() == ENOTDIR) return l;
@@ -400,12 +393,12 @@ Result<StagedImage::Layer> StagedImage::find_layer(const std::string& hierarchy)
     if (!p) return p.error();
     if (!starts_with(*p, slot_path + "/") && *p != slot_path)
         return Error(EXDEV) << hierarchy << " leads outside the image";
-    l.path = std::move(*p);
     l.fd = std::move(*fd);
     return l;
 }
 
 void StagedImage::unmount() noexcept {
+    layers_.clear();  // they pin the mounts
     // Innermost first: a usr partition sits on the root partition.
     while (!mounts.empty()) {
         (void)detach_mount_of(mounts.back().get());
@@ -425,6 +418,7 @@ void StagedImage::relinquish() noexcept {
     // machine); one for the whole area is enough.
     mounts.clear();
     tree_fd.reset();
+    layers_.clear();
 }
 
 StagedImage::~StagedImage() { unmount(); }
