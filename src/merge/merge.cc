@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <chrono>
+#include <map>
 #include <optional>
 
 #include "base/fs.h"
@@ -176,6 +177,9 @@ std::vector<Admitted> admit_all(std::vector<Candidate>& candidates, const Settin
     for (size_t i : dirs) stage(i);
 
     std::vector<Admitted> admitted;
+    // Discovery skipped other names for one image; a versioned directory's
+    // entry is only known now: first in layer order wins.
+    std::map<std::string, std::string> images;  // identity -> path
     for (size_t i = 0; i < candidates.size(); i++) {
         Candidate& c = candidates[i];
         ExtensionRecord rec = record_for(c);
@@ -193,6 +197,10 @@ std::vector<Admitted> admit_all(std::vector<Candidate>& candidates, const Settin
                 log_warning() << "rd." << class_name(c.cls) << ".pin=" << c.name << "=... does not apply: " << c.path
                               << " is not a versioned directory";
             auto img = c.versioned ? record_versioned(c, settings, decisions[i], rec) : std::move(*decisions[i].staged);
+            if (img) {
+                auto [first, fresh] = images.emplace(image_identity(c.fd->get()), c.path);
+                if (!fresh) img = Error() << "same image as " << first->second << " (another name for it)";
+            }
             if (!img) {
                 rec.result = "skipped";
                 rec.reason = img.error().what();
@@ -436,6 +444,51 @@ Result<UniqueFd> index_extension_modules(const Target& target, Staging& staging,
     return UniqueFd();
 }
 
+// Layers of the hierarchy's overlay that are not images: the metadata
+// layer and the base (one nested layer when read-only, see
+// nest_bottom_if_needed), an import layer, the module index.
+size_t fixed_layers(const Settings& settings, ImageClass cls, const std::string& hierarchy,
+                    const std::vector<Admitted>& admitted) {
+    const MutableMode mode = settings.mutable_mode(cls);
+    size_t n = mode == MutableMode::No ? 1 : 2;
+    if (mode == MutableMode::Import || mode == MutableMode::EphemeralImport) n++;
+    if (cls == ImageClass::Sysext && hierarchy == "/usr" &&
+        std::any_of(admitted.begin(), admitted.end(), [](const Admitted& a) { return a.image.ships_modules; }))
+        n++;
+    return n;
+}
+
+// Overlayfs stacks at most 500 layers. Beyond that the images that sort
+// last (the top layers, the ones that win) are merged and the lowest are
+// skipped by name, so one extension too many does not fail them all.
+void fit_layer_limit(const Settings& settings, ImageClass cls, std::vector<Admitted>& admitted, MergeState& state) {
+    const auto& hierarchies = class_info(cls).hierarchies;
+    std::vector<size_t> room;
+    for (const auto& h : hierarchies) room.push_back(kMaxOverlayLayers - fixed_layers(settings, cls, h, admitted));
+    std::vector<size_t> used(hierarchies.size(), 0);
+    for (size_t i = admitted.size(); i-- > 0;) {
+        std::vector<size_t> has;
+        std::optional<size_t> full;
+        for (size_t h = 0; h < hierarchies.size(); h++) {
+            auto layer = admitted[i].image.layer_for(hierarchies[h]);
+            if (!layer || layer->empty()) continue;
+            has.push_back(h);
+            if (used[h] >= room[h]) full = h;
+        }
+        if (!full) {
+            for (size_t h : has) used[h]++;
+            continue;
+        }
+        auto& rec = state.extensions[admitted[i].record];
+        rec.result = "skipped";
+        rec.reason = "overlayfs stacks at most " + std::to_string(kMaxOverlayLayers) + " layers: " +
+                     hierarchies[*full] + " is full with the " + std::to_string(used[*full]) +
+                     " extensions that sort after it";
+        log_warning() << "skipping " << class_name(cls) << " " << admitted[i].candidate->path << ": " << rec.reason;
+        admitted.erase(admitted.begin() + static_cast<std::ptrdiff_t>(i));  // unmounts it
+    }
+}
+
 // One class's share of a merge. Candidates and admitted images stay alive
 // until the commit: the overlays reference their staged mounts.
 struct ClassWork {
@@ -453,6 +506,7 @@ Result<void> prepare_class(const Target& target, const Settings& settings, Stagi
     if (refresh) reopen_beneath_merges(target, staging, work.candidates);
     BuildContext ctx{settings, refresh, inputs_fingerprint(target, settings, cls, work.candidates, refresh)};
     work.admitted = admit_all(work.candidates, settings, staging, compat, state);
+    fit_layer_limit(settings, cls, work.admitted, state);
     UniqueFd module_index;
     if (cls == ImageClass::Sysext) {
         auto m = index_extension_modules(target, staging, work.admitted, state, refresh);
@@ -491,6 +545,7 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings, b
     // Before discovery: /var/lib/extensions may live on it.
     auto var = mount_var_from_fstab(target);
     if (!var) return var.error();
+    raise_fd_limit();
     auto staging = Staging::create(runtime->get());
     if (!staging) return staging.error();
     // Images that stay in the merge keep their loop devices (dm-verity
