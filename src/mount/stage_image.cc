@@ -168,9 +168,20 @@ Result<UniqueFd> mount_verity(const Candidate& c, StagedImage& img, int file_fd,
     return m;
 }
 
+// Where the file the candidate resolves to is: found inside the root, or,
+// for an image a refresh reopened beneath the current merge
+// (merge/refresh.h), inside the staging area's copy of the root's own
+// hierarchy.
+Result<DirEntryRef> locate_image(const Candidate& c, const Staging& staging) {
+    auto path = fd_path(c.fd->get());
+    if (path && starts_with(*path, staging.path() + "/"))
+        return locate_in_root(staging.fd(), path->substr(staging.path().size()), c.fd->get());
+    return locate_in_root(c.root_fd, c.path, c.fd->get());
+}
+
 // The sidecars next to the file the candidate resolves to. `file_fd` is
 // the image opened for reading (xattrs cannot be read through O_PATH).
-Result<VeritySidecars> image_sidecars(const Candidate& c, int file_fd) {
+Result<VeritySidecars> image_sidecars(const Candidate& c, const Staging& staging, int file_fd) {
     if (c.siblings) {
         // Found in the search directory itself: its listing says which
         // sidecars exist.
@@ -180,7 +191,7 @@ Result<VeritySidecars> image_sidecars(const Candidate& c, int file_fd) {
     // Reached through a symlink: beside the file it leads to, found inside
     // the root (never by the file's name from /, which the root could
     // redirect with a symlink swapped in meanwhile).
-    auto where = locate_in_root(c.root_fd, c.path, c.fd->get());
+    auto where = locate_image(c, staging);
     if (!where) return where.error().prefix("sidecars: ");
     return find_verity_sidecars(where->dir.get(), where->name, file_fd);
 }
@@ -280,7 +291,8 @@ std::vector<OfferedPartition> best_case_offer(const ImageLayout& layout, bool ro
     return offered;
 }
 
-Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd, const PolicyGate& gate) {
+Result<void> stage_raw(const Candidate& c, const Staging& staging, StagedImage& img, int slot_fd,
+                       const PolicyGate& gate) {
     auto file = reopen(c, O_RDONLY | O_NONBLOCK);
     if (!file) return file.error().prefix("open: ");
     auto layout = probe_image(file->get());
@@ -288,7 +300,7 @@ Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd, const 
     bool bare = layout->kind == ImageLayoutKind::FileSystem;
     VeritySidecars sidecars;
     if (c.kind == ImageKind::Raw) {
-        auto sc = image_sidecars(c, file->get());
+        auto sc = image_sidecars(c, staging, file->get());
         if (!sc) return sc.error();
         sidecars = std::move(*sc);
     }
@@ -431,7 +443,7 @@ Result<StagedImage> stage_image(const Candidate& c, Staging& staging, const std:
     if (!slot) return slot.error();
     img.slot_path = staging.slot_path(slot_name);
     auto r = c.kind == ImageKind::Directory ? stage_directory(c, img, slot->get(), gate)
-                                            : stage_raw(c, img, slot->get(), gate);
+                                            : stage_raw(c, staging, img, slot->get(), gate);
     if (!r) return r.error();
     auto tree = open_in_root_nofollow(staging.fd(), slot_name, O_PATH | O_DIRECTORY);
     if (!tree) return tree.error();
