@@ -401,6 +401,15 @@ Result<CompatContext> compat_for(const Target& target) {
     return compat;
 }
 
+// Takes an admitted image out of the merge (unmounting it), recording why.
+void skip_admitted(std::vector<Admitted>& admitted, size_t i, MergeState& state, const std::string& reason) {
+    auto& rec = state.extensions[admitted[i].record];
+    rec.result = "skipped";
+    rec.reason = reason;
+    log_warning() << "skipping " << rec.cls << " " << admitted[i].candidate->path << ": " << reason;
+    admitted.erase(admitted.begin() + static_cast<std::ptrdiff_t>(i));
+}
+
 // Sysexts shipping kernel modules for the running kernel: one module index
 // over the root's modules and all of theirs (kmod/module_index.h), returned
 // as a layer for /usr (an O_PATH fd of its slot); none when none ships any. If the index cannot be
@@ -434,12 +443,9 @@ Result<UniqueFd> index_extension_modules(const Target& target, Staging& staging,
         return open_in_root_nofollow(staging.fd(), slot, O_PATH | O_DIRECTORY);
     }
     for (size_t i : carriers) {
-        auto& rec = state.extensions[admitted[i].record];
-        rec.result = "skipped";
-        rec.reason = "ships kernel modules for " + kver + ", but the merged module index cannot be built: " +
-                     index.error().what();
-        log_warning() << "skipping sysext " << admitted[i].candidate->path << ": " << rec.reason;
-        admitted.erase(admitted.begin() + static_cast<std::ptrdiff_t>(i));  // unmounts it
+        skip_admitted(admitted, i, state,
+                      "ships kernel modules for " + kver + ", but the merged module index cannot be built: " +
+                          index.error().what());
     }
     return UniqueFd();
 }
@@ -479,13 +485,10 @@ void fit_layer_limit(const Settings& settings, ImageClass cls, std::vector<Admit
             for (size_t h : has) used[h]++;
             continue;
         }
-        auto& rec = state.extensions[admitted[i].record];
-        rec.result = "skipped";
-        rec.reason = "overlayfs stacks at most " + std::to_string(kMaxOverlayLayers) + " layers: " +
-                     hierarchies[*full] + " is full with the " + std::to_string(used[*full]) +
-                     " extensions that sort after it";
-        log_warning() << "skipping " << class_name(cls) << " " << admitted[i].candidate->path << ": " << rec.reason;
-        admitted.erase(admitted.begin() + static_cast<std::ptrdiff_t>(i));  // unmounts it
+        skip_admitted(admitted, i, state,
+                      "overlayfs stacks at most " + std::to_string(kMaxOverlayLayers) + " layers: " +
+                          hierarchies[*full] + " is full with the " + std::to_string(used[*full]) +
+                          " extensions that sort after it");
     }
 }
 
