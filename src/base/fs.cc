@@ -62,6 +62,33 @@ Result<UniqueFd> open_in_root_no_symlinks(int root_fd, const std::string& path, 
                       RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS);
 }
 
+Result<DirEntryRef> locate_in_root(int root_fd, std::string path, int fd) {
+    auto want = stat_fd(fd);
+    if (!want) return want.error();
+    for (int hops = 0; hops < 40; hops++) {
+        const auto slash = path.rfind('/');
+        DirEntryRef ref;
+        ref.name = slash == std::string::npos ? path : path.substr(slash + 1);
+        const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+        auto dfd = open_in_root(root_fd, dir, O_PATH | O_DIRECTORY);
+        if (!dfd) return dfd.error();
+        struct stat st;
+        if (::fstatat(dfd->get(), ref.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) return ErrnoError() << ref.name;
+        if (!S_ISLNK(st.st_mode)) {
+            if (st.st_dev != want->st_dev || st.st_ino != want->st_ino)
+                return Error(ESTALE) << ref.name << " is no longer the file that was opened";
+            ref.dir = std::move(*dfd);
+            return ref;
+        }
+        char target[4096];
+        ssize_t n = ::readlinkat(dfd->get(), ref.name.c_str(), target, sizeof(target) - 1);
+        if (n < 0) return ErrnoError() << "readlink " << ref.name;
+        std::string t(target, static_cast<size_t>(n));
+        path = t.front() == '/' ? t : dir + "/" + t;
+    }
+    return Error(ELOOP) << path;
+}
+
 Result<UniqueFd> open_path(const std::string& path, int flags, mode_t mode) {
     int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
     if (fd < 0) return ErrnoError() << path;

@@ -35,6 +35,16 @@ Result<UniqueFd> open_in_root_no_symlinks(int root_fd, const std::string& path, 
 // Anything else is EBADFD, "PATH: not a regular file (a FIFO)".
 Result<UniqueFd> open_regular_in_root(int root_fd, const std::string& path);
 
+// Where the file `path` leads to inside the root: its directory (O_PATH)
+// and its name there. Symlinks in the last component are followed inside
+// the root, one hop at a time; the file found must be the inode `fd`
+// refers to (what discovery opened), or the result is an error.
+struct DirEntryRef {
+    UniqueFd dir;
+    std::string name;
+};
+Result<DirEntryRef> locate_in_root(int root_fd, std::string path, int fd);
+
 // Plain open of a trusted path (the root itself, /proc, /dev).
 Result<UniqueFd> open_path(const std::string& path, int flags, mode_t mode = 0);
 

@@ -31,6 +31,14 @@ size_t parallel_threads(size_t count, size_t max_threads) {
     return std::max<size_t>(1, std::min({count, max_threads, usable_cpus()}));
 }
 
+void raise_fd_limit() {
+    struct rlimit lim = {};
+    if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+        lim.rlim_cur = lim.rlim_max;
+        (void)::setrlimit(RLIMIT_NOFILE, &lim);
+    }
+}
+
 void reserve_fds(size_t more) {
     int probe = ::fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 0);  // the lowest free descriptor
     if (probe < 0) probe = ::open("/", O_PATH | O_CLOEXEC);

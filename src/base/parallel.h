@@ -20,6 +20,12 @@ void for_each_parallel(size_t count, const std::function<void(size_t)>& work, si
 // How many threads for_each_parallel would use for `count` items.
 size_t parallel_threads(size_t count, size_t max_threads = 4);
 
+// Raises the soft RLIMIT_NOFILE to the hard limit: a merge holds a few
+// descriptors per image until its overlays exist (the layers go to the
+// kernel as fds), and an initrd service starts with a soft limit of 1024.
+// rdext uses no select(), which is what the low soft limit protects.
+void raise_fd_limit();
+
 // Grows the process's file descriptor table to hold `more` descriptors
 // above the lowest free one (where new ones go), before threads start. Once a second thread
 // shares the table, every growth waits for an RCU grace period (the old

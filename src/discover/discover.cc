@@ -154,6 +154,7 @@ bool classify(int root_fd, const std::shared_ptr<const DirListing>& listing, con
               const std::string& entry, ImageClass cls, Candidate* out) {
     Candidate c;
     c.cls = cls;
+    c.root_fd = root_fd;
     c.path = dir + "/" + entry;
     auto link = link_text(listing->fd.get(), entry);
     // Flatcar masks an extension by pointing its link at /dev/null; inside
@@ -216,6 +217,14 @@ bool classify(int root_fd, const std::shared_ptr<const DirListing>& listing, con
 
 }  // namespace
 
+std::string image_identity(int fd) {
+    auto st = stat_fd(fd);
+    if (!st) return "";
+    // A block device may have more than one node: the device is the image.
+    if (S_ISBLK(st->st_mode)) return "b" + std::to_string(st->st_rdev);
+    return std::to_string(st->st_dev) + ":" + std::to_string(st->st_ino);
+}
+
 std::string entry_identity(const struct stat& st) {
     return std::to_string(major(st.st_dev)) + ":" + std::to_string(minor(st.st_dev)) + ":" +
            std::to_string(st.st_ino);
@@ -253,6 +262,7 @@ const char* entry_state_name(EntryState s) {
 Result<std::vector<Candidate>> discover(int root_fd, ImageClass cls) {
     std::vector<Candidate> out;
     std::map<std::string, std::string> owner;  // name -> path of the entry that owns it
+    std::map<std::string, std::string> seen;   // image identity -> path of the entry first found
     for (const auto& dir : class_info(cls).search_dirs) {
         auto dfd = open_search_dir(root_fd, dir);
         if (!dfd) {
@@ -284,6 +294,13 @@ Result<std::vector<Candidate>> discover(int root_fd, ImageClass cls) {
                 c.state = EntryState::Shadowed;
                 c.reason = "shadowed by " + it->second;
                 c.fd.reset();
+            } else if (c.state == EntryState::Available && !c.versioned) {
+                auto [first, fresh] = seen.emplace(image_identity(c.fd->get()), c.path);
+                if (!fresh) {
+                    c.state = EntryState::Broken;
+                    c.reason = "same image as " + first->second + " (another name for it)";
+                    c.fd.reset();
+                }
             }
             out.push_back(std::move(c));
         }

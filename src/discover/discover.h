@@ -25,7 +25,8 @@ enum class EntryState {
     Available,  // an image to consider
     Masked,     // empty directory or link to /dev/null: owns the name, merges nothing
     Shadowed,   // a search directory earlier in the order holds this name
-    Broken,     // could not be resolved (dangling link, loop): skipped
+    Broken,     // could not be resolved (dangling link, loop), or another name
+                // for an image found before (same inode): skipped
 };
 const char* entry_state_name(EntryState s);
 
@@ -81,10 +82,17 @@ struct Candidate {
     // The search directory holding the image file itself; null when the
     // entry is a symlink or a versioned directory's entry.
     std::shared_ptr<const DirListing> siblings;
+    // The root it was found in (not owned: the target's, alive for the
+    // whole merge), to find what lies beside the file it resolves to.
+    int root_fd = -1;
 };
 
 // "MAJOR:MINOR:INODE" of a stat result: which inode a name referred to.
 std::string entry_identity(const struct stat& st);
+
+// Which image an fd of a candidate is: "DEV:INO" of the file or directory,
+// the device number of a block device; empty when it cannot be stat'ed.
+std::string image_identity(int fd);
 
 // The candidate as if discovery had found entry `index` of its versioned
 // directory instead of the best ranked one.
@@ -92,7 +100,11 @@ Candidate versioned_entry_candidate(const Candidate& c, size_t index);
 
 // All entries of the class's search directories, sorted by name (version
 // aware, the top layer last), shadowed and masked ones included so callers
-// can report them. A missing search directory is not an error.
+// can report them. A missing search directory is not an error. An entry
+// that resolves to an image an earlier one does (search directories in
+// precedence order, names in order within one; two links, a link and the
+// file) is skipped: overlayfs refuses one directory twice in a stack.
+// A versioned directory's entry is only chosen at merge time (merge.cc).
 Result<std::vector<Candidate>> discover(int root_fd, ImageClass cls);
 
 }  // namespace rdext

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <chrono>
+#include <map>
 #include <optional>
 
 #include "base/fs.h"
@@ -99,7 +100,6 @@ Result<StagedImage> admit(const Candidate& c, const Settings& settings, Staging&
         if (!modules) return modules.error();
         img->ships_modules = *modules;
     }
-    img->close_layer_fds();
     return img;
 }
 
@@ -195,6 +195,9 @@ std::vector<Admitted> admit_all(std::vector<Candidate>& candidates, const Settin
     for (size_t i : dirs) stage(i);
 
     std::vector<Admitted> admitted;
+    // Discovery skipped other names for one image; a versioned directory's
+    // entry is only known now: first in layer order wins.
+    std::map<std::string, std::string> images;  // identity -> path
     for (size_t i = 0; i < candidates.size(); i++) {
         Candidate& c = candidates[i];
         ExtensionRecord rec = record_for(c);
@@ -212,6 +215,10 @@ std::vector<Admitted> admit_all(std::vector<Candidate>& candidates, const Settin
                 log_warning() << "rd." << class_name(c.cls) << ".pin=" << c.name << "=... does not apply: " << c.path
                               << " is not a versioned directory";
             auto img = c.versioned ? record_versioned(c, settings, decisions[i], rec) : std::move(*decisions[i].staged);
+            if (img) {
+                auto [first, fresh] = images.emplace(image_identity(c.fd->get()), c.path);
+                if (!fresh) img = Error() << "same image as " << first->second << " (another name for it)";
+            }
             if (!img) {
                 rec.result = "skipped";
                 rec.reason = img.error().what();
@@ -254,12 +261,13 @@ OriginInfo origin_for(const BuildContext& ctx, ImageClass cls, const std::string
     return o;
 }
 
-// The root's own hierarchy, the overlay's bottom layer. During a refresh a
-// merged hierarchy is covered by the merge it replaces: its own directory is
-// reached through a copy of the mount beneath (refresh.h). EXDEV when that
-// cannot be done (the refresh then unmerges first).
-Result<std::string> base_of(const Target& target, Staging& staging, ImageClass cls, const std::string& hierarchy,
-                            int current_fd, bool refresh) {
+// The root's own hierarchy, the overlay's bottom layer, as an fd: the
+// kernel gets its /proc/self/fd link, never the path again. During a
+// refresh a merged hierarchy is covered by the merge it replaces: its own
+// directory is reached through a copy of the mount beneath (refresh.h).
+// EXDEV when that cannot be done (the refresh then unmerges first).
+Result<UniqueFd> base_of(const Target& target, Staging& staging, ImageClass cls, const std::string& hierarchy,
+                         int current_fd, bool refresh) {
     if (refresh) {
         auto m = read_merged(current_fd, cls);
         if (!m) return m.error();
@@ -269,7 +277,7 @@ Result<std::string> base_of(const Target& target, Staging& staging, ImageClass c
             return staged;
         }
     }
-    return fd_path(current_fd);
+    return open_path(proc_fd_path(current_fd), O_PATH | O_DIRECTORY);
 }
 
 // Overlayfs stacks at most 500 lower layers, and the metadata layer and
@@ -279,10 +287,12 @@ Result<std::string> base_of(const Target& target, Staging& staging, ImageClass c
 // directories (file system depth 0), so the outer overlay stays within the
 // kernel's stacking depth of 2 even over erofs images mounted from files
 // (depth 1). The merged root then takes its owner and mode from the top
-// image instead of the metadata layer.
-Result<void> nest_bottom_if_needed(Staging& staging, ImageClass cls, const std::string& hierarchy,
-                                   OverlaySpec& spec) {
-    if (spec.lowers.size() <= kMaxOverlayLayers || !spec.upper.empty()) return {};
+// image instead of the metadata layer. Returns the nested overlay's mount
+// (the layer is its /proc/self/fd link: keep it until the outer overlay
+// exists), or nothing when the layers fit without.
+Result<UniqueFd> nest_bottom_if_needed(Staging& staging, ImageClass cls, const std::string& hierarchy,
+                                       OverlaySpec& spec) {
+    if (spec.lowers.size() <= kMaxOverlayLayers || !spec.upper.empty()) return UniqueFd();
     OverlaySpec bottom;
     bottom.source = std::string(class_name(cls)) + "-base";
     bottom.flags = spec.flags;
@@ -295,10 +305,10 @@ Result<void> nest_bottom_if_needed(Staging& staging, ImageClass cls, const std::
     if (!slot) return slot.error();
     RDEXT_TRY(attach_mount(inner->get(), slot->get()));
     spec.lowers.erase(spec.lowers.begin());
-    spec.lowers.back() = staging.slot_path(name);
+    spec.lowers.back() = proc_fd_path(inner->get());
     log_debug() << hierarchy << ": " << spec.lowers.size() + 1
                 << " layers with metadata and base; those two go in as one overlay";
-    return {};
+    return inner;
 }
 
 // Builds the overlay for one hierarchy: metadata layer on top, the images
@@ -309,8 +319,7 @@ Result<void> nest_bottom_if_needed(Staging& staging, ImageClass cls, const std::
 // the import modes a read-only layer below the metadata).
 Result<PreparedOverlay> prepare_hierarchy(const Target& target, Staging& staging, ImageClass cls,
                                           const std::string& hierarchy, std::vector<Admitted>& admitted,
-                                          MergeState& state, const BuildContext& ctx,
-                                          const std::string& module_index = {}) {
+                                          MergeState& state, const BuildContext& ctx, int module_index = -1) {
     PreparedOverlay p;
     p.cls = cls;
     p.hierarchy = hierarchy;
@@ -332,12 +341,11 @@ Result<PreparedOverlay> prepare_hierarchy(const Target& target, Staging& staging
         for (auto& a : admitted) std::erase(state.extensions[a.record].hierarchies, hierarchy);
         return p;
     }
-    auto base_path = base_of(target, staging, cls, hierarchy, current->get(), ctx.refresh);
-    if (!base_path) return base_path.error();
-    auto base = open_path(*base_path, O_PATH | O_DIRECTORY);
-    auto base_st = base ? stat_fd(base->get()) : Result<struct stat>(base.error());
+    auto base = base_of(target, staging, cls, hierarchy, current->get(), ctx.refresh);
+    if (!base) return base.error();
+    auto base_st = stat_fd(base->get());
     if (!base_st) return Error(EIO) << "cannot inspect " << hierarchy;
-    auto rw = mutable_layers(target.root_fd.get(), current->get(), staging, cls, hierarchy, *base_path, mode);
+    auto rw = mutable_layers(target.root_fd.get(), current->get(), staging, cls, hierarchy, base->get(), mode);
     if (!rw) return rw.error().prefix("mutable " + hierarchy + ": ");
     if (layers.empty() && !rw->writable()) return p;
 
@@ -355,15 +363,20 @@ Result<PreparedOverlay> prepare_hierarchy(const Target& target, Staging& staging
     OverlaySpec spec;
     spec.source = class_name(cls);
     spec.flags = class_info(cls).overlay_flags;
-    spec.lowers.push_back(staging.slot_path(meta_name));
-    if (!rw->import_dir.empty()) spec.lowers.push_back(rw->import_dir);
-    if (!module_index.empty()) spec.lowers.push_back(module_index);
+    // Every layer goes in as its fd's /proc/self/fd link (stage_image.h):
+    // the kernel takes what was checked and walks no path of the root again.
+    spec.lowers.push_back(proc_fd_path(meta->get()));
+    if (rw->import_dir) spec.lowers.push_back(proc_fd_path(rw->import_dir.get()));
+    if (module_index >= 0) spec.lowers.push_back(proc_fd_path(module_index));
     spec.lowers.insert(spec.lowers.end(), layers.begin(), layers.end());
     // A mutable directory linked to the hierarchy makes it the upper layer.
-    if (!rw->upper_is_base) spec.lowers.push_back(*base_path);
-    spec.upper = rw->upper;
-    spec.work = rw->work;
-    RDEXT_TRY(nest_bottom_if_needed(staging, cls, hierarchy, spec));
+    if (!rw->upper_is_base) spec.lowers.push_back(proc_fd_path(base->get()));
+    if (rw->writable()) {
+        spec.upper = proc_fd_path(rw->upper.get());
+        spec.work = proc_fd_path(rw->work.get());
+    }
+    auto nested = nest_bottom_if_needed(staging, cls, hierarchy, spec);
+    if (!nested) return nested.error();
     auto overlay = create_overlay(spec);
     if (!overlay) return overlay.error().prefix("overlay for " + hierarchy + ": ");
     auto st = stat_fd(overlay->get());
@@ -408,13 +421,22 @@ Result<CompatContext> compat_for(const Target& target, Staging& staging) {
     return compat;
 }
 
+// Takes an admitted image out of the merge (unmounting it), recording why.
+void skip_admitted(std::vector<Admitted>& admitted, size_t i, MergeState& state, const std::string& reason) {
+    auto& rec = state.extensions[admitted[i].record];
+    rec.result = "skipped";
+    rec.reason = reason;
+    log_warning() << "skipping " << rec.cls << " " << admitted[i].candidate->path << ": " << reason;
+    admitted.erase(admitted.begin() + static_cast<std::ptrdiff_t>(i));
+}
+
 // Sysexts shipping kernel modules for the running kernel: one module index
 // over the root's modules and all of theirs (kmod/module_index.h), returned
-// as a layer for /usr; empty when none ships any. If the index cannot be
+// as a layer for /usr (an O_PATH fd of its slot); none when none ships any. If the index cannot be
 // built, those extensions are skipped, the rest merges: merged without it,
 // their modules could not be loaded by name, and an index of their own
 // would hide the root's, breaking the system's modules too.
-Result<std::string> index_extension_modules(const Target& target, Staging& staging,
+Result<UniqueFd> index_extension_modules(const Target& target, Staging& staging,
                                             std::vector<Admitted>& admitted, MergeState& state, bool refresh) {
     const std::string kver = running_kernel_release();
     std::vector<std::string> layers;
@@ -426,28 +448,68 @@ Result<std::string> index_extension_modules(const Target& target, Staging& stagi
         layers.push_back(*layer);
         if (admitted[i].image.ships_modules) carriers.push_back(i);
     }
-    if (carriers.empty()) return std::string();
-    auto base = target.open_hierarchy("/usr");
-    if (!base) return std::string();  // /usr is not merged at all then
+    if (carriers.empty()) return UniqueFd();
+    auto current = target.open_hierarchy("/usr");
+    if (!current) return UniqueFd();  // /usr is not merged at all then
     // During a refresh, the root's own /usr beneath the current merge.
-    auto base_path = base_of(target, staging, ImageClass::Sysext, "/usr", base->get(), refresh);
-    if (!base_path) return base_path.error();
-    layers.push_back(*base_path);
-    auto index = build_module_index(staging, layers, kver, "modules-sysext-usr");
+    auto base = base_of(target, staging, ImageClass::Sysext, "/usr", current->get(), refresh);
+    if (!base) return base.error();
+    layers.push_back(proc_fd_path(base->get()));
+    const std::string slot = "modules-sysext-usr";
+    auto index = build_module_index(staging, layers, kver, slot);
     if (index) {
         log_info() << "merged module index for " << kver << " built over " << carriers.size()
                    << " extension(s) with modules and " << target.root_path << "/usr";
-        return index;
+        return open_in_root_nofollow(staging.fd(), slot, O_PATH | O_DIRECTORY);
     }
     for (size_t i : carriers) {
-        auto& rec = state.extensions[admitted[i].record];
-        rec.result = "skipped";
-        rec.reason = "ships kernel modules for " + kver + ", but the merged module index cannot be built: " +
-                     index.error().what();
-        log_warning() << "skipping sysext " << admitted[i].candidate->path << ": " << rec.reason;
-        admitted.erase(admitted.begin() + static_cast<std::ptrdiff_t>(i));  // unmounts it
+        skip_admitted(admitted, i, state,
+                      "ships kernel modules for " + kver + ", but the merged module index cannot be built: " +
+                          index.error().what());
     }
-    return std::string();
+    return UniqueFd();
+}
+
+// Layers of the hierarchy's overlay that are not images: the metadata
+// layer and the base (one nested layer when read-only, see
+// nest_bottom_if_needed), an import layer, the module index.
+size_t fixed_layers(const Settings& settings, ImageClass cls, const std::string& hierarchy,
+                    const std::vector<Admitted>& admitted) {
+    const MutableMode mode = settings.mutable_mode(cls);
+    size_t n = mode == MutableMode::No ? 1 : 2;
+    if (mode == MutableMode::Import || mode == MutableMode::EphemeralImport) n++;
+    if (cls == ImageClass::Sysext && hierarchy == "/usr" &&
+        std::any_of(admitted.begin(), admitted.end(), [](const Admitted& a) { return a.image.ships_modules; }))
+        n++;
+    return n;
+}
+
+// Overlayfs stacks at most 500 layers. Beyond that the images that sort
+// last (the top layers, the ones that win) are merged and the lowest are
+// skipped by name, so one extension too many does not fail them all.
+void fit_layer_limit(const Settings& settings, ImageClass cls, std::vector<Admitted>& admitted, MergeState& state) {
+    const auto& hierarchies = class_info(cls).hierarchies;
+    std::vector<size_t> room;
+    for (const auto& h : hierarchies) room.push_back(kMaxOverlayLayers - fixed_layers(settings, cls, h, admitted));
+    std::vector<size_t> used(hierarchies.size(), 0);
+    for (size_t i = admitted.size(); i-- > 0;) {
+        std::vector<size_t> has;
+        std::optional<size_t> full;
+        for (size_t h = 0; h < hierarchies.size(); h++) {
+            auto layer = admitted[i].image.layer_for(hierarchies[h]);
+            if (!layer || layer->empty()) continue;
+            has.push_back(h);
+            if (used[h] >= room[h]) full = h;
+        }
+        if (!full) {
+            for (size_t h : has) used[h]++;
+            continue;
+        }
+        skip_admitted(admitted, i, state,
+                      "overlayfs stacks at most " + std::to_string(kMaxOverlayLayers) + " layers: " +
+                          hierarchies[*full] + " is full with the " + std::to_string(used[*full]) +
+                          " extensions that sort after it");
+    }
 }
 
 // One class's share of a merge. Candidates and admitted images stay alive
@@ -466,7 +528,8 @@ Result<void> prepare_class(const Target& target, const Settings& settings, Stagi
     if (refresh) reopen_beneath_merges(target, staging, work.candidates);
     BuildContext ctx{settings, refresh, inputs_fingerprint(target, settings, cls, work.candidates, refresh)};
     work.admitted = admit_all(work.candidates, settings, staging, compat, state);
-    std::string module_index;
+    fit_layer_limit(settings, cls, work.admitted, state);
+    UniqueFd module_index;
     if (cls == ImageClass::Sysext) {
         auto m = index_extension_modules(target, staging, work.admitted, state, refresh);
         if (!m) return m.error();
@@ -476,7 +539,7 @@ Result<void> prepare_class(const Target& target, const Settings& settings, Stagi
     std::vector<std::string> covered;
     for (const auto& h : class_info(cls).hierarchies) {
         auto p = prepare_hierarchy(target, staging, cls, h, work.admitted, state, ctx,
-                                   h == "/usr" ? module_index : "");
+                                   h == "/usr" ? module_index.get() : -1);
         if (!p) return p.error();
         if (p->overlay_fd) covered.push_back(h);
         overlays.push_back(std::move(*p));
@@ -505,6 +568,7 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings, b
     // Before discovery: /var/lib/extensions may live on it.
     auto var = mount_var_from_fstab(target);
     if (!var) return var.error();
+    raise_fd_limit();
     auto staging = Staging::create(runtime->get());
     if (!staging) return staging.error();
     auto compat = compat_for(target, *staging);

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "base/fs.h"
@@ -67,13 +69,10 @@ Result<void> take_owner_and_mode(int dir_fd, const struct stat& from) {
 
 // `.systemd-<h>-workdir` in parent_fd (beside the upper), as systemd-sysext
 // names it; created and opened through the fd, so no name is re-walked.
-Result<std::string> make_work_dir(int parent_fd, const std::string& hname) {
+Result<UniqueFd> make_work_dir(int parent_fd, const std::string& hname) {
     const std::string name = ".systemd-" + hname + "-workdir";
     RDEXT_TRY(make_dir(parent_fd, name, 0700));
-    int fd = ::openat(parent_fd, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return ErrnoError() << name;
-    UniqueFd work(fd);
-    return fd_path(work.get());
+    return open_in_root_nofollow(parent_fd, name, O_PATH | O_DIRECTORY);
 }
 
 // "yes" creates extensions.mutable/<h> (and the directories above it,
@@ -83,12 +82,15 @@ Result<void> create_persistent(int root_fd, const std::string& hname, const stru
     auto parent = make_dirs(root_fd, std::string(kMutableDir).substr(1), 0755);
     if (!parent) return parent.error().prefix(std::string(kMutableDir) + ": ");
     RDEXT_TRY(make_dir(parent->get(), hname, 0755));
-    int fd = ::openat(parent->get(), hname.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return ErrnoError() << kMutableDir << "/" << hname;
-    d.fd = UniqueFd(fd);
+    auto dir = open_in_root_nofollow(parent->get(), hname, O_PATH | O_DIRECTORY);
+    if (!dir) return dir.error().prefix(std::string(kMutableDir) + "/");
+    d.fd = std::move(*dir);
     d.parent_fd = std::move(*parent);
     return take_owner_and_mode(d.fd.get(), base_st);
 }
+
+// Another fd of the same directory, the caller keeping its own.
+Result<UniqueFd> same_dir(int fd) { return open_path(proc_fd_path(fd), O_PATH | O_DIRECTORY); }
 
 }  // namespace
 
@@ -116,15 +118,13 @@ const char* mutable_mode_name(MutableMode m) {
 }
 
 Result<MutableLayers> mutable_layers(int root_fd, int current_fd, Staging& staging, ImageClass cls,
-                                     const std::string& hierarchy, const std::string& base_path, MutableMode mode) {
+                                     const std::string& hierarchy, int base_fd, MutableMode mode) {
     MutableLayers out;
     if (mode == MutableMode::No) return out;
     const std::string hname = hierarchy.substr(1);
     auto dir = find_persistent(root_fd, current_fd, hname);
     if (!dir) return dir.error();
-    auto base_fd = open_path(base_path, O_PATH | O_DIRECTORY);
-    if (!base_fd) return base_fd.error();
-    auto base_st = stat_fd(base_fd->get());
+    auto base_st = stat_fd(base_fd);
     if (!base_st) return base_st.error();
 
     const bool imports = mode == MutableMode::Import || mode == MutableMode::EphemeralImport;
@@ -133,28 +133,29 @@ Result<MutableLayers> mutable_layers(int root_fd, int current_fd, Staging& stagi
         log_warning() << kMutableDir << "/" << hname << " " << dir->refused << ": not used, " << hierarchy
                       << (ephemeral ? " gets no import layer" : " is merged read-only");
     if (imports && dir->fd) {
-        auto p = fd_path(dir->fd.get());
-        if (!p) return p.error();
-        out.import_dir = *p;
+        auto d = same_dir(dir->fd.get());
+        if (!d) return d.error();
+        out.import_dir = std::move(*d);
     }
     if (ephemeral) {
         // A tmpfs directory in the staging area: the overlay keeps it alive,
         // and it goes when the merge does.
-        std::string slot = std::string("upper-") + class_name(cls) + "-" + hname;
-        auto upper = staging.make_slot(slot);
+        auto upper = staging.make_slot(std::string("upper-") + class_name(cls) + "-" + hname);
         if (!upper) return upper.error();
         RDEXT_TRY(take_owner_and_mode(upper->get(), *base_st));
         auto work = staging.make_slot("work-" + std::string(class_name(cls)) + "-" + hname);
         if (!work) return work.error();
-        out.upper = staging.slot_path(slot);
-        out.work = staging.slot_path("work-" + std::string(class_name(cls)) + "-" + hname);
+        out.upper = std::move(*upper);
+        out.work = std::move(*work);
         return out;
     }
     if (mode == MutableMode::Import || !dir->refused.empty()) return out;
     if (mode == MutableMode::Auto && !dir->exists) return out;
     if (dir->links_to_hierarchy) {
         out.upper_is_base = true;
-        out.upper = base_path;
+        auto d = same_dir(base_fd);
+        if (!d) return d.error();
+        out.upper = std::move(*d);
         // The work directory goes beside the hierarchy, in its parent (the
         // root, for /usr, /opt and /etc).
         auto parent = open_in_root(root_fd, hierarchy.substr(0, hierarchy.rfind('/')), O_PATH | O_DIRECTORY);
@@ -162,13 +163,11 @@ Result<MutableLayers> mutable_layers(int root_fd, int current_fd, Staging& stagi
         dir->parent_fd = std::move(*parent);
     } else {
         if (!dir->fd) RDEXT_TRY(create_persistent(root_fd, hname, *base_st, *dir));
-        auto p = fd_path(dir->fd.get());
-        if (!p) return p.error();
-        out.upper = *p;
+        out.upper = std::move(dir->fd);
     }
     auto work = make_work_dir(dir->parent_fd.get(), hname);
     if (!work) return work.error().prefix("work directory for " + hierarchy + ": ");
-    out.work = *work;
+    out.work = std::move(*work);
     out.work_for_meta = out.upper_is_base ? "/.systemd-" + hname + "-workdir"
                                           : std::string(kMutableDir) + "/.systemd-" + hname + "-workdir";
     return out;

@@ -21,21 +21,23 @@ enum class MutableMode { No, Auto, Yes, Import, Ephemeral, EphemeralImport };
 Result<MutableMode> parse_mutable_mode(std::string_view text);
 const char* mutable_mode_name(MutableMode m);
 
-// What a hierarchy's overlay gets on top of the extensions.
+// What a hierarchy's overlay gets on top of the extensions: O_PATH fds of
+// the directories found and checked, for the kernel to take as they are
+// (their /proc/self/fd links), not by a path it would walk again.
 struct MutableLayers {
-    std::string import_dir;      // read-only layer below the metadata (import modes)
-    std::string upper, work;     // empty: a read-only overlay
+    UniqueFd import_dir;         // read-only layer below the metadata (import modes)
+    UniqueFd upper, work;        // none: a read-only overlay
     bool upper_is_base = false;  // extensions.mutable/<h> links to the hierarchy itself
     std::string work_for_meta;   // the work dir as systemd names it, for the `work_dir` file
-    bool writable() const { return !upper.empty(); }
+    bool writable() const { return upper.valid(); }
 };
 
 // Decides and prepares (creating directories where the mode asks for them)
 // the writable parts for `hierarchy` ("/usr"). `root_fd` is the target
 // root, `current_fd` the hierarchy as it resolves now (the merge, during a
-// refresh), `base_path` the hierarchy's own directory the overlay sits on,
+// refresh), `base_fd` the hierarchy's own directory the overlay sits on,
 // whose owner and mode a new upper directory takes.
 Result<MutableLayers> mutable_layers(int root_fd, int current_fd, Staging& staging, ImageClass cls,
-                                     const std::string& hierarchy, const std::string& base_path, MutableMode mode);
+                                     const std::string& hierarchy, int base_fd, MutableMode mode);
 
 }  // namespace rdext

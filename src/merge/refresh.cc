@@ -224,9 +224,7 @@ Result<std::shared_ptr<UniqueFd>> beneath(const Target& target, Staging& staging
         log_debug() << h.path << " beneath its merge: " << base.error().what();
         return std::shared_ptr<UniqueFd>();
     }
-    auto base_fd = open_path(*base, O_PATH | O_DIRECTORY | O_NOFOLLOW);
-    if (!base_fd) return base_fd.error();
-    auto fd = open_in_root(base_fd->get(), rest, O_PATH);
+    auto fd = open_in_root(base->get(), rest, O_PATH);
     if (!fd) return Error(ENOENT) << "only a merged extension provides it";
     auto st = stat_fd(fd->get());
     if (!st) return st.error();
@@ -276,11 +274,18 @@ void reopen_beneath_merges(const Target& target, Staging& staging, std::vector<C
     }
 }
 
-Result<std::string> stage_base(const Target& target, Staging& staging, ImageClass cls, const std::string& hierarchy) {
+Result<UniqueFd> stage_base(const Target& target, Staging& staging, ImageClass cls, const std::string& hierarchy) {
     const std::string slot = std::string("base-") + class_name(cls) + "-" + hierarchy.substr(1);
-    const std::string path = staging.slot_path(slot) + hierarchy.substr(hierarchy.rfind('/'));
+    const std::string name = hierarchy.substr(hierarchy.rfind('/') + 1);
+    // The hierarchy in the copy, never through a symlink (the root may
+    // have swapped one in since it was checked).
+    auto open_base = [&](int copy_fd) -> Result<UniqueFd> {
+        auto fd = open_in_root_nofollow(copy_fd, name, O_PATH | O_DIRECTORY);
+        if (!fd) return fd.error().prefix("the root's own " + hierarchy + ": ");
+        return fd;
+    };
     // Already there (the module index of /usr asked first).
-    if (auto done = open_in_root_nofollow(staging.fd(), slot, O_PATH | O_DIRECTORY); done) return path;
+    if (auto done = open_in_root_nofollow(staging.fd(), slot, O_PATH | O_DIRECTORY); done) return open_base(done->get());
     auto self = open_in_root_nofollow(target.root_fd.get(), hierarchy, O_PATH | O_DIRECTORY);
     if (!self) return Error(ENOTSUP) << hierarchy << " is not a plain directory of the root";
     auto top = target.open_hierarchy(hierarchy);
@@ -305,9 +310,8 @@ Result<std::string> stage_base(const Target& target, Staging& staging, ImageClas
     auto slot_fd = staging.make_slot(slot);
     if (!slot_fd) return slot_fd.error();
     RDEXT_TRY(attach_mount(copy->get(), slot_fd->get()));
-    auto check = open_path(path, O_PATH | O_DIRECTORY | O_NOFOLLOW);
-    if (!check) return check.error().prefix("the root's own " + hierarchy + ": ");
-    return path;
+    // The attached copy's root, through the fd that made it.
+    return open_base(copy->get());
 }
 
 namespace {

@@ -36,10 +36,11 @@ Result<bool> class_unchanged(const Target& target, const Settings& settings, Ima
 
 // The hierarchy's own directory as it is beneath the merge on it: a
 // non-recursive copy of the mount holding the hierarchy's parent directory,
-// attached in a staging slot (so overlayfs takes it as a layer). Returns the
-// path of the hierarchy in it. ENOTSUP when the merge does not sit right on
-// that mount (e.g. /usr is a file system of its own).
-Result<std::string> stage_base(const Target& target, Staging& staging, ImageClass cls, const std::string& hierarchy);
+// attached in a staging slot (so overlayfs takes it as a layer). Returns an
+// O_PATH fd of the hierarchy in it, opened without following a symlink.
+// ENOTSUP when the merge does not sit right on that mount (e.g. /usr is a
+// file system of its own).
+Result<UniqueFd> stage_base(const Target& target, Staging& staging, ImageClass cls, const std::string& hierarchy);
 
 // The OS's os-release (release/os_release.h) from the root's own /etc and
 // /usr, beneath any merge on them: a merged confext or a mutable /etc may

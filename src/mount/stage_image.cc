@@ -179,22 +179,32 @@ Result<UniqueFd> mount_verity(const Candidate& c, StagedImage& img, int file_fd,
     return m;
 }
 
+// Where the file the candidate resolves to is: found inside the root, or,
+// for an image a refresh reopened beneath the current merge
+// (merge/refresh.h), inside the staging area's copy of the root's own
+// hierarchy.
+Result<DirEntryRef> locate_image(const Candidate& c, const Staging& staging) {
+    auto path = fd_path(c.fd->get());
+    if (path && starts_with(*path, staging.path() + "/"))
+        return locate_in_root(staging.fd(), path->substr(staging.path().size()), c.fd->get());
+    return locate_in_root(c.root_fd, c.path, c.fd->get());
+}
+
 // The sidecars next to the file the candidate resolves to. `file_fd` is
 // the image opened for reading (xattrs cannot be read through O_PATH).
-Result<VeritySidecars> image_sidecars(const Candidate& c, int file_fd) {
+Result<VeritySidecars> image_sidecars(const Candidate& c, const Staging& staging, int file_fd) {
     if (c.siblings) {
         // Found in the search directory itself: its listing says which
         // sidecars exist.
         std::string entry = c.path.substr(c.path.rfind('/') + 1);
         return find_verity_sidecars(c.siblings->fd.get(), entry, file_fd, &c.siblings->names);
     }
-    auto path = fd_path(c.fd->get());
-    if (!path) return path.error();
-    auto slash = path->rfind('/');
-    std::string dir = slash == 0 ? "/" : path->substr(0, slash);
-    auto dir_fd = open_path(dir, O_PATH | O_DIRECTORY);
-    if (!dir_fd) return dir_fd.error().prefix("sidecars: ");
-    return find_verity_sidecars(dir_fd->get(), path->substr(slash + 1), file_fd);
+    // Reached through a symlink: beside the file it leads to, found inside
+    // the root (never by the file's name from /, which the root could
+    // redirect with a symlink swapped in meanwhile).
+    auto where = locate_image(c, staging);
+    if (!where) return where.error().prefix("sidecars: ");
+    return find_verity_sidecars(where->dir.get(), where->name, file_fd);
 }
 
 // A bare file system with a NAME.verity sidecar: the hash tree is that
@@ -292,7 +302,8 @@ std::vector<OfferedPartition> best_case_offer(const ImageLayout& layout, bool ro
     return offered;
 }
 
-Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd, const PolicyGate& gate) {
+Result<void> stage_raw(const Candidate& c, const Staging& staging, StagedImage& img, int slot_fd,
+                       const PolicyGate& gate) {
     auto file = reopen(c, O_RDONLY | O_NONBLOCK);
     if (!file) return file.error().prefix("open: ");
     auto layout = probe_image(file->get());
@@ -300,7 +311,7 @@ Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd, const 
     bool bare = layout->kind == ImageLayoutKind::FileSystem;
     VeritySidecars sidecars;
     if (c.kind == ImageKind::Raw) {
-        auto sc = image_sidecars(c, file->get());
+        auto sc = image_sidecars(c, staging, file->get());
         if (!sc) return sc.error();
         sidecars = std::move(*sc);
     }
@@ -375,10 +386,8 @@ Result<void> stage_raw(const Candidate& c, StagedImage& img, int slot_fd, const 
 
 Result<std::string> StagedImage::layer_for(const std::string& hierarchy) const {
     for (const auto& l : layers_)
-        if (l.hierarchy == hierarchy) return l.path;
-    auto l = find_layer(hierarchy);
-    if (!l) return l.error();
-    return l->path;
+        if (l.hierarchy == hierarchy) return l.fd ? proc_fd_path(l.fd.get()) : std::string();
+    return Error(ENOENT) << hierarchy << " was not resolved in the image";
 }
 
 Result<void> StagedImage::resolve_layers(const std::vector<std::string>& hierarchies) {
@@ -396,12 +405,8 @@ int StagedImage::layer_fd(const std::string& hierarchy) const {
     return -1;
 }
 
-void StagedImage::close_layer_fds() {
-    for (auto& l : layers_) l.fd.reset();
-}
-
 Result<StagedImage::Layer> StagedImage::find_layer(const std::string& hierarchy) const {
-    Layer l{hierarchy, {}, {}};
+    Layer l{hierarchy, {}};
     auto fd = open_in_root(tree_fd.get(), hierarchy, O_PATH | O_DIRECTORY);
     if (!fd) {
         if (fd.error().code() == ENOENT || fd.error().code() == ENOTDIR) return l;
@@ -411,12 +416,12 @@ Result<StagedImage::Layer> StagedImage::find_layer(const std::string& hierarchy)
     if (!p) return p.error();
     if (!starts_with(*p, slot_path + "/") && *p != slot_path)
         return Error(EXDEV) << hierarchy << " leads outside the image";
-    l.path = std::move(*p);
     l.fd = std::move(*fd);
     return l;
 }
 
 void StagedImage::unmount() noexcept {
+    layers_.clear();  // they pin the mounts
     // Innermost first: a usr partition sits on the root partition.
     while (!mounts.empty()) {
         (void)detach_mount_of(mounts.back().get());
@@ -436,6 +441,7 @@ void StagedImage::relinquish() noexcept {
     // machine); one for the whole area is enough.
     mounts.clear();
     tree_fd.reset();
+    layers_.clear();
 }
 
 StagedImage::~StagedImage() { unmount(); }
@@ -448,7 +454,7 @@ Result<StagedImage> stage_image(const Candidate& c, Staging& staging, const std:
     if (!slot) return slot.error();
     img.slot_path = staging.slot_path(slot_name);
     auto r = c.kind == ImageKind::Directory ? stage_directory(c, img, slot->get(), gate)
-                                            : stage_raw(c, img, slot->get(), gate);
+                                            : stage_raw(c, staging, img, slot->get(), gate);
     if (!r) return r.error();
     auto tree = open_in_root_nofollow(staging.fd(), slot_name, O_PATH | O_DIRECTORY);
     if (!tree) return tree.error();

@@ -30,16 +30,17 @@ struct StagedImage {
     // (deferred) when the last user goes if something still holds them.
     std::vector<VerityDevice> verity;
 
-    // Layer path for a hierarchy ("/usr"), resolved inside the image so a
+    // Layer for a hierarchy ("/usr"), resolved inside the image so a
     // symlink in the image cannot point the layer elsewhere; empty when the
-    // image has nothing there.
+    // image has nothing there. It is "/proc/self/fd/N" of the fd the check
+    // resolved: a directory image is a live bind of the root's directory,
+    // and a path into it, walked again by the kernel, could meet a symlink
+    // swapped in since. The magic link leads to the very directory checked.
     Result<std::string> layer_for(const std::string& hierarchy) const;
     // Resolves them ahead, once (layer_for() then only looks them up).
     Result<void> resolve_layers(const std::vector<std::string>& hierarchies);
-    // O_PATH fd of a layer resolve_layers() found; -1 when none or after
-    // close_layer_fds() (with hundreds of images, fds are counted).
+    // O_PATH fd of a layer resolve_layers() found; -1 when none.
     int layer_fd(const std::string& hierarchy) const;
-    void close_layer_fds();
     // A sysext with kernel modules for the running kernel (kmod/module_index.h).
     bool ships_modules = false;
 
@@ -61,8 +62,7 @@ struct StagedImage {
 private:
     struct Layer {
         std::string hierarchy;
-        std::string path;  // empty: the image has nothing there
-        UniqueFd fd;
+        UniqueFd fd;  // none: the image has nothing there
     };
     Result<Layer> find_layer(const std::string& hierarchy) const;
     std::vector<Layer> layers_;

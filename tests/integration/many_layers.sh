@@ -5,8 +5,9 @@
 #  - 498 extensions + the metadata layer + the base /usr = 500 layers merge;
 #  - 499 extensions: the metadata layer and the base go in as one nested
 #    overlay, so 499 images + 1 = 500 layers merge;
-#  - 500 extensions fail with a message and leave nothing behind (no /opt
-#    overlay either, no staging, no loop device), i.e. the merge is atomic.
+#  - 500 and 601 extensions: more than overlayfs stacks. The 499 that sort
+#    last (the top layers) merge, the lowest ones are skipped by name with
+#    the reason in status --json, and nothing is left behind on unmerge.
 source "$(dirname "$0")/lib.sh"
 require_root_env
 
@@ -101,16 +102,53 @@ expect_rc 0
 snapshot_state "$R" after499
 assert_same_state before498 after499
 
-check "500 extensions: too many layers for /usr, the merge fails and leaves nothing"
+# expect_layer_skips ROOT SKIPPED...: the merge succeeded with 499 extensions
+# in /usr; SKIPPED (the lowest-sorting ones) are reported skipped for the
+# layer limit, on stderr and in status --json
+expect_layer_skips() {
+    local root=$1; shift
+    expect_rc 0
+    local n
+    for n in "$@"; do expect_stderr_line "$n" 'layer|limit|500'; done
+    cp "$TEST_DIR/last.err" "$TEST_DIR/merge.err"
+    run_rdext --root="$root" --json status
+    expect_rc 0
+    n=$(json_query "$TEST_DIR/last.out" "sum(1 for e in d['extensions'] if e['result'] == 'merged')")
+    [[ $n == 499 ]] || fail "status: $n extensions merged, wanted 499"
+    n=$(json_query "$TEST_DIR/last.out" "sorted(e['name'] for e in d['extensions'] if e['result'] == 'skipped' and '500' in e.get('reason', ''))")
+    local want
+    want=$(python3 -c 'import json, sys; print(json.dumps(sorted(sys.argv[1:])))' "$@")
+    [[ $n == "$want" ]] || fail "status: skipped for the layer limit: $n, wanted $want"
+    [[ $(wc -l <"$root/usr/.systemd-sysext/extensions") == 499 ]] || fail "/usr metadata does not list 499 extensions"
+    assert_no_staging "$root"
+}
+
+check "500 extensions: the 499 top ones merge, the lowest is skipped by name"
 add_dir_ext "$R" var/lib/extensions x-9999
 run_rdext --root="$R" merge
-expect_rc 1
-expect_stderr_line 'usr' 'layer|limit|too many|500'
-assert_not_merged "$R" /usr
-assert_not_merged "$R" /opt
-assert_not_merged "$R" /etc
-snapshot_state "$R" failed500
-assert_same_state before498 failed500
-assert_no_staging "$R"
+# sorted: img-1..3, x-1..x-495, x-999, x-9999: img-1 is the lowest
+expect_layer_skips "$R" img-1
+assert_file_content "$R/$T/top" x-9999
+assert_absent "$R/$T/img-1"
+assert_file_content "$R/opt/img/f" img-3
+run_rdext --root="$R" unmerge
+expect_rc 0
+snapshot_state "$R" after500
+assert_same_state before498 after500
+
+check "601 extensions: the 499 top ones merge, the 102 lowest are skipped by name"
+for i in $(seq 1 101); do add_dir_ext "$R" var/lib/extensions "a-$i"; done
+run_rdext --root="$R" merge
+# a-1..a-101 sort first, then img-1
+skipped=(img-1)
+for i in $(seq 1 101); do skipped+=("a-$i"); done
+expect_layer_skips "$R" "${skipped[@]}"
+assert_file_content "$R/$T/top" x-9999
+assert_file_content "$R/$T/img-2" img-2
+assert_absent "$R/$T/a-101"
+run_rdext --root="$R" unmerge
+expect_rc 0
+snapshot_state "$R" after601
+assert_same_state before498 after601
 
 finish

@@ -346,4 +346,27 @@ rm -rf "$R/var/lib/extensions.mutable"
 snapshot_state "$R" after5
 assert_same_state before5 after5
 
+check "an image linked into a merged hierarchy is found, with its sidecars' directory, beneath the merge"
+# Flatcar links /etc/extensions/NAME.raw into /opt/extensions; with /opt
+# merged, a refresh reopens the image beneath the merge, and the directory
+# beside it (sidecars) is looked up there too, not through the old overlay
+R=$TEST_DIR/root6
+make_root "$R"
+make_ext_tree "$R/etc/extensions/optx" optx sysext -- "opt/optx/f=optx"
+make_ext_tree "$B/linked" linked sysext -- "$T/linked=linked"
+mkdir -p "$R/opt/extensions"
+make_erofs "$B/linked" "$R/opt/extensions/linked.raw"
+ln -s /opt/extensions/linked.raw "$R/etc/extensions/linked.raw"
+bind_root "$R"
+run_rdext --root="$R" merge
+expect_rc 0
+expect_set "linked, merged" /usr linked optx
+echo g >"$R/etc/extensions/optx/opt/optx/g"
+run_refresh "$R"
+expect_rc 0
+expect_set "linked, refreshed" /usr linked optx
+[[ $(cat "$R/$T/linked") == linked ]] || defer_fail "the linked image's file is missing after refresh"
+run_rdext --root="$R" unmerge
+expect_rc 0
+
 finish

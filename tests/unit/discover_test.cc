@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "base/fs.h"
 #include "discover/discover.h"
 #include "test_util.h"
 
@@ -142,4 +143,43 @@ TEST_CASE("discover: confext search directories") {
 TEST_CASE("discover: a root without search directories offers nothing") {
     TempDir t;
     CHECK(discover_ok(t, ImageClass::Sysext).empty());
+}
+
+TEST_CASE("discover: another name for an image found before is skipped, naming the first") {
+    TempDir t;
+    t.write("var/lib/extensions/real/usr/lib/x", "x");
+    t.symlink("/var/lib/extensions/real", "etc/extensions/alias");
+    t.write("var/lib/extensions/img.raw", "x");
+    t.symlink("../../var/lib/extensions/img.raw", "run/extensions/other.raw");
+    auto v = discover_ok(t, ImageClass::Sysext);
+    // the search order decides: /etc before /run before /var/lib
+    CHECK(find(v, "/etc/extensions/alias")->state == EntryState::Available);
+    CHECK(find(v, "/run/extensions/other.raw")->state == EntryState::Available);
+    const Candidate* real = find(v, "/var/lib/extensions/real");
+    CHECK(real->state == EntryState::Broken);
+    CHECK(real->reason.find("same image as /etc/extensions/alias") != std::string::npos);
+    CHECK(find(v, "/var/lib/extensions/img.raw")->reason.find("same image as /run/extensions/other.raw") !=
+          std::string::npos);
+}
+
+TEST_CASE("locate_in_root: follows links in the last component inside the root, to the file opened") {
+    TempDir t;
+    t.write("var/lib/images/img.raw", "x");
+    t.symlink("/var/lib/images/img.raw", "var/lib/images/link.raw");
+    t.symlink("../../var/lib/images/link.raw", "etc/extensions/a.raw");
+    t.write("etc/img.raw", "other");
+    auto root = t.open_root();
+    auto fd = open_in_root(root.get(), "/etc/extensions/a.raw", O_PATH);
+    REQUIRE(fd);
+    auto where = locate_in_root(root.get(), "/etc/extensions/a.raw", fd->get());
+    REQUIRE(where);
+    CHECK(where->name == "img.raw");
+    auto st = stat_fd(where->dir.get());
+    struct stat want;
+    REQUIRE(::stat((t / "var/lib/images").c_str(), &want) == 0);
+    CHECK((st && st->st_ino == want.st_ino));
+    // the link now leads elsewhere: not the file that was opened
+    ::unlink((t / "etc/extensions/a.raw").c_str());
+    t.symlink("/etc/img.raw", "etc/extensions/a.raw");
+    CHECK(!locate_in_root(root.get(), "/etc/extensions/a.raw", fd->get()));
 }
