@@ -109,17 +109,25 @@ require_root_env() {
     export TEST_DIR RDEXT RDEXT_IT_INNER=1
     local rc=0
     unshare -m --propagation private -- "$BASH" "$TEST_SCRIPT" "${TEST_ARGS[@]}" || rc=$?
-    _outer_cleanup
+    # A leak fails the test, even one that passed or skipped.
+    _outer_cleanup || { (( rc != 0 && rc != 77 )) || rc=1; }
     exit "$rc"
 }
 
+# _outer_cleanup: fails (after clearing them up) if loop devices backed by
+# the test's files are still attached.
 _outer_cleanup() {
     # The namespace is gone, so its mounts are too; loop devices are global,
-    # and one left behind is a leak to report (and to clear up).
+    # and one left behind is a leak. An autoclear device goes once the
+    # namespace's mounts are released, which may trail the exit a little.
     local leaked
-    leaked=$(loops_under "$TEST_DIR" || true)
+    for _ in {1..20}; do
+        leaked=$(loops_under "$TEST_DIR" || true)
+        [[ -n $leaked ]] || break
+        sleep 0.1
+    done
     if [[ -n $leaked ]]; then
-        printf '%s: WARNING: loop devices still attached after the test:\n%s\n' "$TEST_NAME" "$leaked" >&2
+        printf '%s: FAIL: loop devices still attached after the test:\n%s\n' "$TEST_NAME" "$leaked" >&2
         loops_under "$TEST_DIR" names | while read -r dev _; do
             losetup -d "$dev" 2>/dev/null || true
         done
@@ -129,6 +137,7 @@ _outer_cleanup() {
     else
         rm -rf --one-file-system "$TEST_DIR" 2>/dev/null || rm -rf "$TEST_DIR"
     fi
+    [[ -z $leaked ]]
 }
 
 _inner_setup() {
