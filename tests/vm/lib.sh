@@ -41,6 +41,21 @@ skip() {
     exit 77
 }
 
+# skip_part WHY: a part of the scenario cannot run here (a missing tool).
+# Under CI=true that fails the test; elsewhere the rest runs and
+# end_scenario reports the test as skipped (exit 77).
+SKIPPED_PARTS=()
+skip_part() {
+    [[ ${CI:-} != true ]] || die "(CI=true, cannot skip) $*"
+    log "SKIP (part): $*"
+    SKIPPED_PARTS+=("$*")
+}
+
+# end_scenario: the last line of a scenario that may have used skip_part.
+end_scenario() {
+    (( ${#SKIPPED_PARTS[@]} == 0 )) || { printf 'SKIP: the rest passed, left out: %s\n' "${SKIPPED_PARTS[*]}"; exit 77; }
+}
+
 # Seconds since the script started, for the timing lines.
 elapsed() { echo $((SECONDS - ${1:-0})); }
 
