@@ -117,11 +117,15 @@ merged_set() {
 }
 
 
-# trace_points VERB [ARGS]: the points VERB passes, "name:N" per line
+# trace_points ARRAY VERB [ARGS]: the points VERB passes, "name:N", into
+# ARRAY. Not in a subshell, so that a failed traced run fails the test; and
+# a run that passed no point fails it too (every verb passes some).
 trace_points() {
+    local -n points_=$1; shift
     RDEXT_FAULT_TRACE=1 run_rdext --root="$R" "$@"
     expect_rc 0
-    sed -n 's/.*fault point \([^ ]*:[0-9]*\)$/\1/p' "$TEST_DIR/last.err"
+    mapfile -t points_ < <(sed -n 's/.*fault point \([^ ]*:[0-9]*\)$/\1/p' "$TEST_DIR/last.err")
+    (( ${#points_[@]} )) || fail "the traced $1 passed no fault point (not a fault-injection build?)"
 }
 
 # reference KEY NAMES...: the trees of a merge of the current root without
@@ -270,8 +274,7 @@ check_merge() {
 }
 
 check "merge: the full merge, traced"
-mapfile -t MERGE_POINTS < <(trace_points merge)
-(( ${#MERGE_POINTS[@]} )) || fail "the traced merge passed no fault point (not a fault-injection build?)"
+trace_points MERGE_POINTS merge
 assert_merged "$R" /usr "${SYSEXTS[@]}"
 assert_merged "$R" /opt "${SYSEXTS[@]}"   # the metadata lists the whole class
 assert_merged "$R" /etc "${CONFEXTS[@]}"
@@ -326,7 +329,7 @@ check_refresh() {
 if phase_selected refresh; then
     check "refresh: from a merge of the original set to the changed set, traced"
     merged_then_changed
-    mapfile -t REFRESH_POINTS < <(trace_points refresh)
+    trace_points REFRESH_POINTS refresh
     [[ $(merged_set | tr '\n' ' ') == "$(printf '%s\n' "${REFRESHED[@]}" | sort | tr '\n' ' ')" ]] ||
         fail "the traced refresh merged $(merged_set | tr '\n' ' '), expected ${REFRESHED[*]}"
     run_rdext --root="$R" unmerge
@@ -370,7 +373,7 @@ if phase_selected unmerge; then
     run_rdext --root="$R" merge
     expect_rc 0
     for h in usr opt etc; do (cd "$R" && find "$h" -printf '%p %y %m %l\n' | sort) >"$TEST_DIR/merged.$h"; done
-    mapfile -t UNMERGE_POINTS < <(trace_points unmerge)
+    trace_points UNMERGE_POINTS unmerge
     snap after-unmerge
     same_state before after-unmerge
     log "unmerge passes ${#UNMERGE_POINTS[@]} points: ${UNMERGE_POINTS[*]}"

@@ -33,7 +33,7 @@ make_root "$R"
 make_ext_tree "$B/one" one sysext -- "$T/one=one" "opt/one=one"
 cp -a "$B/one" "$R/etc/extensions/one"
 make_ext_tree "$B/two" two sysext -- "$T/two=two"
-make_erofs "$B/two" "$R/run/extensions/two.raw"
+make_squashfs "$B/two" "$R/run/extensions/two.raw"
 make_ext_tree "$B/three" three sysext -- "$T/three=three"
 make_squashfs "$B/three" "$R/var/lib/extensions/three.raw"
 make_ext_tree "$B/five" five sysext -- "$T/five=five"
@@ -96,6 +96,10 @@ for i in 2 3 4; do
 done
 
 check "refresh picks up an added and a removed image"
+# two.raw needs a loop device (squashfs: erofs is mounted from the file on
+# 6.12+), so that the check below that it goes away can fail.
+loops_under "$TEST_DIR" | grep -q '/two\.raw$' ||
+    defer_fail "two.raw has no loop device before the refresh: its release cannot be checked"
 make_ext_tree "$B/four" four sysext -- "$T/four=four"
 cp -a "$B/four" "$R/run/extensions/four"
 mv "$R/run/extensions/two.raw" "$B/two.away"

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -261,9 +262,29 @@ TEST_CASE("cmdline: read_cmdline does not wait on a FIFO") {
     CHECK(s.error().code() == EBADFD);
 }
 
-TEST_CASE("cmdline: /proc/cmdline can be read") {
+TEST_CASE("cmdline: /proc files, which report size 0, are read to the end") {
+    // /proc/self/comm is the one such file a test can write: the name of
+    // this (main) thread.
+    char name[16] = {};
+    REQUIRE(::prctl(PR_GET_NAME, name) == 0);
+    REQUIRE(::prctl(PR_SET_NAME, "rd.sysext=0") == 0);
+    auto comm = read_cmdline("/proc/self/comm");
+    ::prctl(PR_SET_NAME, name);
+    REQUIRE(comm.has_value());
+    CHECK_FALSE(comm->sysext_enabled);
+
+    // /proc/cmdline gives what reading it by other means gives.
+    std::string text;
+    std::getline(std::ifstream("/proc/cmdline"), text);
+    REQUIRE_FALSE(text.empty());
     auto s = read_cmdline("/proc/cmdline");
-    CHECK(s.has_value());
+    REQUIRE(s.has_value());
+    CmdlineSettings want = parse_cmdline(text);
+    CHECK(s->sysext_enabled == want.sysext_enabled);
+    CHECK(s->confext_enabled == want.confext_enabled);
+    CHECK(s->sysext_exclude == want.sysext_exclude);
+    CHECK(s->log_level == want.log_level);
+    CHECK(s->warnings == want.warnings);
 }
 
 TEST_CASE("cmdline: rd.sysext.require and rd.confext.require accumulate names") {

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <fstream>
+#include <string>
+
 #include "base/fs.h"
 #include "kmod/module_index.h"
 #include "kmod/modules.h"
@@ -91,4 +94,10 @@ TEST_CASE("RDEXT_DEPMOD names the depmod to run, and must be one") {
     ::unsetenv("RDEXT_DEPMOD");
 }
 
-TEST_CASE("the running kernel's release is known") { CHECK_FALSE(running_kernel_release().empty()); }
+TEST_CASE("the running kernel's release is the one the kernel reports") {
+    // /proc/sys/kernel/osrelease is what `uname -r` and modprobe go by.
+    std::string want;
+    std::getline(std::ifstream("/proc/sys/kernel/osrelease"), want);
+    REQUIRE_FALSE(want.empty());
+    CHECK(running_kernel_release() == want);
+}

@@ -22,6 +22,7 @@
 
 #include "base/fd.h"
 #include "image/loop.h"
+#include "prerequisite.h"
 
 using namespace rdext;
 
@@ -39,10 +40,7 @@ bool have_tool(const char* name) {
 bool have_tools() {
     for (const char* t : {"mkfs.erofs", "mksquashfs", "mke2fs", "mkswap", "sfdisk", "fdisk", "dd",
                           "truncate"})
-        if (!have_tool(t)) {
-            MESSAGE("skipping: " << t << " is not installed");
-            return false;
-        }
+        if (!have_tool(t)) return test::can_run(false, std::string(t) + " is not installed");
     return true;
 }
 
@@ -509,11 +507,8 @@ TEST_CASE("probe: refused GPT images") {
 namespace {
 
 bool can_use_loop() {
-    if (::geteuid() != 0 || ::access("/dev/loop-control", R_OK | W_OK) != 0) {
-        MESSAGE("skipping: loop devices need root and /dev/loop-control");
-        return false;
-    }
-    return true;
+    return test::can_run(::geteuid() == 0 && ::access("/dev/loop-control", R_OK | W_OK) == 0,
+                         "loop devices need root and /dev/loop-control");
 }
 
 uint64_t blockdev_size(int fd) {

@@ -45,7 +45,7 @@ TEST_CASE("os-release: single quotes take everything literally") {
     CHECK(parse_ok("A='x \\\" $y'\n")["A"] == "x \\\" $y");
 }
 
-TEST_CASE("os-release: in double quotes only \\\" \\\\ \\` \\$ lose their backslash") {
+TEST_CASE("os-release: in double quotes only a double quote, backslash, backtick or dollar loses its backslash") {
     auto f = parse_ok("A=\"q\\\" b\\\\ t\\` d\\$ n\\n\"\n");
     CHECK(f["A"] == "q\" b\\ t` d$ n\\n");
 }
@@ -71,7 +71,7 @@ TEST_CASE("os-release: adjacent quoted and unquoted parts are joined") {
     CHECK(parse_ok("A=\"foo\"'bar'baz\n")["A"] == "foobarbaz");
 }
 
-TEST_CASE("os-release: comments start with # or ; at the beginning of a line") {
+TEST_CASE("os-release: comments start with # or semicolon at the beginning of a line") {
     auto f = parse_ok("# comment\n  ; indented comment\nID=debian\n#ID=fedora\n");
     CHECK(f == ReleaseFields{{"ID", "debian"}});
 }

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Runs in the booted guest after multi-user.target (rdext-check.service):
 # one "RDEXT-CHECK: ok|FAIL ..." line per check on the console, then
-# "RDEXT-CHECK: PASS" or "RDEXT-CHECK: FAIL"; the unit then powers off.
+# "RDEXT-CHECK: PASS token=T" (T: rdext.testtoken= from the kernel command
+# line, new for every boot) or "RDEXT-CHECK: FAIL"; the unit then powers off.
 #
 # What to expect comes from /etc/rdext-check.conf (written per scenario):
 #   EXPECT_SYSEXT="a b"    exactly these names merged into /usr ("" = /usr not merged)
@@ -12,8 +13,15 @@
 #   CHECK_HANDOFF=1        /usr is still the overlay the initrd made
 #   CHECK_SYSEXT_IDLE=1    the booted system's systemd-sysext.service never ran
 #                          (default: as CHECK_HANDOFF)
-# and then sources /etc/rdext-check.d/*.sh, a scenario's own checks.
+# and then sources /etc/rdext-check.d/*.sh, a scenario's own checks: each
+# must load (no syntax error) and run at least one check, and is reported as
+# "RDEXT-CHECK: dropin NAME ran K checks", which the host looks for.
+# RDEXT_CHECK_CONF, RDEXT_CHECK_D and RDEXT_CHECK_CMDLINE replace those paths
+# and /proc/cmdline (the harness test runs the checker on the host).
 set -u
+CONF=${RDEXT_CHECK_CONF:-/etc/rdext-check.conf}
+DROPIN_DIR=${RDEXT_CHECK_D:-/etc/rdext-check.d}
+TOKEN=$(tr ' ' '\n' <"${RDEXT_CHECK_CMDLINE:-/proc/cmdline}" | sed -n 's/^rdext\.testtoken=//p' | tail -n 1)
 EXPECT_SYSEXT=""
 EXPECT_CONFEXT=""
 FEATURES=skip
@@ -22,12 +30,13 @@ EXPECT_VAR_DEVICE=""
 CHECK_HANDOFF=0
 CHECK_SYSEXT_IDLE=""
 # shellcheck source=/dev/null
-[ -f /etc/rdext-check.conf ] && . /etc/rdext-check.conf
+[ -f "$CONF" ] && . "$CONF"
 : "${CHECK_SYSEXT_IDLE:=$CHECK_HANDOFF}"
 
 failures=0
-ok() { echo "RDEXT-CHECK: ok   $*"; }
-bad() { echo "RDEXT-CHECK: FAIL $*"; failures=$((failures + 1)); }
+checks=0
+ok() { echo "RDEXT-CHECK: ok   $*"; checks=$((checks + 1)); }
+bad() { echo "RDEXT-CHECK: FAIL $*"; failures=$((failures + 1)); checks=$((checks + 1)); }
 check() { # check "what" COMMAND...
     local what=$1; shift
     if "$@"; then ok "$what"; else bad "$what"; fi
@@ -161,13 +170,24 @@ verity_devices() {
 }
 
 # A scenario's own checks (e.g. boot counting), written with check/ok/bad.
-for extra in /etc/rdext-check.d/*.sh; do
+# One that does not load, or runs no check, fails the boot: its assertions
+# would otherwise vanish without a trace.
+for dropin_ in "$DROPIN_DIR"/*.sh; do
+    [ -f "$dropin_" ] || continue
+    dropin_name_=$(basename "$dropin_" .sh)
+    if ! dropin_err_=$(bash -n "$dropin_" 2>&1); then
+        bad "drop-in $dropin_name_ does not load: $(echo "$dropin_err_" | tr '\n' ' ')"
+        continue
+    fi
+    dropin_before_=$checks
     # shellcheck source=/dev/null
-    [ -f "$extra" ] && . "$extra"
+    . "$dropin_"
+    echo "RDEXT-CHECK: dropin $dropin_name_ ran $((checks - dropin_before_)) checks"
+    [ "$checks" -gt "$dropin_before_" ] || bad "drop-in $dropin_name_ ran no check"
 done
 
 if [ "$failures" = 0 ]; then
-    echo "RDEXT-CHECK: PASS"
+    echo "RDEXT-CHECK: PASS token=${TOKEN:-none}"
     exit 0
 fi
 {

@@ -36,14 +36,6 @@ cmdline="console=ttyS0 root=/dev/vda1 rootfstype=ext4 rw panic=-1 rd.emergency=p
 # and the slowest to load.
 cmdline+=" systemd.firstboot=off systemd.show_status=1 modprobe.blacklist=kvm,kvm_intel,kvm_amd"
 VM_TIMEOUT=${RDEXT_VM_TIMEOUT:-900}
-log "booting the mkosi image with: $cmdline"
-start=$SECONDS
-BOOT_RC=0
-timeout --foreground -k 10 "$VM_TIMEOUT" qemu-system-x86_64 \
-    -accel tcg -cpu max -smp 1 -m 1G -nodefaults -display none -no-reboot \
-    -serial "file:$SERIAL_LOG" \
-    -kernel "$out/rdext-demo.vmlinuz" -initrd "$out/rdext-demo.initrd" -append "$cmdline" \
-    -drive "file=$out/rdext-demo.raw,if=virtio,format=raw,snapshot=on" </dev/null || BOOT_RC=$?
-BOOT_SECONDS=$((SECONDS - start))
-log "boot ended after ${BOOT_SECONDS}s (qemu exit $BOOT_RC), serial log: $SERIAL_LOG"
+qemu_run "$out/rdext-demo.vmlinuz" "$out/rdext-demo.initrd" "$cmdline" \
+    -drive "file=$out/rdext-demo.raw,if=virtio,format=raw,snapshot=on"
 expect_check_pass

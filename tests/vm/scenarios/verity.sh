@@ -184,7 +184,7 @@ with open(sys.argv[2], 'r+b') as f:
 EOF
     ddi_merged="rdddi rdddiusr" ddi_refused="rdddiattack rdddiswap"
 else
-    log "no systemd-repart: GPT disk image cases left out"
+    skip_part "no systemd-repart: the GPT disk image cases"
     ddi_merged= ddi_refused=
 fi
 
@@ -278,3 +278,4 @@ expect_log 'rduntrusted.*signature' 'rdgarbagesig.*signature' 'rdunsigned.*polic
     'rdwronghash.*does not match the hash tree' 'rdbadtree.*does not match the hash tree' \
     'rdcunsigned.*polic' 'rdctampered.*dm-verity refused a block' 'rdctiny.*does not match the hash tree'
 [[ -z $ddi_refused ]] || expect_log 'rdddiattack.*signature rejected' 'rdddiswap.*root-verity-sig'
+end_scenario
