@@ -251,7 +251,7 @@ TEST_CASE("host os-release: binary content is refused") {
     CHECK(mentions(r.error(), "binary content"));
 }
 
-TEST_CASE("cescape: control characters, backslashes and invalid UTF-8 are escaped; valid UTF-8 stays") {
+TEST_CASE("cescape: control characters, backslashes and invalid UTF-8 are escaped, valid UTF-8 stays") {
     using rdext::cescape;
     CHECK(cescape("plain-name_1.2") == "plain-name_1.2");
     CHECK(cescape("a\nb\rc\td\\e") == "a\\nb\\rc\\td\\\\e");

@@ -691,7 +691,7 @@ TEST_CASE("state: versioned records survive state.json, and old files still read
     CHECK_FALSE(contains(state_to_json(p, false), "trial"));
 }
 
-TEST_CASE("vpick: at most max_tries entries are tried; the rest are passed over untried") {
+TEST_CASE("vpick: at most max_tries entries are tried, the rest are passed over untried") {
     std::vector<std::string> files;
     for (int i = 1; i <= 20; i++) files.push_back("foo_" + std::to_string(i) + ".raw");
     auto v = ranked(files);
