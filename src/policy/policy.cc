@@ -381,7 +381,8 @@ PolicyVerdict evaluate_image(const ImagePolicy& policy, const std::vector<Offere
 namespace {
 
 // Intersects one part (use flags, a GPT flag pair or file system types) of
-// two extended flag sets; see intersect_policies().
+// two extended flag sets; see intersect_policies(). Empty when the two
+// sides have nothing in common there.
 PolicyFlags intersect_part(PolicyFlags t, PolicyFlags u, PolicyFlags mask, bool explicit_untrusted,
                            const std::string& where, std::vector<std::string>* warnings) {
     PolicyFlags tp = t & mask, up = u & mask;
@@ -394,21 +395,30 @@ PolicyFlags intersect_part(PolicyFlags t, PolicyFlags u, PolicyFlags mask, bool 
     if (dropped && explicit_untrusted && warnings)
         warnings->push_back(where + ": " + format_policy_flags(dropped, false) +
                             " not allowed by the trusted policy, ignored");
-    PolicyFlags both = tp & up;
-    if (both == 0) {
-        if (warnings)
-            warnings->push_back(where + ": nothing in common with the trusted policy (" +
-                                format_policy_flags(tp, false) + "), rule ignored");
-        return tp;
-    }
-    return both;
+    return tp & up;
 }
 
+// Both sides' conditions must hold. Where they cannot hold together (no use,
+// GPT flag or type in common) for the root or usr partition, that partition
+// may only be "unused", which no image passes (a root or usr partition it
+// has must be used, one it lacks must be allowed absent): the root's rule
+// takes away what the trusted policy allows, and is never set aside. For
+// other partitions the trusted rule stays, with a warning.
 PolicyFlags intersect_flags(PolicyFlags t, PolicyFlags u, bool explicit_untrusted, const std::string& where,
-                            std::vector<std::string>* warnings) {
+                            std::vector<std::string>* warnings, bool data_partition) {
     PolicyFlags out = 0;
-    for (PolicyFlags mask : {pf::UseMask, pf::ReadOnlyMask, pf::GrowfsMask, pf::FstypeMask})
-        out |= intersect_part(t, u, mask, explicit_untrusted, where, warnings);
+    for (PolicyFlags mask : {pf::UseMask, pf::ReadOnlyMask, pf::GrowfsMask, pf::FstypeMask}) {
+        PolicyFlags both = intersect_part(t, u, mask, explicit_untrusted, where, warnings);
+        if (both == 0 && ((t & mask) != 0 || mask != pf::FstypeMask)) {
+            if (warnings)
+                warnings->push_back(where + ": nothing in common with the trusted policy (" +
+                                    format_policy_flags(t & mask, false) + ")" +
+                                    (data_partition ? ": no image passes" : ", rule ignored"));
+            if (data_partition) return extend_policy_flags(pf::Unused);
+            both = t & mask;
+        }
+        out |= both;
+    }
     return out;
 }
 
@@ -424,7 +434,7 @@ ImagePolicy intersect_policies(const ImagePolicy& trusted, const ImagePolicy& un
         extend_policy_flags(untrusted.default_flags()) != extend_policy_flags(policy_flag::Ignore);
     out.set_default_flags(intersect_flags(extend_policy_flags(trusted.default_flags()),
                                           extend_policy_flags(untrusted.default_flags()), default_written,
-                                          prefix + "default", warnings));
+                                          prefix + "default", warnings, false));
     // Data partitions come before their verity partitions in designator
     // order, so a derived rule below sees the final data rule.
     for (Designator d : all_designators()) {
@@ -433,7 +443,8 @@ ImagePolicy intersect_policies(const ImagePolicy& trusted, const ImagePolicy& un
         // default's effect is reported once, above.
         PolicyFlags z = normalize(intersect_flags(extend_policy_flags(trusted.effective(d)),
                                                   extend_policy_flags(untrusted.effective(d)), written,
-                                                  prefix + designator_name(d), written ? warnings : nullptr),
+                                                  prefix + designator_name(d), written ? warnings : nullptr,
+                                                  d == Designator::Root || d == Designator::Usr),
                                   d);
         // Rules are only written where needed: where a side had one, or
         // where the default or a derived rule would say something else.

@@ -157,6 +157,16 @@ expect_stderr_line "loosen|ignored|dropped"
 assert_not_merged "$R" /usr
 unmerge_clean loosen
 
+check "a root rule with nothing in common with the trusted one refuses, it is not set aside"
+# trusted: unprotected only; the root asks ext-b to be signed: no image can
+# be both, so ext-b is refused (the trusted rule alone would merge it)
+printf 'ext-b root=signed:usr=signed\n' >"$R/etc/rdext/policy.conf"
+merge_with "rd.sysext.image_policy=root=unprotected+absent:usr=unprotected+absent"
+expect_stderr_line "nothing in common"
+expect_stderr_line "ext-b" "image policy"
+assert_merged "$R" /usr ext-a
+unmerge_clean disjoint
+
 check "a broken policy.conf on the root refuses every image (it could only tighten)"
 printf 'this is not a rule line with too many fields\n' >"$R/etc/rdext/policy.conf"
 merge_with ""

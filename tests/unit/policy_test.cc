@@ -302,16 +302,23 @@ TEST_CASE("policy: intersection keeps only what both allow") {
     CHECK(r.effective(Designator::Usr) == pf::Absent);  // absent only: no GPT flags to check
     CHECK(any_contains(w, "usr: verity not allowed"));
 
-    // Nothing in common: the trusted rule stays, with a warning.
+    // Nothing in common for root or usr: both cannot hold, so no image
+    // passes (only "unused"); the root's rule is never set aside.
     w.clear();
     r = intersect_policies(parse_ok("usr=signed"), parse_ok("usr=unprotected"), "", &w);
-    CHECK(r.effective(Designator::Usr) == (pf::Signed | kPf));
-    CHECK(any_contains(w, "nothing in common"));
+    CHECK((r.effective(Designator::Usr) & pf::UseMask) == pf::Unused);
+    CHECK(any_contains(w, "no image passes"));
+    r = intersect_policies(parse_ok("root=signed:usr=signed"), parse_ok("~"), "", &w);
+    CHECK((r.effective(Designator::Root) & pf::UseMask) == pf::Unused);
+    CHECK((r.effective(Designator::Usr) & pf::UseMask) == pf::Unused);
+    for (auto offered : {std::vector<OfferedPartition>{{Designator::Usr, ImageState::Signed, "erofs"}},
+                         std::vector<OfferedPartition>{{Designator::Root, ImageState::Signed, "erofs"}}})
+        CHECK_FALSE(evaluate_image(r, offered).accepted());
 
     // GPT flag pairs and file system types.
     w.clear();
     r = intersect_policies(parse_ok("usr=signed+read-only-on"), parse_ok("usr=signed+read-only-off"), "", &w);
-    CHECK((r.effective(Designator::Usr) & pf::ReadOnlyMask) == pf::ReadOnlyOn);
+    CHECK((r.effective(Designator::Usr) & pf::UseMask) == pf::Unused);  // no GPT flag both allow
     r = intersect_policies(parse_ok("usr=signed"), parse_ok("usr=signed+read-only-on+erofs"), "", &w);
     CHECK(r.effective(Designator::Usr) == (pf::Signed | pf::ReadOnlyOn | pf::GrowfsMask | pf::Erofs));
     r = intersect_policies(parse_ok("usr=signed+erofs"), parse_ok("usr=signed+erofs+ext4"), "", &w);
@@ -338,8 +345,11 @@ TEST_CASE("policy: intersection keeps only what both allow") {
             ImagePolicy x = intersect_policies(t, parse_ok(b), "", nullptr);
             for (Designator d : all_designators()) {
                 CAPTURE(designator_name(d));
-                // No use or GPT flag beyond the trusted side's ...
-                CHECK((x.effective(d) & ~t.effective(d) & ~pf::FstypeMask) == 0);
+                // No use or GPT flag beyond the trusted side's (a root or usr
+                // left only "unused", which no image passes, aside) ...
+                const bool passes_none = (d == Designator::Root || d == Designator::Usr) &&
+                                         (x.effective(d) & pf::UseMask) == pf::Unused;
+                if (!passes_none) CHECK((x.effective(d) & ~t.effective(d) & ~pf::FstypeMask) == 0);
                 // ... and file system types only narrowed (none listed = any).
                 if (t.effective(d) & pf::FstypeMask)
                     CHECK((x.effective(d) & pf::FstypeMask & ~t.effective(d)) == 0);
