@@ -616,6 +616,17 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings, b
     return state;
 }
 
+// A merge with something mounted over it is not rdext's to take off or to
+// stack another merge on (the old one would stay below): merge, refresh and
+// unmerge all refuse, before anything changes.
+Result<void> refuse_covered_merges(const Target& target, const Settings& settings) {
+    for (ImageClass cls : all_classes()) {
+        if (!settings.class_enabled(cls)) continue;
+        for (const auto& h : class_info(cls).hierarchies) RDEXT_TRY(refuse_if_covered(target, cls, h));
+    }
+    return {};
+}
+
 // A refresh that cannot reach the root's own hierarchies beneath the
 // current merge (a hierarchy that is a file system of its own) takes the
 // current merge off and merges again; a copy of the old merge is kept so a
@@ -658,6 +669,7 @@ bool nothing_changed(const Target& target, const Settings& settings) {
 // own hierarchies reached beneath the current merge, and swaps it in
 // (commit.h: swap_overlays).
 Result<MergeState> merge(const Target& target, const Settings& settings, MergeMode mode) {
+    RDEXT_TRY(refuse_covered_merges(target, settings));
     if (mode == MergeMode::Merge) return merge_fresh(target, settings, false);
     if (nothing_changed(target, settings)) {
         log_info() << "nothing changed since the last merge, not refreshing";
@@ -693,11 +705,7 @@ std::vector<std::string> missing_required(const MergeState& state, const Setting
 }
 
 Result<void> unmerge(const Target& target, const Settings& settings) {
-    // All or nothing for a covered merge: checked before anything goes.
-    for (ImageClass cls : all_classes()) {
-        if (!settings.class_enabled(cls)) continue;
-        for (const auto& h : class_info(cls).hierarchies) RDEXT_TRY(refuse_if_covered(target, cls, h));
-    }
+    RDEXT_TRY(refuse_covered_merges(target, settings));
     Result<void> result;
     for (ImageClass cls : all_classes()) {
         if (!settings.class_enabled(cls)) continue;

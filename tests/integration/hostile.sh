@@ -648,6 +648,15 @@ if selected unmerge-covered; then
     expect_rc 1
     expect_stderr_line '/usr' 'tmpfs' 'rdext-cover' 'mounted over'
     [[ -f $R/run/rdext/state.json ]] || fail "$CASE: the refused unmerge removed the state"
+    # refresh and merge refuse too: a new merge on top would leave the old
+    # one below the tmpfs
+    for verb in refresh merge; do
+        run_rdext --root="$R" "$verb"
+        expect_rc 1
+        expect_stderr_line '/usr' 'tmpfs' 'rdext-cover' 'mounted over'
+    done
+    [[ $(awk -v m="$R/usr" '$5 == m' /proc/self/mountinfo | wc -l) == 2 ]] ||
+        fail "$CASE: /usr should carry the merge and the tmpfs, nothing more"
     umount "$R/usr"
     assert_merged "$R" /usr "${GOOD[@]}"
     done_case
