@@ -72,6 +72,21 @@ Result<const MountLine*> find_line(const std::vector<MountLine>& lines, uint64_t
     return Error(ENOENT) << "mount " << id << " is not in this namespace's mountinfo";
 }
 
+// The mount table, and the line of the mount `fd` is on.
+struct MountOf {
+    std::vector<MountLine> lines;
+    const MountLine* line;  // points into lines
+};
+Result<MountOf> mount_of(int fd) {
+    auto id = mount_id_of(fd);
+    if (!id) return id.error();
+    auto lines = read_mountinfo();
+    if (!lines) return lines.error();
+    auto line = find_line(*lines, *id);
+    if (!line) return line.error();
+    return MountOf{std::move(*lines), *line};  // a moved vector keeps its elements where they are
+}
+
 // Test switch (test builds only): behave like a kernel without mount
 // beneath (6.1), so the fallback can be tested on any kernel.
 bool beneath_disabled_for_tests() {
@@ -117,33 +132,26 @@ Result<uint64_t> parent_mount_id(uint64_t id) {
 }
 
 Result<std::string> mount_covering_overlay(int top_fd, const std::string& overlay_source) {
-    auto id = mount_id_of(top_fd);
-    if (!id) return id.error();
-    auto lines = read_mountinfo();
-    if (!lines) return lines.error();
-    auto top = find_line(*lines, *id);
+    auto top = mount_of(top_fd);
     if (!top) return top.error();
     // Mounts stacked on one place: each is the child of the one it covers.
-    for (const MountLine* m = *top;;) {
-        auto below = find_line(*lines, m->parent);
-        if (!below || (*below)->id == m->id || (*below)->mount_point != (*top)->mount_point) return std::string();
+    for (const MountLine* m = top->line;;) {
+        auto below = find_line(top->lines, m->parent);
+        if (!below || (*below)->id == m->id || (*below)->mount_point != top->line->mount_point) return std::string();
         if ((*below)->fstype == "overlay" && (*below)->source == overlay_source)
-            return (*top)->fstype + " (" + (*top)->source + ")";
+            return top->line->fstype + " (" + top->line->source + ")";
         m = *below;
     }
 }
 
 Result<std::vector<ChildMount>> copy_child_mounts(int top_fd, const std::string& skip_rel) {
-    auto id = mount_id_of(top_fd);
-    if (!id) return id.error();
-    auto lines = read_mountinfo();
-    if (!lines) return lines.error();
-    auto top = find_line(*lines, *id);
+    auto top = mount_of(top_fd);
     if (!top) return top.error();
-    const std::string prefix = (*top)->mount_point == "/" ? "/" : (*top)->mount_point + "/";
+    const uint64_t id = top->line->id;
+    const std::string prefix = top->line->mount_point == "/" ? "/" : top->line->mount_point + "/";
     std::vector<ChildMount> out;
-    for (const auto& l : *lines) {
-        if (l.parent != *id || l.id == *id || !starts_with(l.mount_point, prefix)) continue;
+    for (const auto& l : top->lines) {
+        if (l.parent != id || l.id == id || !starts_with(l.mount_point, prefix)) continue;
         std::string rel = l.mount_point.substr(prefix.size());
         if (rel.empty() || rel == skip_rel) continue;
         // Resolved below the top mount's root, crossing into the child.
