@@ -101,6 +101,20 @@ Result<struct stat> stat_fd(int fd) {
     return st;
 }
 
+Result<bool> is_mount_root(int fd) {
+    struct statx self = {}, parent = {};
+    if (::statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &self) < 0)
+        return ErrnoError() << "statx";
+    if (::statx(fd, "..", AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &parent) < 0)
+        return ErrnoError() << "statx ..";
+    if (!(self.stx_mask & STATX_MNT_ID)) return Error(ENOTSUP) << "statx gives no mount id";
+    // The root of the whole namespace is its own parent.
+    if (self.stx_ino == parent.stx_ino && self.stx_dev_major == parent.stx_dev_major &&
+        self.stx_dev_minor == parent.stx_dev_minor)
+        return true;
+    return self.stx_mnt_id != parent.stx_mnt_id;
+}
+
 std::string proc_fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 Result<std::string> fd_path(int fd) {

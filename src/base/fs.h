@@ -50,6 +50,9 @@ Result<UniqueFd> open_path(const std::string& path, int flags, mode_t mode = 0);
 
 Result<struct stat> stat_fd(int fd);
 
+// True when fd is the root of a mount (its mount differs from its parent's).
+Result<bool> is_mount_root(int fd);
+
 // The kernel's name for what an fd refers to (readlink /proc/self/fd/N).
 Result<std::string> fd_path(int fd);
 

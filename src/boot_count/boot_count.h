@@ -18,8 +18,8 @@
 
 #include "base/result.h"
 #include "discover/discover.h"
-#include "merge/target.h"
 #include "state/state_file.h"
+#include "target/target.h"
 
 namespace rdext {
 

@@ -6,7 +6,7 @@
 
 #include <cstring>
 
-#include "merge/mutable.h"
+#include "target/mutable_mode.h"
 
 namespace rdext {
 namespace {

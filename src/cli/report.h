@@ -4,7 +4,7 @@
 #include <string>
 
 #include "base/result.h"
-#include "merge/target.h"
+#include "target/target.h"
 
 namespace rdext {
 

@@ -7,7 +7,7 @@
 
 #include "base/fs.h"
 #include "base/log.h"
-#include "merge/mutable.h"
+#include "target/mutable_mode.h"
 #include "vpick/vpick.h"
 
 namespace rdext {

@@ -69,13 +69,13 @@ Result<ImageTree> ImageTree::open_raw(int file_fd, const ImageLayout& layout) {
     return t;
 }
 
-void ImageTree::release() noexcept {
+void ImageTree::unmount() noexcept {
     // Closing the last fd of a detached tree unmounts it (the attached usr
     // mount with it); the loop devices are then no longer held.
     while (!mounts_.empty()) mounts_.pop_back();
     loops_.clear();
 }
 
-ImageTree::~ImageTree() { release(); }
+ImageTree::~ImageTree() { unmount(); }
 
 }  // namespace rdext

@@ -35,7 +35,7 @@ public:
     int fd() const { return mounts_.empty() ? -1 : mounts_.front().get(); }
 
     // Unmounts, then detaches the loop devices. Safe to call twice.
-    void release() noexcept;
+    void unmount() noexcept;
 
 private:
     std::vector<UniqueFd> mounts_;  // detached mounts, the top first

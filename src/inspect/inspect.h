@@ -14,9 +14,9 @@
 #include "base/result.h"
 #include "image/probe.h"
 #include "inspect/protection.h"
-#include "merge/target.h"
 #include "policy/policy_file.h"
 #include "release/os_release.h"
+#include "target/target.h"
 
 namespace rdext {
 

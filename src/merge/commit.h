@@ -9,8 +9,8 @@
 #include "base/fd.h"
 #include "base/image_class.h"
 #include "base/result.h"
-#include "merge/target.h"
 #include "state/state_file.h"
+#include "target/target.h"
 
 namespace rdext {
 

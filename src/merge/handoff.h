@@ -1,7 +1,7 @@
 // What rdext leaves for the booted system when it merged in the initrd.
 #pragma once
 
-#include "merge/target.h"
+#include "target/target.h"
 
 namespace rdext {
 

@@ -15,19 +15,19 @@
 #include "base/log.h"
 #include "boot_count/boot_count.h"
 #include "discover/discover.h"
-#include "kmod/module_index.h"
 #include "merge/commit.h"
+#include "merge/module_index.h"
 #include "merge/mutable.h"
 #include "merge/refresh.h"
 #include "merge/trust.h"
 #include "merge/var_mount.h"
+#include "merge/versioned_record.h"
 #include "mount/mount_api.h"
 #include "mount/overlay.h"
 #include "mount/stage_image.h"
 #include "release/compat.h"
 #include "release/extension_release.h"
 #include "state/metadata.h"
-#include "vpick/versioned_record.h"
 
 namespace rdext {
 namespace {
@@ -431,7 +431,7 @@ void skip_admitted(std::vector<Admitted>& admitted, size_t i, MergeState& state,
 }
 
 // Sysexts shipping kernel modules for the running kernel: one module index
-// over the root's modules and all of theirs (kmod/module_index.h), returned
+// over the root's modules and all of theirs (merge/module_index.h), returned
 // as a layer for /usr (an O_PATH fd of its slot); none when none ships any. If the index cannot be
 // built, those extensions are skipped, the rest merges: merged without it,
 // their modules could not be loaded by name, and an index of their own

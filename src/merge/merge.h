@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "base/result.h"
-#include "merge/target.h"
 #include "state/state_file.h"
+#include "target/target.h"
 
 namespace rdext {
 

@@ -94,29 +94,6 @@ Result<UniqueFd> same_dir(int fd) { return open_path(proc_fd_path(fd), O_PATH | 
 
 }  // namespace
 
-Result<MutableMode> parse_mutable_mode(std::string_view t) {
-    if (t == "no" || t == "0" || t == "false" || t == "off") return MutableMode::No;
-    if (t == "yes" || t == "1" || t == "true" || t == "on") return MutableMode::Yes;
-    if (t == "auto") return MutableMode::Auto;
-    if (t == "import") return MutableMode::Import;
-    if (t == "ephemeral") return MutableMode::Ephemeral;
-    if (t == "ephemeral-import") return MutableMode::EphemeralImport;
-    return Error(EINVAL) << "unknown mutable mode '" << std::string(t)
-                         << "' (no, auto, yes, import, ephemeral, ephemeral-import)";
-}
-
-const char* mutable_mode_name(MutableMode m) {
-    switch (m) {
-        case MutableMode::No: return "no";
-        case MutableMode::Auto: return "auto";
-        case MutableMode::Yes: return "yes";
-        case MutableMode::Import: return "import";
-        case MutableMode::Ephemeral: return "ephemeral";
-        case MutableMode::EphemeralImport: return "ephemeral-import";
-    }
-    return "no";
-}
-
 Result<MutableLayers> mutable_layers(int root_fd, int current_fd, Staging& staging, ImageClass cls,
                                      const std::string& hierarchy, int base_fd, MutableMode mode) {
     MutableLayers out;

@@ -6,20 +6,14 @@
 #pragma once
 
 #include <string>
-#include <string_view>
 
 #include "base/fd.h"
 #include "base/image_class.h"
 #include "base/result.h"
 #include "mount/staging.h"
+#include "target/mutable_mode.h"
 
 namespace rdext {
-
-enum class MutableMode { No, Auto, Yes, Import, Ephemeral, EphemeralImport };
-
-// systemd's spellings; also its booleans (1/0, true/false, on/off).
-Result<MutableMode> parse_mutable_mode(std::string_view text);
-const char* mutable_mode_name(MutableMode m);
 
 // What a hierarchy's overlay gets on top of the extensions: O_PATH fds of
 // the directories found and checked, for the kernel to take as they are

@@ -10,9 +10,9 @@
 #include "base/image_class.h"
 #include "base/result.h"
 #include "discover/discover.h"
-#include "merge/target.h"
 #include "mount/staging.h"
 #include "release/os_release.h"
+#include "target/target.h"
 
 namespace rdext {
 

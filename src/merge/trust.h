@@ -7,9 +7,9 @@
 #include <string>
 
 #include "base/result.h"
-#include "merge/target.h"
 #include "policy/policy.h"
 #include "policy/policy_file.h"
+#include "target/target.h"
 
 namespace rdext {
 

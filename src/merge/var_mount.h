@@ -13,7 +13,7 @@
 
 #include "base/fd.h"
 #include "base/result.h"
-#include "merge/target.h"
+#include "target/target.h"
 
 namespace rdext {
 

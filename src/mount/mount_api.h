@@ -42,7 +42,4 @@ uint64_t mount_attrs_from_flags(unsigned long ms_flags);
 // fd's /proc magic link, so no path inside the untrusted root is re-walked).
 Result<void> detach_mount_of(int fd);
 
-// True when fd is the root of a mount (its mount differs from its parent's).
-Result<bool> is_mount_root(int fd);
-
 }  // namespace rdext

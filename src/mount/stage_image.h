@@ -41,7 +41,7 @@ struct StagedImage {
     Result<void> resolve_layers(const std::vector<std::string>& hierarchies);
     // O_PATH fd of a layer resolve_layers() found; -1 when none.
     int layer_fd(const std::string& hierarchy) const;
-    // A sysext with kernel modules for the running kernel (kmod/module_index.h).
+    // A sysext with kernel modules for the running kernel (merge/module_index.h).
     bool ships_modules = false;
 
     // Drops the image's mounts now (a refused image), dm and loop devices

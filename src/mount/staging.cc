@@ -10,6 +10,7 @@
 
 #include "base/fault.h"
 #include "base/fs.h"
+#include "base/scope_guard.h"
 #include "mount/mount_api.h"
 
 namespace rdext {
@@ -45,38 +46,27 @@ Result<Staging> Staging::create(int runtime_dir_fd) {
         if (::mkdirat(runtime_dir_fd, name.c_str(), 0700) == 0) break;
         if (errno != EEXIST || attempt > 16) return ErrnoError() << "creating staging directory";
     }
-    auto cleanup_dir = [&] { ::unlinkat(runtime_dir_fd, name.c_str(), AT_REMOVEDIR); };
+    // Undone in reverse on any failure below; both disabled once the area is ours.
+    ScopeGuard remove_dir([&] { ::unlinkat(runtime_dir_fd, name.c_str(), AT_REMOVEDIR); });
 
     auto dir = open_in_root_nofollow(runtime_dir_fd, name, O_PATH | O_DIRECTORY);
-    if (!dir) {
-        cleanup_dir();
-        return dir.error();
-    }
+    if (!dir) return dir.error();
     // A private tmpfs: nothing mounted in it propagates anywhere, and
     // detaching it releases everything at once.
     auto tmpfs = mount_detached("tmpfs", {{"source", "rdext-staging"}, {"mode", "0700"}},
                                 MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID);
-    if (!tmpfs) {
-        cleanup_dir();
-        return tmpfs.error().prefix("staging tmpfs: ");
-    }
-    if (auto r = attach_mount(tmpfs->get(), dir->get()); !r) {
-        cleanup_dir();
-        return r.error().prefix("staging tmpfs: ");
-    }
+    if (!tmpfs) return tmpfs.error().prefix("staging tmpfs: ");
+    if (auto r = attach_mount(tmpfs->get(), dir->get()); !r) return r.error().prefix("staging tmpfs: ");
+    ScopeGuard detach_tmpfs([&] { ::umount2(proc_fd_path(tmpfs->get()).c_str(), MNT_DETACH); });
+    RDEXT_TRY(fault_point("staging-tmpfs"));  // a failure with the tmpfs attached
+
     auto root = open_in_root_nofollow(runtime_dir_fd, name, O_PATH | O_DIRECTORY);
     auto path = root ? fd_path(root->get()) : Result<std::string>(root.error());
-    if (!path) {
-        ::umount2(proc_fd_path(tmpfs->get()).c_str(), MNT_DETACH);
-        cleanup_dir();
-        return path.error().prefix("staging tmpfs: ");
-    }
+    if (!path) return path.error().prefix("staging tmpfs: ");
     int parent = ::fcntl(runtime_dir_fd, F_DUPFD_CLOEXEC, 3);
-    if (parent < 0) {
-        ::umount2(proc_fd_path(tmpfs->get()).c_str(), MNT_DETACH);
-        cleanup_dir();
-        return ErrnoError() << "dup";
-    }
+    if (parent < 0) return ErrnoError() << "dup";
+    detach_tmpfs.disable();
+    remove_dir.disable();
     return Staging(UniqueFd(parent), name, *path, std::move(*root));
 }
 

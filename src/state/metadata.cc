@@ -9,7 +9,6 @@
 
 #include "base/fault.h"
 #include "base/fs.h"
-#include "mount/mount_api.h"
 
 namespace rdext {
 namespace {

@@ -17,7 +17,7 @@
 #include <set>
 
 #include "base/fs.h"
-#include "verity/beneath.h"
+#include "verity/open_regular.h"
 #include "verity/root_hash.h"
 
 namespace rdext {

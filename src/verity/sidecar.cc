@@ -4,7 +4,7 @@
 #include <sys/xattr.h>
 
 #include "base/fs.h"
-#include "verity/beneath.h"
+#include "verity/open_regular.h"
 
 namespace rdext {
 namespace {

@@ -40,7 +40,7 @@ whole_run_fails() {
     assert_same_state before "after-$1"
 }
 
-for point in staging:1 overlay:1 overlay:2 overlay:3 metadata:1 metadata:3 commit:1 commit:2 commit:3; do
+for point in staging:1 staging-tmpfs:1 overlay:1 overlay:2 overlay:3 metadata:1 metadata:3 commit:1 commit:2 commit:3; do
     whole_run_fails "$point"
 done
 

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "base/fs.h"
-#include "kmod/module_index.h"
+#include "merge/module_index.h"
 #include "kmod/modules.h"
 #include "test_util.h"
 

@@ -10,8 +10,8 @@
 #include "base/fs.h"
 #include "cli/options.h"
 #include "cmdline/cmdline.h"
-#include "merge/mutable.h"
 #include "state/metadata.h"
+#include "target/mutable_mode.h"
 #include "test_util.h"
 
 using namespace rdext;

@@ -14,9 +14,9 @@
 #include "base/log.h"
 #include "boot_count/boot_count.h"
 #include "discover/discover.h"
-#include "merge/target.h"
 #include "release/release_architecture.h"
 #include "state/state_file.h"
+#include "target/target.h"
 #include "test_util.h"
 #include "vpick/vpick.h"
 

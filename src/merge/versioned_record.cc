@@ -1,4 +1,4 @@
-#include "vpick/versioned_record.h"
+#include "merge/versioned_record.h"
 
 #include "base/log.h"
 

@@ -9,8 +9,8 @@
 #include "base/fd.h"
 #include "base/image_class.h"
 #include "base/result.h"
-#include "merge/mutable.h"
 #include "policy/policy_file.h"
+#include "target/mutable_mode.h"
 
 namespace rdext {
 

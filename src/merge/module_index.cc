@@ -1,4 +1,4 @@
-#include "kmod/module_index.h"
+#include "merge/module_index.h"
 
 #include <fcntl.h>
 #include <spawn.h>

@@ -1,4 +1,4 @@
-#include "verity/beneath.h"
+#include "verity/open_regular.h"
 
 #include <fcntl.h>
 #include <linux/openat2.h>

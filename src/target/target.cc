@@ -1,4 +1,4 @@
-#include "merge/target.h"
+#include "target/target.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
