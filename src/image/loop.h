@@ -8,6 +8,9 @@
 // device when the last user (the mount) goes away. The device node is never
 // removed (LOOP_CTL_REMOVE costs ~47 ms, see mount-facts.md); a free node is
 // simply reused by the next attach.
+//
+// Covered by tests/integration/merge_kinds.sh (raw images) and refresh.sh
+// (devices reused by a refresh).
 #pragma once
 
 #include <sys/types.h>
