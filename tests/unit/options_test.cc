@@ -1,4 +1,6 @@
-// The rdext tool's own command line (cli/options.h).
+// The rdext tool's own command line (cli/options.h): commands and flags,
+// and inspect's image argument, --os-release= and repeatable
+// --certificate=, which no other command accepts.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -9,7 +11,7 @@
 using namespace rdext;
 
 namespace {
-Result<Options> parse(std::vector<std::string> args) {
+Result<Options> parse_args(std::vector<std::string> args) {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -17,20 +19,50 @@ Result<Options> parse(std::vector<std::string> args) {
 }
 }  // namespace
 
+TEST_CASE("inspect options: image, os-release, certificates") {
+    auto o = parse_args({"rdext", "--os-release=/tmp/os", "--certificate=a.crt", "--certificate=b.crt", "--json",
+                         "inspect", "foo.raw"});
+    REQUIRE(o);
+    CHECK(o->command == Command::Inspect);
+    CHECK(o->image == "foo.raw");
+    CHECK(o->os_release == std::optional<std::string>("/tmp/os"));
+    CHECK(o->certificates == std::vector<std::string>{"a.crt", "b.crt"});
+    CHECK(o->json);
+}
+
+TEST_CASE("inspect options: options may follow the command and the image") {
+    auto o = parse_args({"rdext", "inspect", "foo.raw", "--os-release=/tmp/os", "--json"});
+    REQUIRE(o);
+    CHECK(o->command == Command::Inspect);
+    CHECK(o->image == "foo.raw");
+    CHECK(o->os_release == std::optional<std::string>("/tmp/os"));
+    CHECK(o->json);
+}
+
+TEST_CASE("inspect options: usage errors") {
+    CHECK_FALSE(parse_args({"rdext", "inspect"}));                   // no image
+    CHECK_FALSE(parse_args({"rdext", "inspect", "a.raw", "b.raw"}));  // one image
+    CHECK_FALSE(parse_args({"rdext", "status", "a.raw"}));            // no argument elsewhere
+    CHECK_FALSE(parse_args({"rdext", "--os-release=/x", "merge"}));
+    CHECK_FALSE(parse_args({"rdext", "--certificate=a.crt", "status"}));
+    auto e = parse_args({"rdext", "inspect"});
+    CHECK(e.error().code() == EINVAL);
+}
+
 TEST_CASE("options: commands and flags") {
-    auto o = parse({"rdext", "--root=/r", "--json", "status"});
+    auto o = parse_args({"rdext", "--root=/r", "--json", "status"});
     REQUIRE(o);
     CHECK(o->command == Command::Status);
     CHECK(o->root == "/r");
     CHECK(o->json);
-    CHECK(parse({"rdext", "--help"})->command == Command::Help);
-    CHECK(parse({"rdext", "--version"})->command == Command::Version);
+    CHECK(parse_args({"rdext", "--help"})->command == Command::Help);
+    CHECK(parse_args({"rdext", "--version"})->command == Command::Version);
 }
 
 TEST_CASE("options: usage errors") {
-    CHECK_FALSE(parse({"rdext"}));
-    CHECK_FALSE(parse({"rdext", "frobnicate"}));
-    CHECK_FALSE(parse({"rdext", "--no-such-option", "merge"}));
-    CHECK_FALSE(parse({"rdext", "merge", "extra"}));
-    CHECK_FALSE(parse({"rdext", "--root"}));
+    CHECK_FALSE(parse_args({"rdext"}));
+    CHECK_FALSE(parse_args({"rdext", "frobnicate"}));
+    CHECK_FALSE(parse_args({"rdext", "--no-such-option", "merge"}));
+    CHECK_FALSE(parse_args({"rdext", "merge", "extra"}));
+    CHECK_FALSE(parse_args({"rdext", "--root"}));
 }
