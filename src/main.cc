@@ -38,21 +38,14 @@ void setup_logging(const Options& o, const CmdlineSettings& cmdline) {
         log_set_level(level);
 }
 
+// The kernel command line's settings are the merge's; --mutable= applies
+// to both classes, over rd.sysext.mutable= and rd.confext.mutable=.
 Settings settings_from(const Options& o, const CmdlineSettings& c) {
     Settings s;
     s.root = o.root;
-    s.enabled = {c.sysext_enabled, c.confext_enabled};
-    s.exclude = {c.sysext_exclude, c.confext_exclude};
-    s.require = {c.sysext_require, c.confext_require};
-    s.pin = {c.sysext_pin, c.confext_pin};
-    s.block_devices = {c.sysext_block_devices, c.confext_block_devices};
-    // Validated where they were read; --mutable= applies to both classes.
-    auto mode = [&](const std::optional<std::string>& m) {
-        auto parsed = m ? parse_mutable_mode(*m) : Result<MutableMode>(MutableMode::No);
-        return parsed ? *parsed : MutableMode::No;
-    };
-    s.mutable_modes = {mode(o.mutable_mode ? o.mutable_mode : c.sysext_mutable),
-                       mode(o.mutable_mode ? o.mutable_mode : c.confext_mutable)};
+    s.classes = c.classes;
+    if (o.mutable_mode)
+        for (auto& cls : s.classes) cls.mutable_mode = *o.mutable_mode;
     return s;
 }
 
@@ -75,7 +68,7 @@ int run(const Options& o, const CmdlineSettings& c) {
         return kFailed;
     }
     Settings settings = settings_from(o, c);
-    auto policy = load_policy_config(*target, {o.image_policy, c.sysext_image_policy, c.confext_image_policy});
+    auto policy = load_policy_config(*target, {o.image_policy, c.of(ImageClass::Sysext).image_policy, c.of(ImageClass::Confext).image_policy});
     if (!policy) {
         log_error() << "image policy: " << policy.error().what();
         return o.command == Command::Inspect ? kUsage : kFailed;

@@ -34,6 +34,12 @@ const ClassInfo& class_info(ImageClass c) {
 
 const char* class_name(ImageClass c) { return class_info(c).name; }
 
+std::optional<ImageClass> class_from_name(std::string_view name) {
+    for (ImageClass c : all_classes())
+        if (name == class_name(c)) return c;
+    return std::nullopt;
+}
+
 const std::vector<ImageClass>& all_classes() {
     static const std::vector<ImageClass> classes{ImageClass::Sysext, ImageClass::Confext};
     return classes;

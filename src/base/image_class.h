@@ -3,7 +3,9 @@
 // Values follow systemd-sysext/confext so both tools agree on one tree.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace rdext {
@@ -24,6 +26,8 @@ struct ClassInfo {
 
 const ClassInfo& class_info(ImageClass c);
 const char* class_name(ImageClass c);
+// The class `name` ("sysext", "confext") names.
+std::optional<ImageClass> class_from_name(std::string_view name);
 // All classes, in the order rdext merges them.
 const std::vector<ImageClass>& all_classes();
 

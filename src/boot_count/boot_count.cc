@@ -26,16 +26,16 @@ void count_one(int root_fd, const std::string& name, TrialRecord& t) {
     auto dir = open_versioned_dir(root_fd, t);
     auto r = dir ? rename_entry(dir->get(), t.entry, t.counted_name, t.identity) : Result<void>(dir.error());
     if (r) {
-        t.status = "counted";
+        t.status = TrialStatus::Counted;
         t.reason = "one try used up by this boot";
         log_notice() << name << ": boot counting: renamed " << t.dir << "/" << t.entry << " to " << t.counted_name;
     } else if (r.error().code() == EROFS) {
-        t.status = "pending";
+        t.status = TrialStatus::Pending;
         t.reason = "the root is read-only; the rename is due at the next merge or refresh on a writable root";
         log_notice() << name << ": boot counting: cannot rename " << t.entry << " to " << t.counted_name
                      << " yet, the root is read-only; recorded as pending";
     } else {
-        t.status = "failed";
+        t.status = TrialStatus::Failed;
         t.reason = r.error().what();
         log_warning() << name << ": boot counting: not renaming " << t.dir << "/" << t.entry << ": " << t.reason;
     }
@@ -46,7 +46,7 @@ const TrialRecord* counted_this_boot(const MergeState* previous, const MergeStat
     if (!previous || previous->boot_id.empty() || previous->boot_id != state.boot_id) return nullptr;
     for (const auto& r : previous->extensions)
         if (r.trial && r.trial->dir == t.dir && r.trial->identity == t.identity &&
-            (r.trial->status == "counted" || r.trial->status == "pending" || r.trial->status == "exhausted"))
+            (r.trial->status == TrialStatus::Counted || r.trial->status == TrialStatus::Pending || r.trial->status == TrialStatus::Exhausted))
             return &*r.trial;
     return nullptr;
 }
@@ -89,36 +89,36 @@ Result<void> rename_entry(int dir_fd, const std::string& from, const std::string
 
 void count_trials(int root_fd, const MergeState* previous, MergeState& state) {
     for (auto& rec : state.extensions) {
-        if (!rec.trial || rec.result != "merged") continue;
+        if (!rec.trial || rec.result != ExtensionResult::Merged) continue;
         TrialRecord& t = *rec.trial;
         if (const TrialRecord* before = counted_this_boot(previous, state, t)) {
             t = *before;
             log_info() << rec.name << ": boot counting: this boot's try of " << t.entry << " is already "
-                       << t.status;
+                       << trial_status_name(t.status);
         } else if (t.counted_name.empty()) {
-            t.status = "exhausted";
+            t.status = TrialStatus::Exhausted;
             t.reason = "no tries left; merged only because no other entry could be used";
             log_warning() << rec.name << ": " << t.dir << "/" << t.entry << ": " << t.reason;
         } else {
             count_one(root_fd, rec.name, t);
         }
-        if (t.status == "counted") rec.path = t.dir + "/" + t.counted_name;
+        if (t.status == TrialStatus::Counted) rec.path = t.dir + "/" + t.counted_name;
     }
 }
 
 void retry_pending_trials(int root_fd, MergeState& previous) {
     for (auto& rec : previous.extensions) {
-        if (!rec.trial || rec.trial->status != "pending") continue;
+        if (!rec.trial || rec.trial->status != TrialStatus::Pending) continue;
         TrialRecord& t = *rec.trial;
         auto dir = open_versioned_dir(root_fd, t);
         auto r = dir ? rename_entry(dir->get(), t.entry, t.counted_name, t.identity) : Result<void>(dir.error());
         if (r) {
-            t.status = "counted";
+            t.status = TrialStatus::Counted;
             t.reason = "one try used up by this boot (renamed late: the root was read-only at first)";
             log_notice() << rec.name << ": boot counting: renamed " << t.dir << "/" << t.entry << " to "
                          << t.counted_name << " (pending since the root was read-only)";
         } else if (r.error().code() != EROFS) {
-            t.status = "failed";
+            t.status = TrialStatus::Failed;
             t.reason = r.error().what();
             log_warning() << rec.name << ": boot counting: the pending rename of " << t.dir << "/" << t.entry
                           << " cannot be done: " << t.reason;
@@ -136,7 +136,7 @@ Result<void> count_pending_tries(const Target& target) {
     }
     std::vector<size_t> pending;
     for (size_t i = 0; i < state->extensions.size(); i++)
-        if (state->extensions[i].trial && state->extensions[i].trial->status == "pending") pending.push_back(i);
+        if (state->extensions[i].trial && state->extensions[i].trial->status == TrialStatus::Pending) pending.push_back(i);
     if (pending.empty()) {
         log_info() << "no try is pending, nothing to count";
         return {};
@@ -147,18 +147,18 @@ Result<void> count_pending_tries(const Target& target) {
     for (size_t i : pending) {
         ExtensionRecord& rec = state->extensions[i];
         const TrialRecord& t = *rec.trial;
-        if (t.status == "counted") {
+        if (t.status == TrialStatus::Counted) {
             rec.path = t.dir + "/" + t.counted_name;
             changed = true;
             continue;
         }
-        changed |= t.status != "pending";
-        if (t.status == "pending")
+        changed |= t.status != TrialStatus::Pending;
+        if (t.status == TrialStatus::Pending)
             // Still read-only: the entry keeps its name (mark-good may still bless it).
             log_warning() << rec.name << ": boot counting: " << t.dir << "/" << t.entry
                           << " cannot be renamed, the root is still read-only; this boot's try is not counted";
         if (!result) continue;  // the first failure is the error
-        if (t.status == "pending")
+        if (t.status == TrialStatus::Pending)
             result = Error(EROFS) << rec.name << ": the root is read-only, " << t.entry << " keeps its name";
         else
             result = Error(EIO) << rec.name << ": " << t.reason;
@@ -180,9 +180,9 @@ Result<void> mark_good(const Target& target) {
     Result<void> result;
     bool changed = false;
     for (auto& rec : state->extensions) {
-        if (!rec.trial || rec.result != "merged" || rec.trial->status == "good") continue;
+        if (!rec.trial || rec.result != ExtensionResult::Merged || rec.trial->status == TrialStatus::Good) continue;
         TrialRecord& t = *rec.trial;
-        const std::string& current = t.status == "counted" ? t.counted_name : t.entry;
+        const std::string& current = t.status == TrialStatus::Counted ? t.counted_name : t.entry;
         auto dir = open_versioned_dir(target.root_fd.get(), t);
         auto r = dir ? rename_entry(dir->get(), current, t.good_name, t.identity) : Result<void>(dir.error());
         if (!r) {
@@ -191,7 +191,7 @@ Result<void> mark_good(const Target& target) {
             continue;
         }
         log_notice() << rec.name << ": marked good: renamed " << t.dir << "/" << current << " to " << t.good_name;
-        t.status = "good";
+        t.status = TrialStatus::Good;
         t.reason = "marked good";
         rec.path = t.dir + "/" + t.good_name;
         changed = true;

@@ -104,10 +104,12 @@ Result<Options> parse_options(int argc, char** argv) {
             case OPT_LOG_LEVEL: o.log_level = optarg; break;
             case OPT_JSON: o.json = true; break;
             case OPT_IMAGE_POLICY: o.image_policy = optarg; break;
-            case OPT_MUTABLE:
-                if (auto m = parse_mutable_mode(optarg); !m) return Error(EINVAL) << m.error().message();
-                o.mutable_mode = optarg;
+            case OPT_MUTABLE: {
+                auto m = parse_mutable_mode(optarg);
+                if (!m) return Error(EINVAL) << m.error().message();
+                o.mutable_mode = *m;
                 break;
+            }
             case OPT_OS_RELEASE: o.os_release = optarg; break;
             case OPT_CERTIFICATE: o.certificates.push_back(optarg); break;
             case 'h': help = true; break;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "target/mutable_mode.h"
 
 namespace rdext {
 
@@ -17,7 +18,7 @@ struct Options {
     std::string cmdline_file;  // empty: /proc/cmdline
     std::optional<std::string> log_level;
     std::optional<std::string> image_policy;  // --image-policy=, for both classes
-    std::optional<std::string> mutable_mode;  // --mutable=, for both classes (validated)
+    std::optional<MutableMode> mutable_mode;  // --mutable=, for both classes
     bool json = false;
     // inspect: the image, the OS to check it against, the trust anchors.
     std::string image;

@@ -91,11 +91,11 @@ std::string status_text(const std::vector<HierarchyStatus>& hs, const MergeState
     if (st) {
         bool header = false;
         for (const auto& r : st->extensions) {
-            if (r.result == "merged") continue;
+            if (r.result == ExtensionResult::Merged) continue;
             if (!header) s << "\nNot merged (" << cescape(st->time) << "):\n";
             header = true;
-            s << "  " << cescape(r.name) << " (" << cescape(r.cls) << ", " << cescape(r.path)
-              << "): " << cescape(r.result);
+            s << "  " << cescape(r.name) << " (" << class_name(r.cls) << ", " << cescape(r.path)
+              << "): " << extension_result_name(r.result);
             if (!r.reason.empty()) s << ": " << cescape(r.reason);
             s << "\n";
         }

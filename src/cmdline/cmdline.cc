@@ -48,15 +48,16 @@ void warn(CmdlineSettings& s, const Word& w, const std::string& why) {
     s.warnings.push_back(printable(w.text) + ": " + why + ", ignored");
 }
 
-template <bool CmdlineSettings::*Field>
+// Handlers are instantiated per class: `C` is the class the key names.
+template <ImageClass C, bool ClassSettings::*Field>
 void set_bool(CmdlineSettings& s, const Word& w) {
     if (!w.value) {
-        s.*Field = true;
+        s.of(C).*Field = true;
         return;
     }
     std::optional<bool> b = parse_boolean(*w.value);
     if (!b) return warn(s, w, "not a boolean");
-    s.*Field = *b;
+    s.of(C).*Field = *b;
 }
 
 // An image name as it may appear in a search directory: one path component.
@@ -67,18 +68,18 @@ bool valid_image_name(const std::string& n) {
     });
 }
 
-template <std::set<std::string> CmdlineSettings::*Field>
+template <ImageClass C, std::set<std::string> ClassSettings::*Field>
 void add_names(CmdlineSettings& s, const Word& w) {
     if (!w.value || w.value->empty()) return warn(s, w, "expects a list of image names");
     for (const std::string& name : split(*w.value, ',')) {
         if (valid_image_name(name))
-            (s.*Field).insert(name);
+            (s.of(C).*Field).insert(name);
         else
             warn(s, w, "invalid image name \"" + printable(name) + "\"");
     }
 }
 
-template <std::map<std::string, std::string> CmdlineSettings::*Field>
+template <ImageClass C>
 void add_pin(CmdlineSettings& s, const Word& w) {
     size_t eq = w.value ? w.value->find('=') : std::string::npos;
     if (eq == std::string::npos) return warn(s, w, "expects NAME=VERSION");
@@ -86,22 +87,22 @@ void add_pin(CmdlineSettings& s, const Word& w) {
     if (!valid_image_name(name)) return warn(s, w, "invalid image name \"" + printable(name) + "\"");
     if (!version_is_valid(version))
         return warn(s, w, "invalid version \"" + printable(version) + "\" (letters, digits and . , _ - + only)");
-    (s.*Field)[name] = version;
+    s.of(C).pin[name] = version;
 }
 
 // An image policy is a trust decision: a key without '=' is not dropped
 // (that would leave the permissive default) but kept as written, which is
 // no valid policy, so the merge refuses every image of its class.
-template <std::optional<std::string> CmdlineSettings::*Field>
+template <ImageClass C>
 void set_policy(CmdlineSettings& s, const Word& w) {
-    s.*Field = w.value ? *w.value : w.text;
+    s.of(C).image_policy = w.value ? *w.value : w.text;
 }
 
-template <std::optional<std::string> CmdlineSettings::*Field>
+template <ImageClass C>
 void set_mutable(CmdlineSettings& s, const Word& w) {
-    if (!w.value || !parse_mutable_mode(*w.value))
-        return warn(s, w, "expects a mutable mode (no, auto, yes, import, ephemeral, ephemeral-import)");
-    s.*Field = *w.value;
+    auto mode = w.value ? parse_mutable_mode(*w.value) : Result<MutableMode>(Error(EINVAL));
+    if (!mode) return warn(s, w, "expects a mutable mode (no, auto, yes, import, ephemeral, ephemeral-import)");
+    s.of(C).mutable_mode = *mode;
 }
 
 void set_log_level(CmdlineSettings& s, const Word& w) {
@@ -111,30 +112,33 @@ void set_log_level(CmdlineSettings& s, const Word& w) {
     s.log_level = *w.value;
 }
 
+constexpr ImageClass Sysext = ImageClass::Sysext;
+constexpr ImageClass Confext = ImageClass::Confext;
+
 // Adding a key is one line here.
 const struct {
     const char* key;
     Handler handler;
 } kOptions[] = {
-    {"rd.sysext", set_bool<&CmdlineSettings::sysext_enabled>},
-    {"rd.systemd.sysext", set_bool<&CmdlineSettings::sysext_enabled>},
-    {"systemd.sysext", set_bool<&CmdlineSettings::sysext_enabled>},
-    {"rd.confext", set_bool<&CmdlineSettings::confext_enabled>},
-    {"rd.systemd.confext", set_bool<&CmdlineSettings::confext_enabled>},
-    {"systemd.confext", set_bool<&CmdlineSettings::confext_enabled>},
-    {"rd.sysext.exclude", add_names<&CmdlineSettings::sysext_exclude>},
-    {"rd.confext.exclude", add_names<&CmdlineSettings::confext_exclude>},
-    {"rd.sysext.require", add_names<&CmdlineSettings::sysext_require>},
-    {"rd.confext.require", add_names<&CmdlineSettings::confext_require>},
-    {"rd.sysext.pin", add_pin<&CmdlineSettings::sysext_pin>},
-    {"rd.confext.pin", add_pin<&CmdlineSettings::confext_pin>},
+    {"rd.sysext", set_bool<Sysext, &ClassSettings::enabled>},
+    {"rd.systemd.sysext", set_bool<Sysext, &ClassSettings::enabled>},
+    {"systemd.sysext", set_bool<Sysext, &ClassSettings::enabled>},
+    {"rd.confext", set_bool<Confext, &ClassSettings::enabled>},
+    {"rd.systemd.confext", set_bool<Confext, &ClassSettings::enabled>},
+    {"systemd.confext", set_bool<Confext, &ClassSettings::enabled>},
+    {"rd.sysext.exclude", add_names<Sysext, &ClassSettings::exclude>},
+    {"rd.confext.exclude", add_names<Confext, &ClassSettings::exclude>},
+    {"rd.sysext.require", add_names<Sysext, &ClassSettings::require>},
+    {"rd.confext.require", add_names<Confext, &ClassSettings::require>},
+    {"rd.sysext.pin", add_pin<Sysext>},
+    {"rd.confext.pin", add_pin<Confext>},
     {"rd.rdext.log_level", set_log_level},
-    {"rd.sysext.image_policy", set_policy<&CmdlineSettings::sysext_image_policy>},
-    {"rd.confext.image_policy", set_policy<&CmdlineSettings::confext_image_policy>},
-    {"rd.sysext.mutable", set_mutable<&CmdlineSettings::sysext_mutable>},
-    {"rd.confext.mutable", set_mutable<&CmdlineSettings::confext_mutable>},
-    {"rd.sysext.block_devices", set_bool<&CmdlineSettings::sysext_block_devices>},
-    {"rd.confext.block_devices", set_bool<&CmdlineSettings::confext_block_devices>},
+    {"rd.sysext.image_policy", set_policy<Sysext>},
+    {"rd.confext.image_policy", set_policy<Confext>},
+    {"rd.sysext.mutable", set_mutable<Sysext>},
+    {"rd.confext.mutable", set_mutable<Confext>},
+    {"rd.sysext.block_devices", set_bool<Sysext, &ClassSettings::block_devices>},
+    {"rd.confext.block_devices", set_bool<Confext, &ClassSettings::block_devices>},
 };
 
 // Namespaces rdext owns: an unknown key in them is probably a typo.

@@ -7,49 +7,28 @@
 // fatal: anything rdext cannot use becomes a warning and is ignored.
 #pragma once
 
-#include <map>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "base/image_class.h"
 #include "base/result.h"
+#include "target/target.h"
 
 namespace rdext {
 
 struct CmdlineSettings {
-    bool sysext_enabled = true;
-    bool confext_enabled = true;
-    std::set<std::string> sysext_exclude;
-    std::set<std::string> confext_exclude;
-    // Extensions the boot cannot do without: if one is not merged, the
-    // merge fails so the initrd takes its emergency path.
-    std::set<std::string> sysext_require;
-    std::set<std::string> confext_require;
-    // rd.sysext.pin=NAME=VERSION: take that version from NAME's versioned
-    // directory (a downgrade that survives updates). Repeatable; for one
-    // name the last occurrence wins.
-    std::map<std::string, std::string> sysext_pin;
-    std::map<std::string, std::string> confext_pin;
-    // rd.sysext.image_policy= / rd.confext.image_policy=, as written; the
-    // merge parses them (an invalid one refuses every image of the class).
-    // A bare key (no '=') is kept as the key itself: not a valid policy.
-    std::optional<std::string> sysext_image_policy;
-    std::optional<std::string> confext_image_policy;
-    // rd.sysext.mutable= / rd.confext.mutable=: a mode systemd-sysext knows
-    // (no, auto, yes, import, ephemeral, ephemeral-import), validated.
-    std::optional<std::string> sysext_mutable;
-    std::optional<std::string> confext_mutable;
-    // rd.sysext.block_devices= / rd.confext.block_devices=: whether a block
-    // device node in a search directory may be merged. Off by default: the
-    // root's node can name any device of the machine.
-    bool sysext_block_devices = false;
-    bool confext_block_devices = false;
+    // rd.sysext.* and rd.confext.*, in the merge's own shape (ClassSettings):
+    // every value validated here, a bad one warned about and ignored.
+    PerClassSettings classes;
     std::optional<std::string> log_level;  // validated with parse_log_level()
     // Human-readable, one per ignored word, e.g.
     // "unknown option rd.sysext.foo=1, ignored".
     std::vector<std::string> warnings;
+
+    ClassSettings& of(ImageClass c) { return classes[static_cast<size_t>(c)]; }
+    const ClassSettings& of(ImageClass c) const { return classes[static_cast<size_t>(c)]; }
 };
 
 // The words of a command line, quotes removed.

@@ -9,6 +9,9 @@
 // removed: LOOP_CTL_REMOVE cost ~47 ms per device where measured (most of
 // systemd-sysext's ~55 ms per image, which removes each loop device it used
 // for the metadata pass); a free node is simply reused by the next attach.
+//
+// Covered by tests/integration/merge_kinds.sh (raw images) and refresh.sh
+// (devices reused by a refresh).
 #pragma once
 
 #include <sys/types.h>

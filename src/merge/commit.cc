@@ -65,11 +65,10 @@ Result<SharedFd> keep_copy(int top_fd, const std::string& hierarchy) {
     return std::make_shared<UniqueFd>(copy);
 }
 
-bool fell_back = false;  // this run swapped some hierarchy without mount beneath
-
-void say_fallback(const std::string& hierarchy, const Error& why) {
-    if (fell_back) return;
-    fell_back = true;
+// Said once per run, at its first hierarchy swapped without mount beneath.
+void say_fallback(Run& run, const std::string& hierarchy, const Error& why) {
+    if (run.fell_back) return;
+    run.fell_back = true;
     if (!kernel_has_mount_beneath())
         log_warning() << "mount beneath not supported, refreshing with unmount and mount (a short gap)";
     else
@@ -96,7 +95,7 @@ Result<void> unmount_then_mount(const Target& target, const PreparedOverlay& p, 
 
 // Old and new merge on one hierarchy: the new overlay beneath the old, the
 // old one's submounts copied over, then the old one detached.
-Result<void> swap_one(const Target& target, PreparedOverlay& p, int top_fd, UndoLog& undo) {
+Result<void> swap_one(const Target& target, PreparedOverlay& p, int top_fd, UndoLog& undo, Run& run) {
     auto children = copy_child_mounts(top_fd, class_info(p.cls).dot_dir);
     if (!children) return children.error();
     auto saved = keep_copy(top_fd, p.hierarchy);
@@ -105,7 +104,7 @@ Result<void> swap_one(const Target& target, PreparedOverlay& p, int top_fd, Undo
     int fd = p.overlay_fd.get();
     if (auto r = mount_beneath(fd, top_fd); !r) {
         if (r.error().code() != EINVAL) return r.error();
-        say_fallback(p.hierarchy, r.error());
+        say_fallback(run, p.hierarchy, r.error());
         RDEXT_TRY(unmount_then_mount(target, p, top_fd, (*saved)->get()));
     } else {
         RDEXT_TRY(detach_mount_of(top_fd));  // the old merge, its submounts with it
@@ -143,7 +142,7 @@ Result<void> take_off(const Target& target, const PreparedOverlay& p, int top_fd
     return {};
 }
 
-Result<void> swap_hierarchy(const Target& target, PreparedOverlay& p, UndoLog& undo) {
+Result<void> swap_hierarchy(const Target& target, PreparedOverlay& p, UndoLog& undo, Run& run) {
     auto h = target.open_hierarchy(p.hierarchy);
     if (!h) {
         if (!p.overlay_fd) return {};
@@ -155,7 +154,7 @@ Result<void> swap_hierarchy(const Target& target, PreparedOverlay& p, UndoLog& u
     if (!p.overlay_fd) return take_off(target, p, h->get(), undo);
     // The metadata bind of a mutable merge is a submount: the top proper is
     // the overlay, which open_hierarchy reaches.
-    return swap_one(target, p, h->get(), undo);
+    return swap_one(target, p, h->get(), undo, run);
 }
 
 }  // namespace
@@ -176,12 +175,10 @@ Result<void> commit_overlays(const Target& target, std::vector<PreparedOverlay>&
     return {};
 }
 
-bool refresh_fell_back() { return fell_back; }
-
-Result<void> swap_overlays(const Target& target, std::vector<PreparedOverlay>& overlays) {
+Result<void> swap_overlays(const Target& target, std::vector<PreparedOverlay>& overlays, Run& run) {
     UndoLog undo;
     for (auto& p : overlays) {
-        auto r = swap_hierarchy(target, p, undo);
+        auto r = swap_hierarchy(target, p, undo, run);
         if (!r) {
             undo.run();
             return r.error().prefix("refreshing " + p.hierarchy + " failed, the previous merge stays: ");

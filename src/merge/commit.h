@@ -1,6 +1,9 @@
 // The one step that changes what the target's hierarchies show. Every
 // overlay is attached, or (when one fails) none stays: what was attached
 // is taken back.
+//
+// Covered by tests/integration/merge_kinds.sh (commit), refresh.sh and refresh_gap.sh
+// (swap), fault_enum.sh (every step failing: nothing stays half done).
 #pragma once
 
 #include <string>
@@ -9,6 +12,7 @@
 #include "base/fd.h"
 #include "base/image_class.h"
 #include "base/result.h"
+#include "merge/run.h"
 #include "state/state_file.h"
 #include "target/target.h"
 
@@ -34,9 +38,8 @@ Result<void> commit_overlays(const Target& target, std::vector<PreparedOverlay>&
 // onto the new one first. Without it: unmount and mount, with a message.
 // A hierarchy no longer merged is unmerged, a newly merged one mounted.
 // Every hierarchy is swapped, or (when one fails) none stays swapped.
-Result<void> swap_overlays(const Target& target, std::vector<PreparedOverlay>& overlays);
-// Whether a swap of this run fell back to unmount and mount.
-bool refresh_fell_back();
+// Sets run.fell_back when a swap fell back to unmount and mount.
+Result<void> swap_overlays(const Target& target, std::vector<PreparedOverlay>& overlays, Run& run);
 
 // A detached copy of a merged hierarchy's mounts, taken before a refresh
 // removes them, so a refresh that fails can put the old merge back.

@@ -1,4 +1,7 @@
 // What rdext leaves for the booted system when it merged in the initrd.
+//
+// Covered by the VM scenarios (tests/vm/scenarios/first_boot.sh and the
+// others that merge in the initrd).
 #pragma once
 
 #include "target/target.h"

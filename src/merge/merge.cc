@@ -41,7 +41,7 @@ struct Admitted {
 ExtensionRecord record_for(const Candidate& c) {
     ExtensionRecord r;
     r.name = c.name;
-    r.cls = class_name(c.cls);
+    r.cls = c.cls;
     r.path = c.path;
     r.kind = kind_name(c.kind);
     return r;
@@ -203,11 +203,13 @@ std::vector<Admitted> admit_all(std::vector<Candidate>& candidates, const Settin
         ExtensionRecord rec = record_for(c);
         if (c.versioned) start_versioned_record(c, rec);
         if (c.state != EntryState::Available) {
-            rec.result = c.state == EntryState::Broken ? "skipped" : entry_state_name(c.state);
+            rec.result = c.state == EntryState::Masked     ? ExtensionResult::Masked
+                         : c.state == EntryState::Shadowed ? ExtensionResult::Shadowed
+                                                           : ExtensionResult::Skipped;
             rec.reason = c.reason;
             if (c.state == EntryState::Broken) log_warning() << "skipping " << c.path << ": " << c.reason;
         } else if (!decisions[i].tried) {
-            rec.result = "excluded";
+            rec.result = ExtensionResult::Excluded;
             rec.reason = std::string("excluded by rd.") + class_name(c.cls) + ".exclude=";
             log_info() << "not merging " << c.path << ": " << rec.reason;
         } else {
@@ -220,11 +222,11 @@ std::vector<Admitted> admit_all(std::vector<Candidate>& candidates, const Settin
                 if (!fresh) img = Error() << "same image as " << first->second << " (another name for it)";
             }
             if (!img) {
-                rec.result = "skipped";
+                rec.result = ExtensionResult::Skipped;
                 rec.reason = img.error().what();
                 log_warning() << "skipping " << class_name(c.cls) << " " << c.path << ": " << rec.reason;
             } else {
-                rec.result = "merged";
+                rec.result = ExtensionResult::Merged;
                 rec.fstype = img->fstype;
                 rec.identity = identity_of(c);
                 state.extensions.push_back(std::move(rec));
@@ -244,19 +246,28 @@ Result<void> copy_owner_and_mode(const struct stat& from, int dir_fd) {
     return {};
 }
 
-// How the hierarchies of one class are built in this run.
-struct BuildContext {
+// What every step of a run works with, passed down as one.
+struct RunContext {
+    const Target& target;
     const Settings& settings;
-    bool refresh = false;  // the current merge stays until the swap
-    std::string inputs;    // fingerprint of the inputs, for the origin file
+    Staging& staging;
+    const CompatContext& compat;
+    MergeState& state;
+    Run& run;  // a refresh: the current merge stays until the swap
 };
 
-OriginInfo origin_for(const BuildContext& ctx, ImageClass cls, const std::string& work_dir,
-                      const std::vector<std::string>& hierarchies) {
+// How the hierarchies of one class are built in this run.
+struct ClassBuild {
+    const RunContext& rc;
+    ImageClass cls;
+    std::string inputs;  // fingerprint of the inputs, for the origin file
+};
+
+OriginInfo origin_for(const ClassBuild& b, const std::string& work_dir, const std::vector<std::string>& hierarchies) {
     OriginInfo o;
-    o.mutable_mode = mutable_mode_name(ctx.settings.mutable_mode(cls));
+    o.mutable_mode = mutable_mode_name(b.rc.settings.mutable_mode(b.cls));
     o.work_dir = work_dir;
-    o.inputs = ctx.inputs;
+    o.inputs = b.inputs;
     o.hierarchies = hierarchies;
     return o;
 }
@@ -266,13 +277,12 @@ OriginInfo origin_for(const BuildContext& ctx, ImageClass cls, const std::string
 // refresh a merged hierarchy is covered by the merge it replaces: its own
 // directory is reached through a copy of the mount beneath (refresh.h).
 // EXDEV when that cannot be done (the refresh then unmerges first).
-Result<UniqueFd> base_of(const Target& target, Staging& staging, ImageClass cls, const std::string& hierarchy,
-                         int current_fd, bool refresh) {
-    if (refresh) {
+Result<UniqueFd> base_of(const RunContext& rc, ImageClass cls, const std::string& hierarchy, int current_fd) {
+    if (rc.run.refresh()) {
         auto m = read_merged(current_fd, cls);
         if (!m) return m.error();
         if (m->merged) {
-            auto staged = stage_base(target, staging, cls, hierarchy);
+            auto staged = stage_base(rc.target, rc.staging, cls, hierarchy);
             if (!staged && staged.error().code() == ENOTSUP) return Error(EXDEV) << staged.error().message();
             return staged;
         }
@@ -290,18 +300,18 @@ Result<UniqueFd> base_of(const Target& target, Staging& staging, ImageClass cls,
 // image instead of the metadata layer. Returns the nested overlay's mount
 // (the layer is its /proc/self/fd link: keep it until the outer overlay
 // exists), or nothing when the layers fit without.
-Result<UniqueFd> nest_bottom_if_needed(Staging& staging, ImageClass cls, const std::string& hierarchy,
-                                       OverlaySpec& spec) {
+Result<UniqueFd> nest_bottom_if_needed(const ClassBuild& b, const std::string& hierarchy, OverlaySpec& spec) {
+    const ImageClass cls = b.cls;
     if (spec.lowers.size() <= kMaxOverlayLayers || !spec.upper.empty()) return UniqueFd();
     OverlaySpec bottom;
     bottom.source = std::string(class_name(cls)) + "-base";
     bottom.flags = spec.flags;
     bottom.lowers = {spec.lowers.front(), spec.lowers.back()};
-    auto inner = create_overlay(bottom);
+    auto inner = create_overlay(bottom, b.rc.run.lowerdir_plus_refused);
     if (!inner) return inner.error().prefix("overlay of metadata and base for " + hierarchy + ": ");
     std::string name = std::string("nest-") + class_name(cls) + hierarchy;
     std::replace(name.begin(), name.end(), '/', '-');
-    auto slot = staging.make_slot(name);
+    auto slot = b.rc.staging.make_slot(name);
     if (!slot) return slot.error();
     RDEXT_TRY(attach_mount(inner->get(), slot->get()));
     spec.lowers.erase(spec.lowers.begin());
@@ -317,9 +327,11 @@ Result<UniqueFd> nest_bottom_if_needed(Staging& staging, ImageClass cls, const s
 // is not mutable). A merged module index (module_index, for /usr) goes right
 // below the metadata layer; a mutable merge adds its upper directory (and
 // the import modes a read-only layer below the metadata).
-Result<PreparedOverlay> prepare_hierarchy(const Target& target, Staging& staging, ImageClass cls,
-                                          const std::string& hierarchy, std::vector<Admitted>& admitted,
-                                          MergeState& state, const BuildContext& ctx, int module_index = -1) {
+Result<PreparedOverlay> prepare_hierarchy(const ClassBuild& b, const std::string& hierarchy,
+                                          std::vector<Admitted>& admitted, int module_index = -1) {
+    const RunContext& rc = b.rc;
+    const ImageClass cls = b.cls;
+    MergeState& state = rc.state;
     PreparedOverlay p;
     p.cls = cls;
     p.hierarchy = hierarchy;
@@ -332,33 +344,33 @@ Result<PreparedOverlay> prepare_hierarchy(const Target& target, Staging& staging
         p.merged_names.insert(p.merged_names.begin(), it->candidate->name);
         state.extensions[it->record].hierarchies.push_back(hierarchy);
     }
-    const MutableMode mode = ctx.settings.mutable_mode(cls);
+    const MutableMode mode = rc.settings.mutable_mode(cls);
     if (admitted.empty() || (layers.empty() && mode == MutableMode::No)) return p;
 
-    auto current = target.open_hierarchy(hierarchy);
+    auto current = rc.target.open_hierarchy(hierarchy);
     if (!current) {
-        log_info() << "hierarchy " << hierarchy << " does not exist in " << target.root_path << ", not merging it";
+        log_info() << "hierarchy " << hierarchy << " does not exist in " << rc.target.root_path << ", not merging it";
         for (auto& a : admitted) std::erase(state.extensions[a.record].hierarchies, hierarchy);
         return p;
     }
-    auto base = base_of(target, staging, cls, hierarchy, current->get(), ctx.refresh);
+    auto base = base_of(rc, cls, hierarchy, current->get());
     if (!base) return base.error();
     auto base_st = stat_fd(base->get());
     if (!base_st) return Error(EIO) << "cannot inspect " << hierarchy;
-    auto rw = mutable_layers(target.root_fd.get(), current->get(), staging, cls, hierarchy, base->get(), mode);
+    auto rw = mutable_layers(rc.target.root_fd.get(), current->get(), rc.staging, cls, hierarchy, base->get(), mode);
     if (!rw) return rw.error().prefix("mutable " + hierarchy + ": ");
     if (layers.empty() && !rw->writable()) return p;
 
     std::string meta_name = std::string("meta-") + class_name(cls) + hierarchy;
     std::replace(meta_name.begin(), meta_name.end(), '/', '-');
-    auto meta = staging.make_slot(meta_name);
+    auto meta = rc.staging.make_slot(meta_name);
     if (!meta) return meta.error();
     // The topmost layer's root gives the merged hierarchy its owner and
     // mode: make it look like the root's own hierarchy, not a 0700 slot.
     RDEXT_TRY(copy_owner_and_mode(*base_st, meta->get()));
     std::vector<ExtensionRecord> merged;
     for (const auto& a : admitted) merged.push_back(state.extensions[a.record]);
-    RDEXT_TRY(write_meta_layer(meta->get(), cls, merged, base_st->st_dev, origin_for(ctx, cls, rw->work_for_meta, {})));
+    RDEXT_TRY(write_meta_layer(meta->get(), cls, merged, base_st->st_dev, origin_for(b, rw->work_for_meta, {})));
 
     OverlaySpec spec;
     spec.source = class_name(cls);
@@ -375,9 +387,9 @@ Result<PreparedOverlay> prepare_hierarchy(const Target& target, Staging& staging
         spec.upper = proc_fd_path(rw->upper.get());
         spec.work = proc_fd_path(rw->work.get());
     }
-    auto nested = nest_bottom_if_needed(staging, cls, hierarchy, spec);
+    auto nested = nest_bottom_if_needed(b, hierarchy, spec);
     if (!nested) return nested.error();
-    auto overlay = create_overlay(spec);
+    auto overlay = create_overlay(spec, rc.run.lowerdir_plus_refused);
     if (!overlay) return overlay.error().prefix("overlay for " + hierarchy + ": ");
     auto st = stat_fd(overlay->get());
     if (!st) return st.error();
@@ -424,9 +436,9 @@ Result<CompatContext> compat_for(const Target& target, Staging& staging) {
 // Takes an admitted image out of the merge (unmounting it), recording why.
 void skip_admitted(std::vector<Admitted>& admitted, size_t i, MergeState& state, const std::string& reason) {
     auto& rec = state.extensions[admitted[i].record];
-    rec.result = "skipped";
+    rec.result = ExtensionResult::Skipped;
     rec.reason = reason;
-    log_warning() << "skipping " << rec.cls << " " << admitted[i].candidate->path << ": " << reason;
+    log_warning() << "skipping " << class_name(rec.cls) << " " << admitted[i].candidate->path << ": " << reason;
     admitted.erase(admitted.begin() + static_cast<std::ptrdiff_t>(i));
 }
 
@@ -436,8 +448,8 @@ void skip_admitted(std::vector<Admitted>& admitted, size_t i, MergeState& state,
 // built, those extensions are skipped, the rest merges: merged without it,
 // their modules could not be loaded by name, and an index of their own
 // would hide the root's, breaking the system's modules too.
-Result<UniqueFd> index_extension_modules(const Target& target, Staging& staging,
-                                            std::vector<Admitted>& admitted, MergeState& state, bool refresh) {
+Result<UniqueFd> index_extension_modules(const RunContext& rc, std::vector<Admitted>& admitted) {
+    const Target& target = rc.target;
     const std::string kver = running_kernel_release();
     std::vector<std::string> layers;
     std::vector<size_t> carriers;  // indexes into admitted, last first
@@ -452,18 +464,18 @@ Result<UniqueFd> index_extension_modules(const Target& target, Staging& staging,
     auto current = target.open_hierarchy("/usr");
     if (!current) return UniqueFd();  // /usr is not merged at all then
     // During a refresh, the root's own /usr beneath the current merge.
-    auto base = base_of(target, staging, ImageClass::Sysext, "/usr", current->get(), refresh);
+    auto base = base_of(rc, ImageClass::Sysext, "/usr", current->get());
     if (!base) return base.error();
     layers.push_back(proc_fd_path(base->get()));
     const std::string slot = "modules-sysext-usr";
-    auto index = build_module_index(staging, layers, kver, slot);
+    auto index = build_module_index(rc.staging, layers, kver, slot, rc.run.lowerdir_plus_refused);
     if (index) {
         log_info() << "merged module index for " << kver << " built over " << carriers.size()
                    << " extension(s) with modules and " << target.root_path << "/usr";
-        return open_in_root_nofollow(staging.fd(), slot, O_PATH | O_DIRECTORY);
+        return open_in_root_nofollow(rc.staging.fd(), slot, O_PATH | O_DIRECTORY);
     }
     for (size_t i : carriers) {
-        skip_admitted(admitted, i, state,
+        skip_admitted(admitted, i, rc.state,
                       "ships kernel modules for " + kver + ", but the merged module index cannot be built: " +
                           index.error().what());
     }
@@ -519,27 +531,26 @@ struct ClassWork {
     std::vector<Admitted> admitted;
 };
 
-Result<void> prepare_class(const Target& target, const Settings& settings, Staging& staging,
-                           const CompatContext& compat, ImageClass cls, ClassWork& work, MergeState& state,
-                           std::vector<PreparedOverlay>& overlays, bool refresh) {
-    auto found = discover(target.root_fd.get(), cls);
+Result<void> prepare_class(const RunContext& rc, ImageClass cls, ClassWork& work,
+                           std::vector<PreparedOverlay>& overlays) {
+    auto found = discover(rc.target.root_fd.get(), cls);
     if (!found) return found.error();
     work.candidates = std::move(*found);
-    if (refresh) reopen_beneath_merges(target, staging, work.candidates);
-    BuildContext ctx{settings, refresh, inputs_fingerprint(target, settings, cls, work.candidates, refresh)};
-    work.admitted = admit_all(work.candidates, settings, staging, compat, state);
-    fit_layer_limit(settings, cls, work.admitted, state);
+    const bool refresh = rc.run.refresh();
+    if (refresh) reopen_beneath_merges(rc.target, rc.staging, work.candidates);
+    ClassBuild b{rc, cls, inputs_fingerprint(rc.target, rc.settings, cls, work.candidates, refresh)};
+    work.admitted = admit_all(work.candidates, rc.settings, rc.staging, rc.compat, rc.state);
+    fit_layer_limit(rc.settings, cls, work.admitted, rc.state);
     UniqueFd module_index;
     if (cls == ImageClass::Sysext) {
-        auto m = index_extension_modules(target, staging, work.admitted, state, refresh);
+        auto m = index_extension_modules(rc, work.admitted);
         if (!m) return m.error();
         module_index = std::move(*m);
     }
     const size_t first = overlays.size();
     std::vector<std::string> covered;
     for (const auto& h : class_info(cls).hierarchies) {
-        auto p = prepare_hierarchy(target, staging, cls, h, work.admitted, state, ctx,
-                                   h == "/usr" ? module_index.get() : -1);
+        auto p = prepare_hierarchy(b, h, work.admitted, h == "/usr" ? module_index.get() : -1);
         if (!p) return p.error();
         if (p->overlay_fd) covered.push_back(h);
         overlays.push_back(std::move(*p));
@@ -548,15 +559,16 @@ Result<void> prepare_class(const Target& target, const Settings& settings, Stagi
     for (size_t i = first; i < overlays.size(); i++) {
         auto& p = overlays[i];
         if (p.overlay_fd)
-            RDEXT_TRY(write_meta_origin(p.meta_fd.get(), cls, p.merged, origin_for(ctx, cls, p.work_dir, covered)));
+            RDEXT_TRY(write_meta_origin(p.meta_fd.get(), cls, p.merged, origin_for(b, p.work_dir, covered)));
     }
     return {};
 }
 
 // `operation` names the run in the record when it is not simply a merge or
 // a refresh (a refresh that unmerged first).
-Result<MergeState> merge_fresh(const Target& target, const Settings& settings, bool refresh,
+Result<MergeState> merge_fresh(const Target& target, const Settings& settings, Run& run,
                                const char* operation = nullptr) {
+    const bool refresh = run.refresh();
     MergeState state;
     state.root = target.root_path;
     state.time = now_iso8601();
@@ -581,6 +593,7 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings, b
     if (auto p = read_state(runtime->get()); p) previous = std::move(*p);
     if (previous) retry_pending_trials(target.root_fd.get(), *previous);
     state.boot_id = current_boot_id();
+    const RunContext rc{target, settings, *staging, *compat, state, run};
 
     std::vector<ClassWork> work(all_classes().size());
     std::vector<PreparedOverlay> overlays;
@@ -589,8 +602,7 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings, b
             log_info() << class_name(cls) << " merging is disabled on the kernel command line";
             continue;
         }
-        RDEXT_TRY(prepare_class(target, settings, *staging, *compat, cls, work[static_cast<size_t>(cls)], state,
-                                overlays, refresh));
+        RDEXT_TRY(prepare_class(rc, cls, work[static_cast<size_t>(cls)], overlays));
     }
     // A required extension that is missing fails the run before anything
     // becomes visible; the record still says why, for `rdext status`.
@@ -599,7 +611,7 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings, b
             log_warning() << "cannot record the merge in state.json: " << w.error().what();
         return Error(ENOENT) << "required extension not merged: " << join(missing, "; ");
     }
-    RDEXT_TRY(refresh ? swap_overlays(target, overlays) : commit_overlays(target, overlays));
+    RDEXT_TRY(refresh ? swap_overlays(target, overlays, run) : commit_overlays(target, overlays));
     var->keep();
     // Merged: the overlays hold the loop and dm devices now; autoclear and
     // deferred removal free each when its last user goes.
@@ -609,7 +621,7 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings, b
     count_trials(target.root_fd.get(), previous ? &*previous : nullptr, state);
     state.operation = operation                 ? operation
                       : !refresh                ? "merge"
-                      : refresh_fell_back()     ? "refresh-fallback"
+                      : run.fell_back           ? "refresh-fallback"
                                                 : "refresh";
     if (auto w = write_state(runtime->get(), state); !w)
         log_warning() << "cannot record the merge in state.json: " << w.error().what();
@@ -631,7 +643,7 @@ Result<void> refuse_covered_merges(const Target& target, const Settings& setting
 // current merge (a hierarchy that is a file system of its own) takes the
 // current merge off and merges again; a copy of the old merge is kept so a
 // failed merge can put it back.
-Result<MergeState> refresh_by_unmerging(const Target& target, const Settings& settings) {
+Result<MergeState> refresh_by_unmerging(const Target& target, const Settings& settings, Run& run) {
     std::vector<SavedMerge> saved;
     for (ImageClass cls : all_classes()) {
         if (!settings.class_enabled(cls)) continue;
@@ -646,7 +658,9 @@ Result<MergeState> refresh_by_unmerging(const Target& target, const Settings& se
             return r.error();
         }
     }
-    auto r = merge_fresh(target, settings, false, "refresh-unmerged-first");
+    // Nothing is merged now: the rest of the run merges afresh.
+    run.mode = MergeMode::Merge;
+    auto r = merge_fresh(target, settings, run, "refresh-unmerged-first");
     if (!r) restore_merges(target, saved);
     return r;
 }
@@ -670,7 +684,9 @@ bool nothing_changed(const Target& target, const Settings& settings) {
 // (commit.h: swap_overlays).
 Result<MergeState> merge(const Target& target, const Settings& settings, MergeMode mode) {
     RDEXT_TRY(refuse_covered_merges(target, settings));
-    if (mode == MergeMode::Merge) return merge_fresh(target, settings, false);
+    Run run;
+    run.mode = mode;
+    if (mode == MergeMode::Merge) return merge_fresh(target, settings, run);
     if (nothing_changed(target, settings)) {
         log_info() << "nothing changed since the last merge, not refreshing";
         MergeState same;
@@ -679,10 +695,10 @@ Result<MergeState> merge(const Target& target, const Settings& settings, MergeMo
         same.operation = "unchanged";
         return same;
     }
-    auto r = merge_fresh(target, settings, true);
+    auto r = merge_fresh(target, settings, run);
     if (!r && r.error().code() == EXDEV) {
         log_warning() << r.error().message() << "; refreshing by unmerging first (a short gap)";
-        return refresh_by_unmerging(target, settings);
+        return refresh_by_unmerging(target, settings, run);
     }
     return r;
 }
@@ -694,9 +710,9 @@ std::vector<std::string> missing_required(const MergeState& state, const Setting
             std::string why = "not found";
             bool merged = false;
             for (const auto& r : state.extensions)
-                if (r.name == name && r.cls == class_name(cls)) {
-                    merged = r.result == "merged";
-                    why = r.result + (r.reason.empty() ? "" : ": " + r.reason);
+                if (r.name == name && r.cls == cls) {
+                    merged = r.result == ExtensionResult::Merged;
+                    why = extension_result_name(r.result) + (r.reason.empty() ? "" : ": " + r.reason);
                 }
             if (!settings.class_enabled(cls)) why = std::string(class_name(cls)) + " merging is disabled";
             if (!merged) missing.push_back(std::string(class_name(cls)) + " " + name + " (" + why + ")");

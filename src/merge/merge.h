@@ -2,21 +2,20 @@
 // build one overlay per hierarchy out of sight -> commit them all at once.
 // A broken image is skipped (and reported); only the commit step touches
 // the target hierarchies, and a failed commit takes back what it did.
+//
+// Covered by tests/integration/merge_kinds.sh, bad_input.sh, cmdline.sh,
+// fault_enum.sh and parallel.sh.
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include "base/result.h"
+#include "merge/run.h"
 #include "state/state_file.h"
 #include "target/target.h"
 
 namespace rdext {
-
-enum class MergeMode {
-    Merge,    // refuse when a hierarchy is already merged
-    Refresh,  // replace an existing merge (or merge when there is none)
-};
 
 // Returns the record of what was merged, skipped and why; also written to
 // the runtime directory's state.json. A required extension (rd.sysext.require=)

@@ -166,7 +166,8 @@ Result<std::string> find_depmod() {
 }
 
 Result<std::string> build_module_index(Staging& staging, const std::vector<std::string>& layers,
-                                       const std::string& kver, const std::string& slot) {
+                                       const std::string& kver, const std::string& slot,
+                                       bool& lowerdir_plus_refused) {
     auto depmod = find_depmod();
     if (!depmod) return depmod.error();
     auto upper = staging.make_slot(slot + ".upper");
@@ -182,7 +183,7 @@ Result<std::string> build_module_index(Staging& staging, const std::vector<std::
     spec.upper = staging.slot_path(slot + ".upper");
     spec.work = staging.slot_path(slot + ".work");
     spec.flags = MS_NODEV | MS_NOSUID | MS_NOEXEC;
-    auto view = create_overlay(spec);
+    auto view = create_overlay(spec, lowerdir_plus_refused);
     if (!view) return view.error().prefix("module view: ");
     // depmod resolves names in rdext's own namespace: a link in a layer (a
     // module, a subdirectory, modules.order) must not take it out of the

@@ -37,7 +37,9 @@ Result<std::string> find_depmod();
 // first, the root's own /usr last) for kernel `kver`, and returns the path
 // of a new staging slot named `slot` holding lib/modules/KVER/modules.*
 // (directories owned and moded as in the view). Leaves no mount behind.
+// `lowerdir_plus_refused`: the run's knowledge of overlay (mount/overlay.h).
 Result<std::string> build_module_index(Staging& staging, const std::vector<std::string>& layers,
-                                       const std::string& kver, const std::string& slot);
+                                       const std::string& kver, const std::string& slot,
+                                       bool& lowerdir_plus_refused);
 
 }  // namespace rdext

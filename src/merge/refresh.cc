@@ -152,7 +152,7 @@ std::string inputs_fingerprint(const Target& target, const Settings& settings, I
     add_file(d, target.root_fd.get(), "/etc/os-release");
     add_file(d, target.root_fd.get(), "/usr/lib/os-release");
     for (const auto& n : settings.excluded(cls)) d << "exclude " + n;
-    for (const auto& [n, v] : settings.pin[static_cast<size_t>(cls)]) d << "pin " + n + "=" + v;
+    for (const auto& [n, v] : settings.of(cls).pin) d << "pin " + n + "=" + v;
     d << std::string("mutable ") + mutable_mode_name(settings.mutable_mode(cls));
     for (const auto& h : class_info(cls).hierarchies) add_mutable_dir(d, target.root_fd.get(), h);
     for (const auto& c : candidates) {

@@ -1,6 +1,8 @@
 // What a refresh needs beyond a merge: telling "nothing changed" without
 // mounting anything, and reaching a merged hierarchy's own directory while
 // the merge still covers it.
+//
+// Covered by tests/integration/refresh.sh and refresh_gap.sh.
 #pragma once
 
 #include <string>

@@ -1,6 +1,8 @@
 // Where an image policy comes from. Trust anchors live in the initrd (or
 // the running system) and on the kernel command line; the root being
 // extended is untrusted, so its own policy file may only tighten.
+//
+// Covered by tests/integration/policy.sh.
 #pragma once
 
 #include <optional>

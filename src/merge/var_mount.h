@@ -6,6 +6,8 @@
 // what a separate /var legitimately is gets mounted: a block device of the
 // running system (/dev path, UUID=, LABEL=, PARTUUID=, PARTLABEL=) holding
 // a local file system, nosuid,nodev, on the root's real /var directory.
+//
+// Covered by tests/integration/separate_var.sh.
 #pragma once
 
 #include <optional>

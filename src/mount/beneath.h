@@ -2,6 +2,8 @@
 // between: move_mount(MOVE_MOUNT_BENEATH) (Linux 6.5) slides the new mount
 // beneath the current top one, then the top is detached. Every lookup sees
 // the old tree or the new one, never the bare directory underneath.
+//
+// Covered by tests/integration/refresh_gap.sh and refresh.sh.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,8 @@
 // Thin, error-reporting wrappers around the new mount API (fsopen, fsmount,
 // open_tree, move_mount, mount_setattr). Mounts are built detached, out of
 // sight, and attached only by an explicit move.
+//
+// Covered by every merge of tests/integration (merge_kinds.sh first).
 #pragma once
 
 #include <cstdint>

@@ -57,17 +57,14 @@ std::string escape_lowerdir(const std::string& path) {
     return out;
 }
 
-Result<UniqueFd> create_overlay(const OverlaySpec& spec) {
+Result<UniqueFd> create_overlay(const OverlaySpec& spec, bool& lowerdir_plus_refused) {
     if (spec.lowers.empty()) return Error(EINVAL) << "overlay without layers";
     if (spec.lowers.size() > kMaxOverlayLayers)
         return Error(E2BIG) << spec.lowers.size() << " layers exceed overlayfs' limit of "
                             << kMaxOverlayLayers;
     RDEXT_TRY(fault_point("overlay"));
     RDEXT_TRY(ensure_filesystem("overlay"));
-    // Once refused, the kernel is asked no more: each refusal is a line in
-    // its log ("unrecognized mount option").
-    static bool plus_refused = false;
-    if (plus_refused) return with_lowerdir_string(spec);
+    if (lowerdir_plus_refused) return with_lowerdir_string(spec);
     auto r = with_lowerdir_plus(spec);
     // EINVAL: a kernel before 6.8 without "lowerdir+". 6.5-6.7 reject the
     // parameter itself; before 6.5 overlay takes fsconfig() parameters only
@@ -80,7 +77,7 @@ Result<UniqueFd> create_overlay(const OverlaySpec& spec) {
         log_debug() << "kernel lacks overlay lowerdir+, using one lowerdir= string";
         auto s = with_lowerdir_string(spec);
         if (!s) return s.error().prefix("lowerdir+ refused (" + r.error().what() + "); lowerdir=: ");
-        plus_refused = true;
+        lowerdir_plus_refused = true;
         return s;
     }
     return r;

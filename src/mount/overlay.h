@@ -25,8 +25,11 @@ struct OverlaySpec {
 // Overlay's own limit on lower layers.
 constexpr size_t kMaxOverlayLayers = 500;
 
-// Returns the detached overlay mount.
-Result<UniqueFd> create_overlay(const OverlaySpec& spec);
+// Returns the detached overlay mount. `lowerdir_plus_refused` is what the
+// run learned of the kernel so far: once it refused "lowerdir+", it is
+// asked no more (each refusal is a line in its log, "unrecognized mount
+// option"); set here when it refuses.
+Result<UniqueFd> create_overlay(const OverlaySpec& spec, bool& lowerdir_plus_refused);
 
 // Escapes ':' ',' and '\' for the legacy single-string lowerdir= option.
 std::string escape_lowerdir(const std::string& path);

@@ -15,6 +15,17 @@ namespace {
 
 constexpr const char* kStateFile = "state.json";
 
+// One name table per enum, in the enum's order.
+constexpr const char* kTrialStatusNames[] = {"", "counted", "pending", "exhausted", "failed", "good"};
+constexpr const char* kExtensionResultNames[] = {"merged", "skipped", "excluded", "masked", "shadowed"};
+
+template <typename E, size_t N>
+std::optional<E> from_name(const char* const (&names)[N], std::string_view name) {
+    for (size_t i = 0; i < N; i++)
+        if (name == names[i]) return static_cast<E>(i);
+    return std::nullopt;
+}
+
 using JsonPtr = std::unique_ptr<json_object, decltype(&json_object_put)>;
 
 // Names and paths come from the root: a name that is not UTF-8 would make
@@ -73,26 +84,30 @@ json_object* trial_to_json(const TrialRecord& t) {
     add_string(o, "counted_name", t.counted_name);
     add_string(o, "good_name", t.good_name);
     add_string(o, "identity", t.identity);
-    add_string(o, "status", t.status);
+    add_string(o, "status", trial_status_name(t.status));
     add_string(o, "reason", t.reason);
     return o;
 }
 
 TrialRecord trial_from_json(json_object* o) {
-    return {get_string(o, "dir"),      get_string(o, "entry"),  get_string(o, "counted_name"),
-            get_string(o, "good_name"), get_string(o, "identity"), get_string(o, "status"),
+    return {get_string(o, "dir"),
+            get_string(o, "entry"),
+            get_string(o, "counted_name"),
+            get_string(o, "good_name"),
+            get_string(o, "identity"),
+            trial_status_from_name(get_string(o, "status")).value_or(TrialStatus::Unset),
             get_string(o, "reason")};
 }
 
 json_object* record_to_json(const ExtensionRecord& r) {
     json_object* o = json_object_new_object();
     add_string(o, "name", r.name);
-    add_string(o, "class", r.cls);
+    add_string(o, "class", class_name(r.cls));
     add_string(o, "path", r.path);
     add_string(o, "kind", r.kind);
     if (!r.fstype.empty()) add_string(o, "fstype", r.fstype);
     if (!r.identity.empty()) add_string(o, "identity", r.identity);
-    add_string(o, "result", r.result);
+    add_string(o, "result", extension_result_name(r.result));
     add_string(o, "reason", r.reason);
     json_object* h = json_object_new_array();
     for (const auto& x : r.hierarchies) json_object_array_add(h, json_object_new_string(x.c_str()));
@@ -111,12 +126,12 @@ json_object* record_to_json(const ExtensionRecord& r) {
 ExtensionRecord record_from_json(json_object* o) {
     ExtensionRecord r;
     r.name = get_string(o, "name");
-    r.cls = get_string(o, "class");
+    r.cls = class_from_name(get_string(o, "class")).value_or(ImageClass::Sysext);
     r.path = get_string(o, "path");
     r.kind = get_string(o, "kind");
     r.fstype = get_string(o, "fstype");
     r.identity = get_string(o, "identity");
-    r.result = get_string(o, "result");
+    r.result = extension_result_from_name(get_string(o, "result")).value_or(ExtensionResult::Skipped);
     r.reason = get_string(o, "reason");
     r.hierarchies = get_strings(o, "hierarchies");
     r.versioned_dir = get_string(o, "versioned_dir");
@@ -134,6 +149,18 @@ ExtensionRecord record_from_json(json_object* o) {
 }
 
 }  // namespace
+
+const char* trial_status_name(TrialStatus s) { return kTrialStatusNames[static_cast<size_t>(s)]; }
+
+std::optional<TrialStatus> trial_status_from_name(std::string_view name) {
+    return from_name<TrialStatus>(kTrialStatusNames, name);
+}
+
+const char* extension_result_name(ExtensionResult r) { return kExtensionResultNames[static_cast<size_t>(r)]; }
+
+std::optional<ExtensionResult> extension_result_from_name(std::string_view name) {
+    return from_name<ExtensionResult>(kExtensionResultNames, name);
+}
 
 std::string state_to_json(const MergeState& s, bool pretty) {
     JsonPtr root(json_object_new_object(), &json_object_put);

@@ -5,11 +5,25 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "base/image_class.h"
 #include "base/result.h"
 
 namespace rdext {
+
+// A trial entry's boot counting (boot_count.h); Unset until it is counted.
+enum class TrialStatus { Unset, Counted, Pending, Exhausted, Failed, Good };
+// "", "counted", "pending", "exhausted", "failed", "good": state.json's words.
+const char* trial_status_name(TrialStatus s);
+std::optional<TrialStatus> trial_status_from_name(std::string_view name);
+
+// What became of an extension the merge considered.
+enum class ExtensionResult { Merged, Skipped, Excluded, Masked, Shadowed };
+// "merged", "skipped", "excluded", "masked", "shadowed": state.json's words.
+const char* extension_result_name(ExtensionResult r);
+std::optional<ExtensionResult> extension_result_from_name(std::string_view name);
 
 // One entry of a versioned directory (NAME.raw.v/) and what became of it.
 struct VersionCandidate {
@@ -27,18 +41,18 @@ struct TrialRecord {
     std::string counted_name;  // its name once this boot's try is counted ("" when none is left)
     std::string good_name;     // its name once marked good
     std::string identity;      // "MAJOR:MINOR:INODE": renames only ever touch this inode
-    std::string status;        // "counted", "pending", "exhausted", "failed", "good"
+    TrialStatus status = TrialStatus::Unset;
     std::string reason;
 };
 
 struct ExtensionRecord {
     std::string name;
-    std::string cls;       // "sysext" / "confext"
+    ImageClass cls = ImageClass::Sysext;
     std::string path;      // inside the root, where it was found
     std::string kind;      // "directory" / "raw" / "block"
     std::string fstype;    // file system of a raw image or block device
     std::string identity;  // what the merged image was: device, inode, mtime
-    std::string result;    // "merged", "skipped", "excluded", "masked", "shadowed"
+    ExtensionResult result = ExtensionResult::Skipped;
     std::string reason;    // why, when not merged
     std::vector<std::string> hierarchies;  // where it contributes, when merged
     // Versioned directories only (all optional in state.json):
@@ -48,6 +62,10 @@ struct ExtensionRecord {
     std::optional<TrialRecord> trial;          // the chosen entry is a trial
 };
 
+// The record in state.json keeps the words of the name tables above. A
+// record read back with a word this version does not know (written by
+// another version) counts as skipped, a trial's status as unset, a missing
+// class as sysext (files older than the key).
 struct MergeState {
     std::string root;
     std::string time;  // ISO 8601, UTC

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -14,33 +15,49 @@
 
 namespace rdext {
 
+// What the trusted side sets for one class of extensions: the kernel
+// command line's rd.sysext.* / rd.confext.* keys (cmdline/cmdline.h), and
+// --mutable= over them. One shape for the command line and the merge.
+struct ClassSettings {
+    bool enabled = true;                // rd.sysext=, rd.confext= (and systemd.*)
+    std::set<std::string> exclude;      // rd.sysext.exclude=NAME,...
+    // rd.sysext.require=: extensions the boot cannot do without; if one is
+    // not merged, the merge fails so the initrd takes its emergency path.
+    std::set<std::string> require;
+    // rd.sysext.pin=NAME=VERSION: the version to take from NAME's versioned
+    // directory (a downgrade that survives updates); for one name the last wins.
+    std::map<std::string, std::string> pin;
+    // rd.sysext.image_policy=, as written: the image policy parses it (an
+    // invalid one refuses every image of the class). A bare key (no '=') is
+    // kept as the key itself: not a valid policy.
+    std::optional<std::string> image_policy;
+    MutableMode mutable_mode = MutableMode::No;  // rd.sysext.mutable=, --mutable=
+    // rd.sysext.block_devices=: whether a block device node in a search
+    // directory may be merged. Off by default: the root's node can name any
+    // device of the machine.
+    bool block_devices = false;
+};
+
+// Indexed by ImageClass.
+using PerClassSettings = std::array<ClassSettings, 2>;
+
 struct Settings {
     std::string root = "/";
-    // Indexed by ImageClass.
-    std::array<bool, 2> enabled{true, true};
-    std::array<std::set<std::string>, 2> exclude;
-    std::array<std::set<std::string>, 2> require;
+    PerClassSettings classes;
     // Image policy: the trusted side (the initrd's /etc/rdext/policy.conf,
     // the command line) and the root's own file, which may only tighten.
     PolicyConfig policy;
-    // rd.sysext.pin=NAME=VERSION: the version to take from NAME's versioned directory.
-    std::array<std::map<std::string, std::string>, 2> pin;
-    // --mutable=, rd.sysext.mutable=, rd.confext.mutable=.
-    std::array<MutableMode, 2> mutable_modes{MutableMode::No, MutableMode::No};
-    // rd.sysext.block_devices=, rd.confext.block_devices=: block device
-    // entries are merged only when the trusted side allows them.
-    std::array<bool, 2> block_devices{false, false};
 
-    bool class_enabled(ImageClass c) const { return enabled[static_cast<size_t>(c)]; }
-    const std::set<std::string>& excluded(ImageClass c) const { return exclude[static_cast<size_t>(c)]; }
-    const std::set<std::string>& required(ImageClass c) const { return require[static_cast<size_t>(c)]; }
-    MutableMode mutable_mode(ImageClass c) const { return mutable_modes[static_cast<size_t>(c)]; }
-    bool block_devices_allowed(ImageClass c) const { return block_devices[static_cast<size_t>(c)]; }
+    const ClassSettings& of(ImageClass c) const { return classes[static_cast<size_t>(c)]; }
+    bool class_enabled(ImageClass c) const { return of(c).enabled; }
+    const std::set<std::string>& excluded(ImageClass c) const { return of(c).exclude; }
+    const std::set<std::string>& required(ImageClass c) const { return of(c).require; }
+    MutableMode mutable_mode(ImageClass c) const { return of(c).mutable_mode; }
+    bool block_devices_allowed(ImageClass c) const { return of(c).block_devices; }
     // "" when NAME is not pinned.
     std::string pinned(ImageClass c, const std::string& name) const {
-        const auto& m = pin[static_cast<size_t>(c)];
-        auto it = m.find(name);
-        return it == m.end() ? std::string() : it->second;
+        auto it = of(c).pin.find(name);
+        return it == of(c).pin.end() ? std::string() : it->second;
     }
 };
 

@@ -7,6 +7,9 @@
 // verity.d certificates (verify_root_hash_signature) followed by an
 // activation with the bare root hash. A signature neither accepts is a
 // refusal (EKEYREJECTED, `signature_failed` set), never a downgrade.
+//
+// Covered by the VM scenarios tests/vm/scenarios/verity.sh and
+// fault_verity.sh (the host tests have no device mapper).
 #pragma once
 
 #include <cstdint>

@@ -16,6 +16,7 @@
 #             (the state file: the merge stands without it; or a search
 #             directory that holds no image anyway).
 # No point is named here: a point added to the code is covered by the trace.
+# The method is fault_enum_lib.sh, shared with the VM guest's enumeration.
 #
 # refresh (from a merge, with one image removed and one added): a failure
 # leaves the previous merge exactly as it was (mounts, loops, run/, trees);
@@ -70,8 +71,6 @@ make_erofs "$B/s-new" "$A/s-new.raw"; add s-new run/extensions
 bind_root "$R"
 ALL=("${SYSEXTS[@]}" "${CONFEXTS[@]}")
 
-phase_selected() { [[ -z ${POINTS:-} || ,$POINTS, == *",$1,"* ]]; }
-
 # snap NAME / same_state A B: snapshot_state/assert_same_state from lib.sh,
 # cheaper (no Python: about 200 of them run here) and blind to the order of
 # mounts (a refresh that puts a merge back changes the order, not the state):
@@ -98,183 +97,41 @@ same_state() {
     [[ $bad == 0 ]] || fail "state after '$2' differs from '$1'"
 }
 
-# digest: the merged (or not) trees, as tree_digest in lib.sh lists them
-# (types, modes, owners, link targets, contents; not the metadata files that
-# name the mount), cheaper
-digest() {
-    (cd "$R" && find usr opt etc -printf '%p %y %m %U %G %l\n' | sort |
-        grep -vE '/\.systemd-(sysext|confext)/(dev|backing|origin) ') || true
-    (cd "$R" && find usr opt etc -type f ! -path '*/.systemd-*/dev' ! -path '*/.systemd-*/backing' \
-        ! -path '*/.systemd-*/origin' -exec md5sum {} + | sort -k2) || true
-}
-
 mkdir -p "$TEST_DIR/state"
 snap before
 
-# merged_set: the names merged now, one line each, sorted
-merged_set() {
-    { merged_names "$R" /usr; merged_names "$R" /opt; merged_names "$R" /etc; } | sort -u
-}
-
-
-# trace_points ARRAY VERB [ARGS]: the points VERB passes, "name:N", into
-# ARRAY. Not in a subshell, so that a failed traced run fails the test; and
-# a run that passed no point fails it too (every verb passes some).
-trace_points() {
-    local -n points_=$1; shift
-    RDEXT_FAULT_TRACE=1 run_rdext --root="$R" "$@"
-    expect_rc 0
-    mapfile -t points_ < <(sed -n 's/.*fault point \([^ ]*:[0-9]*\)$/\1/p' "$TEST_DIR/last.err")
-    (( ${#points_[@]} )) || fail "the traced $1 passed no fault point (not a fault-injection build?)"
-}
-
-# reference KEY NAMES...: the trees of a merge of the current root without
-# NAMES (cached by KEY): sets REF_FILE to $TEST_DIR/ref/KEY
-reference() {
-    local key=$1; shift
-    local f=$TEST_DIR/ref/$key
-    mkdir -p "$TEST_DIR/ref"
-    REF_FILE=$f
-    [[ -f $f ]] && return 0
-    local n sys=() conf=()
-    for n in "$@"; do
-        if [[ $n == c-* ]]; then conf+=("$n"); else sys+=("$n"); fi
-    done
-    : >"$TEST_DIR/ref-cmdline"
-    (( ${#sys[@]} )) && printf 'rd.sysext.exclude=%s ' "$(IFS=,; echo "${sys[*]}")" >>"$TEST_DIR/ref-cmdline"
-    (( ${#conf[@]} )) && printf 'rd.confext.exclude=%s ' "$(IFS=,; echo "${conf[*]}")" >>"$TEST_DIR/ref-cmdline"
-    run_rdext --root="$R" --cmdline-file="$TEST_DIR/ref-cmdline" merge
-    expect_rc 0
-    digest >"$f"
-    run_rdext --root="$R" unmerge
-    expect_rc 0
-}
-
-# stderr_names_fault POINT NAME: a stderr line names the injected POINT and
-# NAME (the image) or the search directory NAME is in
-stderr_names_fault() {
-    local point=$1 name=$2
-    grep -F "injected fault at $point" "$TEST_DIR/last.err" |
-        grep -qE -- "(/|^| )($name(\.raw)?|${DIR_OF[$name]})([:/ ,]|$)"
-}
-
-# judge_success PHASE POINT EXPECTED-NAMES...: after a run with the fault
-# that exited 0: which images were skipped, and are the trees right? Sets
-# OUTCOME ("skipped a b" or "warned") and leaves the root unmerged.
-judge_success() {
-    local phase=$1 point=$2; shift 2
-    local want=("$@") got missing=() n
-    got=$(merged_set)
-    for n in "${want[@]}"; do grep -qxF -- "$n" <<<"$got" || missing+=("$n"); done
-    for n in $got; do
-        [[ " ${want[*]} " == *" $n "* ]] || fail "$phase $point: $n merged but was not expected"
-    done
-    grep -qF "injected fault at $point" "$TEST_DIR/last.err" ||
-        fail "$phase $point: exit 0 but no stderr line names the injected fault (swallowed silently)"
-    local key
-    if (( ${#missing[@]} )); then
-        for n in "${missing[@]}"; do
-            stderr_names_fault "$point" "$n" ||
-                fail "$phase $point: $n was not merged, but no stderr line names it (or ${DIR_OF[$n]}) with the fault"
-        done
-        key=$phase-$(IFS=+; echo "${missing[*]}")
-    else
-        key=$phase-all
-    fi
-    digest >"$TEST_DIR/got.digest"
-    # the reference is taken on the same root: put the merge away first
-    run_rdext --root="$R" unmerge
-    expect_rc 0
-    reference "$key" "${missing[@]}"
-    if ! diff -u "$REF_FILE" "$TEST_DIR/got.digest" >"$TEST_DIR/digest.diff"; then
-        head -40 "$TEST_DIR/digest.diff" >&2
-        fail "$phase $point: the merged trees differ from a merge without: ${missing[*]:-(nothing)}"
-    fi
-    if (( ${#missing[@]} )); then OUTCOME="skipped ${missing[*]}"; else OUTCOME=warned; fi
-}
-
-# judge_failure PHASE POINT SNAPSHOT [DIGEST-FILE]: exit 1, the step named,
-# state as in SNAPSHOT (and the trees as in DIGEST-FILE, else none merged)
-judge_failure() {
-    local phase=$1 point=$2 snap=$3 ref=${4:-}
-    [[ $LAST_RC == 1 ]] || fail "$phase $point: exit $LAST_RC, expected 0 or 1"
-    grep -qF "injected fault at $point" "$TEST_DIR/last.err" ||
-        fail "$phase $point: failed, but no stderr line names the injected step"
-    snap "$phase.$point"
-    same_state "$snap" "$phase.$point"
-    if [[ -n $ref ]]; then
-        digest >"$TEST_DIR/got.digest"
-        diff -u "$ref" "$TEST_DIR/got.digest" >&2 ||
-            fail "$phase $point: the trees are not those from before the run"
-    else
-        for h in usr opt etc; do
-            if mountpoint -q "$R/$h"; then fail "$phase $point: /$h is mounted after the failure"; fi
-        done
-        assert_no_staging "$R"
-    fi
-    OUTCOME=failed
-}
-
-declare -A COUNT=([merge]=0 [refresh]=0 [unmerge]=0)
-declare -A OUTCOMES
-record() { # PHASE POINT OUTCOME
-    COUNT[$1]=$(( COUNT[$1] + 1 ))
-    printf '%s: %-8s %-22s %s\n' "$TEST_NAME" "$1" "$2" "$3" >&2
-    OUTCOMES[$1:${3%% *}]=$(( ${OUTCOMES[$1:${3%% *}]:-0} + 1 ))
-}
-
+# The method (fault_enum_lib.sh) with the host's state: no dm devices, and
+# the snapshot is read at once (the host's loop devices go synchronously).
+W=$TEST_DIR
+ASIDE=$A
+REFRESH_GONE=s-squash REFRESH_GONE_DIR=run/extensions
+REFRESH_NEW=s-new REFRESH_NEW_DIR=run/extensions
+# the root as the refresh finds it: s-squash gone, s-new there
+REFRESHED=(s-dir s-erofs s-ext4 s-gpt s-new "${CONFEXTS[@]}")
+fe_say() { log "$*"; }
+fe_show_stderr() { tail -n 15 "$W/last.err" | sed 's/^/  stderr| /' >&2; }
+fe_snap() { snap "$1"; }
+fe_expect_state() { snap "$2"; same_state "$1" "$2"; }
+fe_reference_taken() { :; }
+fe_merged_devices() { :; }
+fe_check_devices() { :; }
+fe_unmerged_after_failure() { assert_no_staging "$R"; }
 # recover: after a point whose checks failed, put the root back as it was
 # before the test (so the next points are judged on their own)
 recover() {
     local h
     for h in usr opt etc run; do unmount_all_under "$R/$h"; done
     rm -rf "$R/run/rdext"
-    [[ -e $R/run/extensions/s-new.raw ]] && mv "$R/run/extensions/s-new.raw" "$A/s-new.raw"
-    [[ -e $A/s-squash.raw ]] && mv "$A/s-squash.raw" "$R/run/extensions/s-squash.raw"
+    to_original_root 2>/dev/null || true
     return 0
 }
-
-# run_point PHASE POINT: check_PHASE POINT in a subshell, so that a failed
-# check is recorded and the enumeration goes on with the next point
-run_point() {
-    local phase=$1 point=$2 rc
-    rm -f "$TEST_DIR/outcome"
-    trap - ERR
-    set +e
-    (
-        set -e
-        trap '_on_error $LINENO' ERR
-        "check_$phase" "$point"
-        echo "$OUTCOME" >"$TEST_DIR/outcome"
-    )
-    rc=$?
-    set -e
-    trap '_on_error $LINENO' ERR
-    if (( rc )); then
-        DEFERRED_FAILURES+=("$phase $point")
-        record "$phase" "$point" "FAILED (see above)"
-        recover
-    else
-        record "$phase" "$point" "$(cat "$TEST_DIR/outcome")"
-    fi
-}
+source "$(dirname "$0")/fault_enum_lib.sh"
 
 # --- merge --------------------------------------------------------------------
 
-check_merge() {
-    local p=$1
-    RDEXT_FAULT=$p run_rdext --root="$R" merge
-    if [[ $LAST_RC == 0 ]]; then
-        judge_success merge "$p" "${ALL[@]}"   # unmerges
-        snap "merge.$p.after"
-        same_state before "merge.$p.after"
-    else
-        judge_failure merge "$p" before
-    fi
-}
-
 check "merge: the full merge, traced"
-trace_points MERGE_POINTS merge
+trace_points merge
+MERGE_POINTS=("${TRACE[@]}")
 assert_merged "$R" /usr "${SYSEXTS[@]}"
 assert_merged "$R" /opt "${SYSEXTS[@]}"   # the metadata lists the whole class
 assert_merged "$R" /etc "${CONFEXTS[@]}"
@@ -287,49 +144,11 @@ fi
 
 # --- refresh --------------------------------------------------------------------
 
-# the root as the refresh finds it: s-squash gone, s-new there
-REFRESHED=(s-dir s-erofs s-ext4 s-gpt s-new "${CONFEXTS[@]}")
-to_refreshed_root() {
-    mv "$R/run/extensions/s-squash.raw" "$A/s-squash.raw"
-    mv "$A/s-new.raw" "$R/run/extensions/s-new.raw"
-}
-to_original_root() {
-    mv "$R/run/extensions/s-new.raw" "$A/s-new.raw"
-    mv "$A/s-squash.raw" "$R/run/extensions/s-squash.raw"
-}
-
-# merged_then_changed: merge the original set, then change the root; the
-# first time, record the state and trees a failed refresh must leave
-merged_then_changed() {
-    run_rdext --root="$R" merge
-    expect_rc 0
-    to_refreshed_root
-    if [[ ! -f $TEST_DIR/pre-refresh.digest ]]; then
-        snap pre-refresh
-        digest >"$TEST_DIR/pre-refresh.digest"
-    fi
-}
-
-check_refresh() {
-    local p=$1
-    merged_then_changed
-    RDEXT_FAULT=$p run_rdext --root="$R" refresh
-    if [[ $LAST_RC == 0 ]]; then
-        judge_success refresh "$p" "${REFRESHED[@]}"   # unmerges
-    else
-        judge_failure refresh "$p" pre-refresh "$TEST_DIR/pre-refresh.digest"
-        run_rdext --root="$R" unmerge
-        expect_rc 0
-    fi
-    to_original_root
-    snap "refresh.$p.after"
-    same_state before "refresh.$p.after"
-}
-
 if phase_selected refresh; then
     check "refresh: from a merge of the original set to the changed set, traced"
     merged_then_changed
-    trace_points REFRESH_POINTS refresh
+    trace_points refresh
+    REFRESH_POINTS=("${TRACE[@]}")
     [[ $(merged_set | tr '\n' ' ') == "$(printf '%s\n' "${REFRESHED[@]}" | sort | tr '\n' ' ')" ]] ||
         fail "the traced refresh merged $(merged_set | tr '\n' ' '), expected ${REFRESHED[*]}"
     run_rdext --root="$R" unmerge
@@ -341,49 +160,22 @@ fi
 
 # --- unmerge ------------------------------------------------------------------------
 
-check_unmerge() {
-    local p=$1 h still=()
-    run_rdext --root="$R" merge
-    expect_rc 0
-    RDEXT_FAULT=$p run_rdext --root="$R" unmerge
-    grep -qF "injected fault at $p" "$TEST_DIR/last.err" ||
-        fail "unmerge $p: exit $LAST_RC but no stderr line names the injected fault"
-    if [[ $LAST_RC == 0 ]]; then
-        OUTCOME=warned
-    else
-        [[ $LAST_RC == 1 ]] || fail "unmerge $p: exit $LAST_RC"
-        # no half-taken-down hierarchy: each is merged as before or not at all
-        for h in usr opt etc; do
-            if mountpoint -q "$R/$h"; then
-                (cd "$R" && find "$h" -printf '%p %y %m %l\n' | sort) | diff -u "$TEST_DIR/merged.$h" - >&2 ||
-                    fail "unmerge $p: /$h is still mounted but not the merge it was"
-                still+=("/$h")
-            fi
-        done
-        OUTCOME="failed (still merged: ${still[*]:-none})"
-        run_rdext --root="$R" unmerge
-        expect_rc 0
-    fi
-    snap "unmerge.$p.after"
-    same_state before "unmerge.$p.after"
-}
-
 if phase_selected unmerge; then
     check "unmerge: from the full merge, traced"
     run_rdext --root="$R" merge
     expect_rc 0
-    for h in usr opt etc; do (cd "$R" && find "$h" -printf '%p %y %m %l\n' | sort) >"$TEST_DIR/merged.$h"; done
-    trace_points UNMERGE_POINTS unmerge
+    merged_trees
+    trace_points unmerge
+    UNMERGE_POINTS=("${TRACE[@]}")
     snap after-unmerge
     same_state before after-unmerge
     log "unmerge passes ${#UNMERGE_POINTS[@]} points: ${UNMERGE_POINTS[*]}"
     for p in "${UNMERGE_POINTS[@]}"; do run_point unmerge "$p"; done
 fi
 
+DEFERRED_FAILURES+=("${FE_FAILED[@]}")
 total=$(( COUNT[merge] + COUNT[refresh] + COUNT[unmerge] ))
-summary=""
-for k in $(printf '%s\n' "${!OUTCOMES[@]}" | sort); do summary+=" $k=${OUTCOMES[$k]}"; done
-log "outcomes:$summary"
+log "outcomes: $(outcomes_summary)"
 log "fault points covered: $total (merge ${COUNT[merge]}, refresh ${COUNT[refresh]}, unmerge ${COUNT[unmerge]})"
 echo "fault points covered: $total (merge ${COUNT[merge]}, refresh ${COUNT[refresh]}, unmerge ${COUNT[unmerge]})"
 finish

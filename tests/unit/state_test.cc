@@ -1,12 +1,10 @@
+// The record of the last merge (state/state_file.h): state.json and the
+// words it keeps for the enums.
 #include <doctest/doctest.h>
 
-#include <sys/sysmacros.h>
+#include <string>
 
-#include "cli/options.h"
-#include "mount/overlay.h"
-#include "state/metadata.h"
 #include "state/state_file.h"
-#include "test_util.h"
 
 using namespace rdext;
 
@@ -16,11 +14,11 @@ TEST_CASE("state.json round-trips records, odd characters included") {
     s.time = "2026-01-01T00:00:00Z";
     ExtensionRecord r;
     r.name = "we\"ird\nname";
-    r.cls = "sysext";
+    r.cls = ImageClass::Sysext;
     r.path = "/etc/extensions/x.raw";
     r.kind = "raw";
     r.fstype = "erofs";
-    r.result = "skipped";
+    r.result = ExtensionResult::Skipped;
     r.reason = "VERSION_ID=11 does not match";
     r.hierarchies = {"/usr", "/opt"};
     s.extensions.push_back(r);
@@ -41,60 +39,45 @@ TEST_CASE("state.json that is not JSON is an error, not a crash") {
     CHECK(empty->extensions.empty());
 }
 
-TEST_CASE("metadata: device numbers in systemd's MAJOR:MINOR form") {
-    CHECK(format_devnum(makedev(0, 41)) == "0:41");
-    CHECK(format_devnum(makedev(259, 3)) == "259:3");
+TEST_CASE("state.json: one word per trial status and extension result, and back") {
+    for (auto s : {TrialStatus::Unset, TrialStatus::Counted, TrialStatus::Pending, TrialStatus::Exhausted,
+                   TrialStatus::Failed, TrialStatus::Good})
+        CHECK(trial_status_from_name(trial_status_name(s)) == s);
+    CHECK(std::string(trial_status_name(TrialStatus::Pending)) == "pending");
+    CHECK(std::string(trial_status_name(TrialStatus::Unset)).empty());
+    CHECK_FALSE(trial_status_from_name("Pending"));
+    for (auto r : {ExtensionResult::Merged, ExtensionResult::Skipped, ExtensionResult::Excluded,
+                   ExtensionResult::Masked, ExtensionResult::Shadowed})
+        CHECK(extension_result_from_name(extension_result_name(r)) == r);
+    CHECK(std::string(extension_result_name(ExtensionResult::Excluded)) == "excluded");
+    CHECK_FALSE(extension_result_from_name("broken"));
 }
 
-TEST_CASE("metadata: the meta layer carries the list and backing files systemd reads") {
-    rdext::test::TempDir t;
-    auto fd = t.open_root();
-    ExtensionRecord a, b, c;
-    a.name = "a";
-    b.name = "b";
-    c.name = "c";
-    REQUIRE(write_meta_layer(fd.get(), ImageClass::Sysext, {a, b}, makedev(8, 1)));
-    REQUIRE(write_meta_dev(fd.get(), ImageClass::Sysext, makedev(0, 50)));
-    REQUIRE(write_meta_layer(fd.get(), ImageClass::Confext, {c}, makedev(8, 1)));
-    auto slurp = [&](const std::string& rel) {
-        std::ifstream in(t / rel);
-        return std::string(std::istreambuf_iterator<char>(in), {});
-    };
-    CHECK(slurp(".systemd-sysext/extensions") == "a\nb\n");
-    CHECK(slurp(".systemd-sysext/dev") == "0:50\n");
-    CHECK(slurp(".systemd-sysext/backing") == "8:1\n");
-    CHECK(slurp(".systemd-confext/confexts") == "c\n");
-    CHECK(slurp(".systemd-sysext/origin").find("\"name\":\"b\"") != std::string::npos);
-}
+TEST_CASE("state.json keeps the words, and reads unknown ones as skipped and unset") {
+    MergeState s;
+    ExtensionRecord r;
+    r.name = "c";
+    r.cls = ImageClass::Confext;
+    r.result = ExtensionResult::Shadowed;
+    r.trial = TrialRecord{"/d", "c_1+1-0.raw", "c_1+0-1.raw", "c_1.raw", "1:2:3", TrialStatus::Exhausted, ""};
+    s.extensions.push_back(r);
+    const std::string text = state_to_json(s, false);
+    CHECK(text.find("\"class\":\"confext\"") != std::string::npos);
+    CHECK(text.find("\"result\":\"shadowed\"") != std::string::npos);
+    CHECK(text.find("\"status\":\"exhausted\"") != std::string::npos);
+    auto back = state_from_json(text);
+    REQUIRE(back);
+    REQUIRE(back->extensions.size() == 1);
+    CHECK(back->extensions[0].cls == ImageClass::Confext);
+    CHECK(back->extensions[0].result == ExtensionResult::Shadowed);
+    CHECK(back->extensions[0].trial->status == TrialStatus::Exhausted);
 
-TEST_CASE("overlay: legacy lowerdir= strings escape separators") {
-    CHECK(escape_lowerdir("/a:b,c\\d") == "/a\\:b\\,c\\\\d");
-    CHECK(escape_lowerdir("/plain") == "/plain");
-}
-
-namespace {
-Result<Options> parse(std::vector<std::string> args) {
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    return parse_options(static_cast<int>(args.size()), argv.data());
-}
-}  // namespace
-
-TEST_CASE("options: commands and flags") {
-    auto o = parse({"rdext", "--root=/r", "--json", "status"});
-    REQUIRE(o);
-    CHECK(o->command == Command::Status);
-    CHECK(o->root == "/r");
-    CHECK(o->json);
-    CHECK(parse({"rdext", "--help"})->command == Command::Help);
-    CHECK(parse({"rdext", "--version"})->command == Command::Version);
-}
-
-TEST_CASE("options: usage errors") {
-    CHECK_FALSE(parse({"rdext"}));
-    CHECK_FALSE(parse({"rdext", "frobnicate"}));
-    CHECK_FALSE(parse({"rdext", "--no-such-option", "merge"}));
-    CHECK_FALSE(parse({"rdext", "merge", "extra"}));
-    CHECK_FALSE(parse({"rdext", "--root"}));
+    auto odd = state_from_json(
+        R"({"extensions":[{"name":"x","class":"other","result":"vanished","trial":{"status":"sleeping"}}]})");
+    REQUIRE(odd);
+    REQUIRE(odd->extensions.size() == 1);
+    CHECK(odd->extensions[0].cls == ImageClass::Sysext);
+    CHECK(odd->extensions[0].result == ExtensionResult::Skipped);
+    REQUIRE(odd->extensions[0].trial);
+    CHECK(odd->extensions[0].trial->status == TrialStatus::Unset);
 }

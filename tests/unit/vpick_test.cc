@@ -500,8 +500,8 @@ MergeState merged_trial(const TempDir& t, const std::string& file, const std::st
     s.boot_id = boot_id;
     ExtensionRecord r;
     r.name = "foo";
-    r.cls = "sysext";
-    r.result = "merged";
+    r.cls = ImageClass::Sysext;
+    r.result = ExtensionResult::Merged;
     r.path = "/var/lib/extensions/foo.raw.v/" + file;
     r.trial = trial_for("/var/lib/extensions/foo.raw.v", img);
     s.extensions.push_back(r);
@@ -560,21 +560,21 @@ TEST_CASE("boot counting: count_trials uses up one try, once per boot") {
     auto root = t.open_root();
     auto first = merged_trial(t, "foo_14+3-0.raw");
     count_trials(root.get(), nullptr, first);
-    CHECK(first.extensions[0].trial->status == "counted");
+    CHECK(first.extensions[0].trial->status == TrialStatus::Counted);
     CHECK(first.extensions[0].path == "/var/lib/extensions/foo.raw.v/foo_14+2-1.raw");
     CHECK(exists(t, "var/lib/extensions/foo.raw.v/foo_14+2-1.raw"));
 
     // A refresh in the same boot picks the renamed entry: not counted again.
     auto again = merged_trial(t, "foo_14+2-1.raw");
     count_trials(root.get(), &first, again);
-    CHECK(again.extensions[0].trial->status == "counted");
+    CHECK(again.extensions[0].trial->status == TrialStatus::Counted);
     CHECK(again.extensions[0].trial->entry == "foo_14+3-0.raw");
     CHECK(exists(t, "var/lib/extensions/foo.raw.v/foo_14+2-1.raw"));
 
     // The next boot counts.
     auto next = merged_trial(t, "foo_14+2-1.raw", "boot-b");
     count_trials(root.get(), &first, next);
-    CHECK(next.extensions[0].trial->status == "counted");
+    CHECK(next.extensions[0].trial->status == TrialStatus::Counted);
     CHECK(exists(t, "var/lib/extensions/foo.raw.v/foo_14+1-2.raw"));
 }
 
@@ -587,13 +587,13 @@ TEST_CASE("boot counting: no tries left, or a name taken, renames nothing") {
     auto root = t.open_root();
     auto exhausted = merged_trial(t, "foo_14+0-3.raw");
     count_trials(root.get(), nullptr, exhausted);
-    CHECK(exhausted.extensions[0].trial->status == "exhausted");
+    CHECK(exhausted.extensions[0].trial->status == TrialStatus::Exhausted);
     CHECK(logs.has(LogLevel::Warning, "no tries left"));
     CHECK(exists(t, "var/lib/extensions/foo.raw.v/foo_14+0-3.raw"));
 
     auto taken = merged_trial(t, "foo_13+1-0.raw");
     count_trials(root.get(), nullptr, taken);
-    CHECK(taken.extensions[0].trial->status == "failed");
+    CHECK(taken.extensions[0].trial->status == TrialStatus::Failed);
     CHECK(contains(taken.extensions[0].trial->reason, "already exists"));
     CHECK(logs.has(LogLevel::Warning, "not renaming"));
     CHECK(exists(t, "var/lib/extensions/foo.raw.v/foo_13+1-0.raw"));
@@ -605,14 +605,14 @@ TEST_CASE("boot counting: a pending rename is done by the next merge") {
     t.write("var/lib/extensions/foo.raw.v/foo_14+3-0.raw", "x");
     auto root = t.open_root();
     auto previous = merged_trial(t, "foo_14+3-0.raw");
-    previous.extensions[0].trial->status = "pending";
+    previous.extensions[0].trial->status = TrialStatus::Pending;
     retry_pending_trials(root.get(), previous);
-    CHECK(previous.extensions[0].trial->status == "counted");
+    CHECK(previous.extensions[0].trial->status == TrialStatus::Counted);
     CHECK(exists(t, "var/lib/extensions/foo.raw.v/foo_14+2-1.raw"));
     // The merge after it, same boot, finds the entry already counted.
     auto now = merged_trial(t, "foo_14+2-1.raw");
     count_trials(root.get(), &previous, now);
-    CHECK(now.extensions[0].trial->status == "counted");
+    CHECK(now.extensions[0].trial->status == TrialStatus::Counted);
     CHECK(exists(t, "var/lib/extensions/foo.raw.v/foo_14+2-1.raw"));
 }
 
@@ -635,7 +635,7 @@ TEST_CASE("boot counting: mark-good renames the merged trial entries to their pl
     CHECK_FALSE(exists(t, "var/lib/extensions/foo.raw.v/foo_14+2-1.raw"));
     auto after = read_state(runtime->get());
     REQUIRE(after);
-    CHECK(after->extensions[0].trial->status == "good");
+    CHECK(after->extensions[0].trial->status == TrialStatus::Good);
     CHECK(after->extensions[0].path == "/var/lib/extensions/foo.raw.v/foo_14.raw");
     CHECK(mark_good(*target));  // again: nothing left to do
 
@@ -656,13 +656,13 @@ TEST_CASE("state: versioned records survive state.json, and old files still read
     s.boot_id = "b";
     ExtensionRecord r;
     r.name = "foo";
-    r.result = "merged";
+    r.result = ExtensionResult::Merged;
     r.versioned_dir = "/var/lib/extensions/foo.raw.v";
     r.candidates = {{"/x/foo_13.raw", "13", "", "passed over", "VERSION_ID=13 does not match"},
                     {"/x/foo_12_x86-64.raw", "12", "x86-64", "chosen", "the best ranked entry that can be used"},
                     {"/x/bar.raw", "", "", "ignored", "the name does not start with 'foo_'"}};
     r.notes = {"a note"};
-    r.trial = TrialRecord{"/x", "foo_12+3-0.raw", "foo_12+2-1.raw", "foo_12.raw", "1:2:3", "pending", "ro"};
+    r.trial = TrialRecord{"/x", "foo_12+3-0.raw", "foo_12+2-1.raw", "foo_12.raw", "1:2:3", TrialStatus::Pending, "ro"};
     s.extensions.push_back(r);
     auto back = state_from_json(state_to_json(s, true));
     REQUIRE(back);
@@ -676,7 +676,7 @@ TEST_CASE("state: versioned records survive state.json, and old files still read
     CHECK(b.notes == r.notes);
     REQUIRE(b.trial);
     CHECK(b.trial->counted_name == "foo_12+2-1.raw");
-    CHECK(b.trial->status == "pending");
+    CHECK(b.trial->status == TrialStatus::Pending);
 
     auto old = state_from_json(R"({"root":"/","time":"t","extensions":[{"name":"a","result":"merged"}]})");
     REQUIRE(old);

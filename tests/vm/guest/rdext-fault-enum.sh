@@ -3,7 +3,9 @@
 # for scenarios/fault_verity.sh: every fault point of a merge, a refresh and
 # an unmerge of a root that carries dm-verity images, enumerated with the
 # fault-injection build of rdext (/usr/local/bin/rdext-fault). The same
-# method as tests/integration/fault_enum.sh on the host (which has no device
+# method as tests/integration/fault_enum.sh on the host (one copy of it:
+# tests/integration/fault_enum_lib.sh, installed as
+# /usr/local/lib/rdext/fault-enum-lib.sh) (which has no device
 # mapper, so it never reaches verity-activate), plus the dm devices:
 #
 #   trace    the run with RDEXT_FAULT_TRACE=1 lists every (point, N) it passes;
@@ -51,6 +53,7 @@ declare -A DIR_OF
 for kv in $DIRS; do DIR_OF[${kv%%=*}]=${kv#*=}; done
 read -ra SYSEXTS <<<"$SYSEXTS"
 read -ra CONFEXTS <<<"$CONFEXTS"
+read -ra REFRESHED <<<"$REFRESHED"
 ALL=("${SYSEXTS[@]}" "${CONFEXTS[@]}")
 START=$SECONDS
 
@@ -157,130 +160,35 @@ stable_snap() {
     done
 }
 
-# digest: the trees (types, modes, owners, link targets, contents), without
-# the metadata files that name the mount.
-digest() {
-    (cd "$R" && find usr opt etc -printf '%p %y %m %U %G %l\n' | sort |
-        grep -vE '/\.systemd-(sysext|confext)/(dev|backing|origin) ') || true
-    (cd "$R" && find usr opt etc -type f ! -path '*/.systemd-*/dev' ! -path '*/.systemd-*/backing' \
-        ! -path '*/.systemd-*/origin' -exec md5sum {} + | sort -k2) || true
-}
-
-merged_names() { # HIERARCHY META
-    mountpoint -q "$R$1" && [[ -f $R$2 ]] && sort "$R$2"
-    return 0
-}
-merged_set() {
-    { merged_names /usr /usr/.systemd-sysext/extensions; merged_names /opt /opt/.systemd-sysext/extensions
-      merged_names /etc /etc/.systemd-confext/confexts; } | sort -u
-}
 dm_count() { local d n=0; for d in /sys/block/dm-*; do n=$((n + 1)); done; echo $n; }
 
-# trace_points VERB: the points VERB passes, "name:N" per line, into TRACE
-trace_points() {
-    RDEXT_FAULT_TRACE=1 run_rdext --root="$R" "$@"
-    expect_rc 0
-    mapfile -t TRACE < <(sed -n 's/.*fault point \([^ ]*:[0-9]*\)$/\1/p' "$W/last.err")
-}
-
-# reference KEY NAMES...: the trees, loop and dm devices of a merge of the
-# current root without NAMES (cached by KEY); REF=$W/ref/KEY
-reference() {
-    local key=$1 n sys=() conf=(); shift
-    REF=$W/ref/$key
-    [[ -f $REF.digest ]] && return 0
-    for n in "$@"; do
-        case " ${CONFEXTS[*]} " in *" $n "*) conf+=("$n") ;; *) sys+=("$n") ;; esac
-    done
-    : >"$W/ref-cmdline"
-    (( ${#sys[@]} )) && printf 'rd.sysext.exclude=%s ' "$(IFS=,; echo "${sys[*]}")" >>"$W/ref-cmdline"
-    (( ${#conf[@]} )) && printf 'rd.confext.exclude=%s ' "$(IFS=,; echo "${conf[*]}")" >>"$W/ref-cmdline"
-    run_rdext --root="$R" --cmdline-file="$W/ref-cmdline" merge
-    expect_rc 0
-    stable_snap "ref-$key"
-    digest >"$REF.digest"
-    run_rdext --root="$R" unmerge
-    expect_rc 0
-}
-
-# stderr_names_fault POINT NAME: a stderr line names the injected POINT and
-# NAME (the image) or its search directory
-stderr_names_fault() {
-    grep -F "injected fault at $1" "$W/last.err" |
-        grep -qE -- "(/|^| )($2(\.raw)?|${DIR_OF[$2]})([:/ ,]|$)"
-}
-
-# judge_success PHASE POINT EXPECTED-NAMES...: after a run with the fault
-# that exited 0: which images were skipped, are the trees, loops and dm
-# devices those of a merge without them? Sets OUTCOME, leaves the root
-# unmerged.
-judge_success() {
-    local phase=$1 point=$2 got n key missing=(); shift 2
-    got=$(merged_set)
-    for n in "$@"; do grep -qxF -- "$n" <<<"$got" || missing+=("$n"); done
-    for n in $got; do
-        [[ " $* " == *" $n "* ]] || fail "$phase $point: $n merged but was not expected"
-    done
-    grep -qF "injected fault at $point" "$W/last.err" ||
-        fail "$phase $point: exit 0 but no stderr line names the injected fault (swallowed silently)"
-    for n in "${missing[@]}"; do
-        stderr_names_fault "$point" "$n" || { show_stderr
-            fail "$phase $point: $n was not merged, but no stderr line names it (or ${DIR_OF[$n]}) with the fault"; }
-    done
-    key=$phase-$(IFS=+; echo "${missing[*]:-all}")
-    digest >"$W/got.digest"
-    # The devices of that merge, no more (nothing of a skipped image left
-    # behind while the rest stays merged). The references of one image
-    # skipped are made in advance, so the comparison can wait for devices
-    # still going away; any other is made after this merge is taken down.
-    local what="$phase $point: loop or dm devices differ from a merge without: ${missing[*]:-(nothing)}"
-    if [[ -f $W/ref/$key.digest ]]; then
-        expect_state "ref-$key" "$phase.$point.merged" "$what" loops dm
+# The method (fault_enum_lib.sh, installed by the scenario) with the dm
+# devices and the settling described above.
+fe_say() { say "$@"; }
+fe_show_stderr() { show_stderr; }
+fe_snap() { settled_snap "$1"; }
+fe_expect_state() { expect_state "$@"; }
+fe_reference_taken() { stable_snap "ref-$1"; }
+# The devices of that merge, no more (nothing of a skipped image left
+# behind while the rest stays merged). The references of one image
+# skipped are made in advance, so the comparison can wait for devices
+# still going away; any other is made after this merge is taken down.
+fe_merged_devices() { # PHASE POINT KEY
+    if [[ -f $W/ref/$3.digest ]]; then
+        expect_state "ref-$3" "$1.$2.merged" "$1 $2: loop or dm devices differ from a merge without: ${3#*-}" loops dm
     else
-        stable_snap "$phase.$point.merged"
+        stable_snap "$1.$2.merged"
     fi
-    run_rdext --root="$R" unmerge
-    expect_rc 0
-    reference "$key" "${missing[@]}"
-    if ! diff -u "$REF.digest" "$W/got.digest" >"$W/digest.diff"; then
-        head -30 "$W/digest.diff" | sed 's/^/FAULT-ENUM:   /'
-        fail "$phase $point: the merged trees differ from a merge without: ${missing[*]:-(nothing)}"
-    fi
-    if state_differs "ref-$key" "$phase.$point.merged" loops dm; then
-        show_diff "ref-$key" "$phase.$point.merged" loops dm
-        fail "$what"
-    fi
-    if (( ${#missing[@]} )); then OUTCOME="skipped ${missing[*]}"; else OUTCOME=warned; fi
 }
-
-# judge_failure PHASE POINT SNAPSHOT [DIGEST-FILE]: exit 1, the step named,
-# the state as in SNAPSHOT (and the trees as in DIGEST-FILE, else unmerged)
-judge_failure() {
-    local phase=$1 point=$2 ref=$3 tree=${4:-} h
-    [[ $LAST_RC == 1 ]] || { show_stderr; fail "$phase $point: exit $LAST_RC, expected 0 or 1"; }
-    grep -qF "injected fault at $point" "$W/last.err" ||
-        { show_stderr; fail "$phase $point: failed, but no stderr line names the injected step"; }
-    expect_state "$ref" "$phase.$point" "$phase $point: mounts, loop or dm devices, or run/ are not as before the run"
-    if [[ -n $tree ]]; then
-        digest >"$W/got.digest"
-        { diff -u "$tree" "$W/got.digest" || true; } | head -30 | sed 's/^/FAULT-ENUM:   /'
-        cmp -s "$tree" "$W/got.digest" || fail "$phase $point: the trees are not those from before the run"
-    else
-        for h in usr opt etc; do
-            if mountpoint -q "$R/$h"; then fail "$phase $point: /$h is mounted after the failure"; fi
-        done
+fe_check_devices() { # PHASE POINT KEY
+    if state_differs "ref-$3" "$1.$2.merged" loops dm; then
+        show_diff "ref-$3" "$1.$2.merged" loops dm
+        fail "$1 $2: loop or dm devices differ from a merge without: ${3#*-}"
     fi
-    OUTCOME=failed
 }
-
-declare -A COUNT=([merge]=0 [refresh]=0 [unmerge]=0) OUTCOMES VERITY_HITS=([merge]=0 [refresh]=0 [unmerge]=0)
-FAILED=()
-record() { # PHASE POINT OUTCOME
-    COUNT[$1]=$(( COUNT[$1] + 1 ))
-    [[ $2 != verity-activate:* ]] || VERITY_HITS[$1]=$(( VERITY_HITS[$1] + 1 ))
-    say "$(printf '%-8s %-22s %s' "$1" "$2" "$3")"
-    OUTCOMES[$1:${3%% *}]=$(( ${OUTCOMES[$1:${3%% *}]:-0} + 1 ))
-}
+fe_unmerged_after_failure() { :; }
+# shellcheck source=../../integration/fault_enum_lib.sh
+. "${FAULT_ENUM_LIB:-/usr/local/lib/rdext/fault-enum-lib.sh}"
 
 # recover: after a point whose checks failed, the root (and the devices) as
 # before the test, so the next points are judged on their own
@@ -302,53 +210,14 @@ recover() {
     return 0
 }
 
-# run_point PHASE POINT: check_PHASE POINT in a subshell, so that a failed
-# check is recorded and the enumeration goes on
-run_point() {
-    local phase=$1 point=$2 rc
-    rm -f "$W/outcome"
-    trap - ERR
-    set +e
-    (
-        set -e
-        trap '_on_error $LINENO' ERR
-        "check_$phase" "$point"
-        echo "$OUTCOME" >"$W/outcome"
-    )
-    rc=$?
-    set -e
-    trap '_on_error $LINENO' ERR
-    if (( rc )); then
-        FAILED+=("$phase $point")
-        record "$phase" "$point" "FAILED (see above)"
-        recover
-    else
-        record "$phase" "$point" "$(cat "$W/outcome")"
-    fi
-}
-
-phase_selected() { [[ -z ${POINTS:-} || ,$POINTS, == *",$1,"* ]]; }
-
 # --- merge ------------------------------------------------------------------
 
 settled_snap before
 [[ $(dm_count) == 0 ]] || fail "dm devices exist before the test: $(tr '\n' ' ' <"$W/state/before.dm")"
 say "before: $(wc -l <"$W/state/before.mounts") mounts, $(wc -l <"$W/state/before.loops") loop devices, $(dm_count) dm devices"
 
-check_merge() {
-    local p=$1
-    RDEXT_FAULT=$p run_rdext --root="$R" merge
-    if [[ $LAST_RC == 0 ]]; then
-        judge_success merge "$p" "${ALL[@]}"   # unmerges
-        expect_state before "merge.$p.after" "merge $p: not as before after the unmerge"
-    else
-        judge_failure merge "$p" before
-    fi
-}
-
 trace_points merge
 MERGE_POINTS=("${TRACE[@]}")
-(( ${#MERGE_POINTS[@]} )) || fail "the traced merge passed no fault point (not a fault-injection build?)"
 [[ $(merged_set | tr '\n' ' ') == "$(printf '%s\n' "${ALL[@]}" | sort | tr '\n' ' ')" ]] ||
     { show_stderr; fail "the traced merge merged '$(merged_set | tr '\n' ' ')', expected ${ALL[*]}"; }
 settled_snap traced-merge
@@ -369,44 +238,6 @@ if phase_selected merge; then
 fi
 
 # --- refresh ----------------------------------------------------------------
-
-read -ra REFRESHED <<<"$REFRESHED"
-to_refreshed_root() {
-    mv "$R/$REFRESH_GONE_DIR/$REFRESH_GONE".* "$ASIDE/"
-    mv "$ASIDE/$REFRESH_NEW".* "$R/$REFRESH_NEW_DIR/"
-}
-to_original_root() {
-    local f
-    for f in "$R/$REFRESH_NEW_DIR/$REFRESH_NEW".*; do mv "$f" "$ASIDE/"; done
-    for f in "$ASIDE/$REFRESH_GONE".*; do mv "$f" "$R/$REFRESH_GONE_DIR/"; done
-}
-
-# merged_then_changed: merge the original set, then change the root; the
-# first time, record the state and trees a failed refresh must leave
-merged_then_changed() {
-    run_rdext --root="$R" merge
-    expect_rc 0
-    to_refreshed_root
-    if [[ ! -f $W/pre-refresh.digest ]]; then
-        settled_snap pre-refresh
-        digest >"$W/pre-refresh.digest"
-    fi
-}
-
-check_refresh() {
-    local p=$1
-    merged_then_changed
-    RDEXT_FAULT=$p run_rdext --root="$R" refresh
-    if [[ $LAST_RC == 0 ]]; then
-        judge_success refresh "$p" "${REFRESHED[@]}"   # unmerges
-    else
-        judge_failure refresh "$p" pre-refresh "$W/pre-refresh.digest"
-        run_rdext --root="$R" unmerge
-        expect_rc 0
-    fi
-    to_original_root
-    expect_state before "refresh.$p.after" "refresh $p: not as before after the unmerge"
-}
 
 if phase_selected refresh; then
     merged_then_changed
@@ -430,38 +261,10 @@ fi
 
 # --- unmerge ----------------------------------------------------------------
 
-check_unmerge() {
-    local p=$1 h still=()
-    run_rdext --root="$R" merge
-    expect_rc 0
-    RDEXT_FAULT=$p run_rdext --root="$R" unmerge
-    grep -qF "injected fault at $p" "$W/last.err" ||
-        { show_stderr; fail "unmerge $p: exit $LAST_RC but no stderr line names the injected fault"; }
-    if [[ $LAST_RC == 0 ]]; then
-        OUTCOME=warned
-    else
-        [[ $LAST_RC == 1 ]] || fail "unmerge $p: exit $LAST_RC"
-        # no half-taken-down hierarchy: each is merged as before or not at all
-        for h in usr opt etc; do
-            if mountpoint -q "$R/$h"; then
-                { (cd "$R" && find "$h" -printf '%p %y %m %l\n' | sort) | diff -u "$W/merged.$h" - || true; } |
-                    head -20 | sed 's/^/FAULT-ENUM:   /'
-                (cd "$R" && find "$h" -printf '%p %y %m %l\n' | sort) | cmp -s "$W/merged.$h" - ||
-                    fail "unmerge $p: /$h is still mounted but not the merge it was"
-                still+=("/$h")
-            fi
-        done
-        OUTCOME="failed (still merged: ${still[*]:-none})"
-        run_rdext --root="$R" unmerge
-        expect_rc 0
-    fi
-    expect_state before "unmerge.$p.after" "unmerge $p: not as before after a plain unmerge"
-}
-
 if phase_selected unmerge; then
     run_rdext --root="$R" merge
     expect_rc 0
-    for h in usr opt etc; do (cd "$R" && find "$h" -printf '%p %y %m %l\n' | sort) >"$W/merged.$h"; done
+    merged_trees
     trace_points unmerge
     UNMERGE_POINTS=("${TRACE[@]}")
     expect_state before after-traced-unmerge "the traced unmerge did not restore the state"
@@ -471,19 +274,17 @@ fi
 
 total=$(( COUNT[merge] + COUNT[refresh] + COUNT[unmerge] ))
 verity=$(( VERITY_HITS[merge] + VERITY_HITS[refresh] + VERITY_HITS[unmerge] ))
-summary=""
-for k in $(printf '%s\n' "${!OUTCOMES[@]}" | sort); do summary+=" $k=${OUTCOMES[$k]}"; done
-say "outcomes:$summary"
+say "outcomes: $(outcomes_summary)"
 say "fault points covered: $total (merge ${COUNT[merge]}, refresh ${COUNT[refresh]}, unmerge ${COUNT[unmerge]}) in $((SECONDS - START)) s"
 say "verity-activate occurrences: $verity (merge ${VERITY_HITS[merge]}, refresh ${VERITY_HITS[refresh]})"
 # Each verity image of the merge activates once: that many verity-activate
 # points, or the enumeration missed the step this test exists for.
 if phase_selected merge && (( VERITY_HITS[merge] != $(wc -w <<<"$VERITY_NAMES") )); then
-    FAILED+=("merge: verity-activate hit ${VERITY_HITS[merge]} times, expected once for each of $VERITY_NAMES")
+    FE_FAILED+=("merge: verity-activate hit ${VERITY_HITS[merge]} times, expected once for each of $VERITY_NAMES")
 fi
-if (( ${#FAILED[@]} )); then
-    say "failed points: $(printf '%s; ' "${FAILED[@]}")"
-    say "FAIL (${#FAILED[@]})"
+if (( ${#FE_FAILED[@]} )); then
+    say "failed points: $(printf '%s; ' "${FE_FAILED[@]}")"
+    say "FAIL (${#FE_FAILED[@]})"
     exit 1
 fi
 say PASS

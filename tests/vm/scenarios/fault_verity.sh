@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fault injection at the dm-verity steps, proven in the VM: ONE boot runs the
 # whole fault-point enumeration of a merge, a refresh and an unmerge
-# (guest/rdext-fault-enum.sh, the method of tests/integration/fault_enum.sh)
+# (guest/rdext-fault-enum.sh with tests/integration/fault_enum_lib.sh, the
+# method it shares with tests/integration/fault_enum.sh)
 # against a root that carries dm-verity images, which the host (no device
 # mapper) cannot do. The enumeration needs the fault-injection static rdext
 # (vm_fault_binary builds it: <build>/build-static-fault); it goes onto this
@@ -126,6 +127,8 @@ REFRESHED="fplain fvddi fvnew fvconf"
 POINTS="${RDEXT_FAULT_POINTS:-}"
 EOF
 put /usr/local/sbin/rdext-fault-enum 0755 <"$VM_DIR/guest/rdext-fault-enum.sh"
+# the method itself, shared with tests/integration/fault_enum.sh
+put /usr/local/lib/rdext/fault-enum-lib.sh <"$SRC_DIR/tests/integration/fault_enum_lib.sh"
 put /etc/systemd/system/rdext-fault-enum.service <<'EOF'
 [Unit]
 Description=rdext VM test: fault points enumerated on a dm-verity root

@@ -1,5 +1,6 @@
-// The inspect command line: the image argument, --os-release= and
-// repeatable --certificate=, which no other command accepts.
+// The rdext tool's own command line (cli/options.h): commands and flags,
+// and inspect's image argument, --os-release= and repeatable
+// --certificate=, which no other command accepts.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -46,4 +47,22 @@ TEST_CASE("inspect options: usage errors") {
     CHECK_FALSE(parse_args({"rdext", "--certificate=a.crt", "status"}));
     auto e = parse_args({"rdext", "inspect"});
     CHECK(e.error().code() == EINVAL);
+}
+
+TEST_CASE("options: commands and flags") {
+    auto o = parse_args({"rdext", "--root=/r", "--json", "status"});
+    REQUIRE(o);
+    CHECK(o->command == Command::Status);
+    CHECK(o->root == "/r");
+    CHECK(o->json);
+    CHECK(parse_args({"rdext", "--help"})->command == Command::Help);
+    CHECK(parse_args({"rdext", "--version"})->command == Command::Version);
+}
+
+TEST_CASE("options: usage errors") {
+    CHECK_FALSE(parse_args({"rdext"}));
+    CHECK_FALSE(parse_args({"rdext", "frobnicate"}));
+    CHECK_FALSE(parse_args({"rdext", "--no-such-option", "merge"}));
+    CHECK_FALSE(parse_args({"rdext", "merge", "extra"}));
+    CHECK_FALSE(parse_args({"rdext", "--root"}));
 }

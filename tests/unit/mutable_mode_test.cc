@@ -1,18 +1,14 @@
-// Mutable modes (names as systemd-sysext spells them, on the command line
-// and the kernel command line) and the origin file a refresh compares.
+// Mutable modes (merge/mutable.h): the names systemd-sysext spells them
+// with, read once, on the command line (--mutable=) and on the kernel
+// command line (rd.sysext.mutable=, rd.confext.mutable=). The layers a
+// mode mounts are covered by tests/integration/mutable.sh.
 #include <doctest/doctest.h>
-#include <fcntl.h>
-#include <sys/sysmacros.h>
-#include <unistd.h>
 
 #include <string>
 
-#include "base/fs.h"
 #include "cli/options.h"
 #include "cmdline/cmdline.h"
-#include "state/metadata.h"
 #include "target/mutable_mode.h"
-#include "test_util.h"
 
 using namespace rdext;
 
@@ -40,14 +36,13 @@ TEST_CASE("mutable: systemd's modes and booleans parse, anything else does not")
 
 TEST_CASE("mutable: rd.sysext.mutable= and rd.confext.mutable= are read per class, bad values warned") {
     auto s = parse_cmdline("rd.sysext.mutable=ephemeral rd.confext.mutable=yes");
-    REQUIRE(s.sysext_mutable);
-    CHECK(*s.sysext_mutable == "ephemeral");
-    REQUIRE(s.confext_mutable);
-    CHECK(*s.confext_mutable == "yes");
+    CHECK(s.of(ImageClass::Sysext).mutable_mode == MutableMode::Ephemeral);
+    CHECK(s.of(ImageClass::Confext).mutable_mode == MutableMode::Yes);
     CHECK(s.warnings.empty());
-    auto bad = parse_cmdline("rd.sysext.mutable=sometimes rd.confext.mutable");
-    CHECK_FALSE(bad.sysext_mutable);
-    CHECK_FALSE(bad.confext_mutable);
+    // A bad value is warned about and leaves the mode as it was.
+    auto bad = parse_cmdline("rd.sysext.mutable=import rd.sysext.mutable=sometimes rd.confext.mutable");
+    CHECK(bad.of(ImageClass::Sysext).mutable_mode == MutableMode::Import);
+    CHECK(bad.of(ImageClass::Confext).mutable_mode == MutableMode::No);
     CHECK(bad.warnings.size() == 2);
 }
 
@@ -57,37 +52,9 @@ TEST_CASE("mutable: --mutable= is validated") {
     auto o = parse_options(3, good_argv);
     REQUIRE(o);
     REQUIRE(o->mutable_mode);
-    CHECK(*o->mutable_mode == "ephemeral-import");
+    CHECK(*o->mutable_mode == MutableMode::EphemeralImport);
     char* bad_argv[] = {prog, bad, cmd, nullptr};
     auto e = parse_options(3, bad_argv);
     REQUIRE_FALSE(e);
     CHECK(e.error().code() == EINVAL);
-}
-
-TEST_CASE("origin: what a refresh compares survives a write and a read") {
-    rdext::test::TempDir t;
-    auto fd = t.open_root();
-    ExtensionRecord a;
-    a.name = "a";
-    a.path = "/var/lib/extensions/a.raw";
-    OriginInfo info;
-    info.mutable_mode = "yes";
-    info.work_dir = "/var/lib/extensions.mutable/.systemd-usr-workdir";
-    info.inputs = "0123abcd";
-    info.hierarchies = {"/usr", "/opt"};
-    REQUIRE(write_meta_layer(fd.get(), ImageClass::Sysext, {a}, makedev(8, 1), info));
-    auto back = read_origin(fd.get(), ImageClass::Sysext);
-    REQUIRE(back);
-    CHECK(back->inputs == "0123abcd");
-    CHECK(back->mutable_mode == "yes");
-    CHECK(back->hierarchies == std::vector<std::string>{"/usr", "/opt"});
-    auto wd = open_path(t / ".systemd-sysext/work_dir", O_RDONLY);
-    REQUIRE(wd);
-    CHECK(*read_regular_file(wd->get(), 4096) == info.work_dir + "\n");
-    // A metadata directory without origin (systemd-sysext 252): no inputs.
-    auto none = open_path("/", O_PATH | O_DIRECTORY);
-    REQUIRE(none);
-    auto empty = read_origin(none->get(), ImageClass::Sysext);
-    REQUIRE(empty);
-    CHECK(empty->inputs.empty());
 }
