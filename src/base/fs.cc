@@ -147,6 +147,19 @@ Result<std::string> read_regular_file(int fd, size_t max) {
     return out;
 }
 
+Result<std::string> read_exact_at(int fd, uint64_t offset, size_t size, const std::string& what) {
+    std::string buf(size, '\0');
+    size_t done = 0;
+    while (done < size) {
+        ssize_t n = ::pread(fd, buf.data() + done, size - done, static_cast<off_t>(offset + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return ErrnoError() << "read " << what;
+        if (n == 0) return Error(EIO) << what << " is truncated";
+        done += static_cast<size_t>(n);
+    }
+    return buf;
+}
+
 Result<std::vector<std::string>> list_directory(int dir_fd, size_t max_entries, bool* truncated) {
     // fdopendir takes ownership, so hand it a fresh fd of the same directory.
     int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -63,6 +63,11 @@ std::string proc_fd_path(int fd);
 // (E2BIG) so hostile input cannot make us allocate without bound.
 Result<std::string> read_regular_file(int fd, size_t max);
 
+// Exactly `size` bytes at `offset` of a file or device (pread; the file
+// offset is not used). Errors name `what`: "read WHAT: <errno text>", or
+// "WHAT is truncated" (EIO) when the data ends before.
+Result<std::string> read_exact_at(int fd, uint64_t offset, size_t size, const std::string& what);
+
 // Entry names of a directory, "." and ".." left out, sorted bytewise so
 // results do not depend on on-disk order. With `max_entries`, reading stops
 // after that many (in directory order) and *truncated says whether more

@@ -17,16 +17,6 @@
 namespace rdext {
 namespace {
 
-// Strips ".raw" and an optional ".sysext"/".confext" infix: the image name
-// systemd-sysext reports for "foo.sysext.raw" is "foo".
-std::string raw_image_name(const std::string& file) {
-    std::string n = file.substr(0, file.size() - 4);
-    for (const char* infix : {".sysext", ".confext"})
-        if (ends_with(n, infix) && n.size() > std::string(infix).size())
-            return n.substr(0, n.size() - std::string(infix).size());
-    return n;
-}
-
 std::string image_name_for(const std::string& entry, ImageKind kind) {
     return kind == ImageKind::Raw ? raw_image_name(entry) : entry;
 }
@@ -216,6 +206,15 @@ bool classify(int root_fd, const std::shared_ptr<const DirListing>& listing, con
 }
 
 }  // namespace
+
+std::string raw_image_name(const std::string& file) {
+    if (!ends_with(file, ".raw")) return file;
+    std::string n = file.substr(0, file.size() - 4);
+    for (const char* infix : {".sysext", ".confext"})
+        if (ends_with(n, infix) && n.size() > std::string(infix).size())
+            return n.substr(0, n.size() - std::string(infix).size());
+    return n;
+}
 
 std::string image_identity(int fd) {
     auto st = stat_fd(fd);

@@ -87,6 +87,11 @@ struct Candidate {
     int root_fd = -1;
 };
 
+// The image name of a raw image file: without ".raw" and an optional
+// ".sysext"/".confext" infix, as systemd-sysext reports "foo.sysext.raw"
+// ("foo"); a name without ".raw" is used whole.
+std::string raw_image_name(const std::string& file);
+
 // "MAJOR:MINOR:INODE" of a stat result: which inode a name referred to.
 std::string entry_identity(const struct stat& st);
 

@@ -6,30 +6,13 @@
 
 #include "base/fs.h"
 #include "mount/mount_api.h"
+#include "mount/stage_image.h"
 
 namespace rdext {
 namespace {
 
 // Nothing from an image under inspection may run or open devices.
 constexpr uint64_t kAttrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC;
-
-// One file system of the image, read-only. erofs reads a regular file
-// directly (Linux 6.12+), everything else goes through a loop device over
-// its region.
-Result<UniqueFd> mount_part(int file_fd, const ImagePartition& part, bool whole, std::vector<LoopDevice>& loops) {
-    if (whole && part.fstype == "erofs") {
-        auto m = mount_detached("erofs", {{"source", proc_fd_path(file_fd)}, {"ro", "", true}}, kAttrs);
-        if (m) return m;
-        // Older kernels want a block device: fall through to a loop device.
-    }
-    auto loop = LoopDevice::attach(file_fd, whole ? 0 : part.offset, whole ? 0 : part.size, false);
-    if (!loop) return loop.error().prefix("loop device: ");
-    std::string source = loop->path();
-    loops.push_back(std::move(*loop));
-    auto m = mount_detached(part.fstype, {{"source", source}, {"ro", "", true}}, kAttrs);
-    if (!m) return m.error().prefix("mount " + part.fstype + " (" + partition_role_name(part.role) + "): ");
-    return m;
-}
 
 }  // namespace
 
@@ -42,11 +25,10 @@ Result<ImageTree> ImageTree::open_directory(int dir_fd) {
     return t;
 }
 
-Result<ImageTree> ImageTree::open_raw(int file_fd, const ImageLayout& layout) {
+Result<ImageTree> ImageTree::open_raw(const ImagePlan& plan) {
     ImageTree t;
-    bool whole = layout.kind == ImageLayoutKind::FileSystem;
-    if (layout.root) {
-        auto m = mount_part(file_fd, *layout.root, whole, t.loops_);
+    if (plan.partitions.front().designator == Designator::Root) {
+        auto m = mount_partition(plan.partitions.front(), kAttrs, t.loops_);
         if (!m) return m.error();
         t.mounts_.push_back(std::move(*m));
     } else {
@@ -57,10 +39,10 @@ Result<ImageTree> ImageTree::open_raw(int file_fd, const ImageLayout& layout) {
         RDEXT_TRY(set_mount_attrs(tmp->get(), kAttrs));
         t.mounts_.push_back(std::move(*tmp));
     }
-    if (layout.usr) {
+    if (plan.partitions.back().designator == Designator::Usr) {
         auto usr_dir = open_in_root(t.fd(), "usr", O_PATH | O_DIRECTORY);
         if (!usr_dir) return usr_dir.error().prefix("root partition has no /usr for the usr partition: ");
-        auto m = mount_part(file_fd, *layout.usr, false, t.loops_);
+        auto m = mount_partition(plan.partitions.back(), kAttrs, t.loops_);
         if (!m) return m.error();
         // Attaching inside a detached tree (Linux 6.15+) keeps it private.
         RDEXT_TRY(attach_mount(m->get(), usr_dir->get()));

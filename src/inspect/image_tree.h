@@ -13,7 +13,7 @@
 #include "base/fd.h"
 #include "base/result.h"
 #include "image/loop.h"
-#include "image/probe.h"
+#include "verity/plan.h"
 
 namespace rdext {
 
@@ -21,10 +21,12 @@ class ImageTree {
 public:
     // A directory image: a detached clone of it.
     static Result<ImageTree> open_directory(int dir_fd);
-    // A raw image (file or block device) as probe_image() laid it out: the
-    // root partition (or bare file system), with a usr partition on its
-    // /usr, or alone on an empty tmpfs's /usr.
-    static Result<ImageTree> open_raw(int file_fd, const ImageLayout& layout);
+    // A raw image (file or block device) as planned (verity/plan.h), its
+    // file systems mounted as merge mounts them without dm-verity
+    // (mount_partition(), mount/stage_image.h): the root partition (or
+    // bare file system), with a usr partition on its /usr, or alone on an
+    // empty tmpfs's /usr.
+    static Result<ImageTree> open_raw(const ImagePlan& plan);
 
     ImageTree() = default;
     ImageTree(ImageTree&&) noexcept = default;

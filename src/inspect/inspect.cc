@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "base/fs.h"
+#include "discover/discover.h"
 #include "inspect/image_tree.h"
 #include "release/compat.h"
 #include "release/extension_release.h"
@@ -20,16 +21,6 @@ std::string base_name(const std::string& path) {
     while (p.size() > 1 && p.back() == '/') p.pop_back();
     auto slash = p.rfind('/');
     return slash == std::string::npos ? p : p.substr(slash + 1);
-}
-
-// The name merge gives the image: the file name without ".raw" and a
-// ".sysext"/".confext" infix (discover's rule); a directory's own name.
-std::string image_name(const std::string& file, bool raw) {
-    if (!raw || !ends_with(file, ".raw")) return file;
-    std::string n = file.substr(0, file.size() - 4);
-    for (std::string infix : {".sysext", ".confext"})
-        if (ends_with(n, infix) && n.size() > infix.size()) return n.substr(0, n.size() - infix.size());
-    return n;
 }
 
 // The trust anchors: the certificates named on the command line, else
@@ -92,32 +83,29 @@ const char* layout_name(const ImageLayout& l) {
     return l.kind == ImageLayoutKind::Gpt ? "GPT disk image" : "file system";
 }
 
-// What the policy sees, as merge offers it: each data partition with its
-// established protection, then the hash tree and signature partitions as
-// plain data (a .verity sidecar counts as root-verity).
-std::vector<OfferedPartition> offer(const ImageLayout& layout, const std::vector<Protection>& prot, bool sidecar_tree) {
-    std::vector<OfferedPartition> offered;
-    for (const auto& p : prot) offered.push_back({p.designator, p.state(), p.fstype});
-    auto plain = [&](Designator d) { offered.push_back({d, ImageState::Unprotected, ""}); };
-    if (layout.kind == ImageLayoutKind::FileSystem) {
-        if (sidecar_tree) plain(Designator::RootVerity);
-        return offered;
-    }
-    if (layout.root_verity) plain(Designator::RootVerity);
-    if (layout.usr_verity) plain(Designator::UsrVerity);
-    if (layout.root_verity_sig) plain(Designator::RootVeritySig);
-    if (layout.usr_verity_sig) plain(Designator::UsrVeritySig);
-    return offered;
-}
-
 // The image's sidecars, next to the file it resolves to.
 Result<VeritySidecars> sidecars_of(int fd) {
     auto path = fd_path(fd);
     if (!path) return path.error();
-    auto slash = path->rfind('/');
-    auto dir = open_path(slash == 0 ? "/" : path->substr(0, slash), O_PATH | O_DIRECTORY);
-    if (!dir) return dir.error().prefix("sidecars: ");
-    return find_verity_sidecars(dir->get(), path->substr(slash + 1), fd);
+    auto slash = open_path("/", O_PATH | O_DIRECTORY);
+    if (!slash) return slash.error();
+    return find_verity_sidecars_in_root(slash->get(), *path, fd);
+}
+
+// The image planned as merge plans it (verity/plan.h).
+Result<ImagePlan> plan_file(int file_fd, bool is_file, InspectReport& report) {
+    auto layout = probe_image(file_fd);
+    if (!layout) return layout.error();
+    report.layout = layout_name(*layout);
+    report.fstype = layout->root ? layout->root->fstype : layout->usr->fstype;
+    report.partitions = *layout;
+    VeritySidecars sc;
+    if (is_file) {
+        auto found = sidecars_of(file_fd);
+        if (!found) return found.error();
+        sc = std::move(*found);
+    }
+    return plan_image(file_fd, is_file, std::move(*layout), std::move(sc));
 }
 
 // Probes a raw image, assesses its protection and mounts it privately.
@@ -130,27 +118,18 @@ ImageTree open_raw_image(int path_fd, bool is_file, const TrustStore& trust, Ins
     };
     auto file = open_path(proc_fd_path(path_fd), O_RDONLY | O_NONBLOCK | O_NOCTTY);
     if (!file) return fail(file.error(), "cannot open: ");
-    auto layout = probe_image(file->get());
-    if (!layout) return fail(layout.error(), "");
-    report.layout = layout_name(*layout);
-    report.fstype = layout->root ? layout->root->fstype : layout->usr->fstype;
-    report.partitions = *layout;
-    VeritySidecars sc;
-    if (is_file) {
-        auto found = sidecars_of(file->get());
-        if (!found) return fail(found.error(), "");
-        sc = std::move(*found);
-    }
-    auto prot = assess_protection(file->get(), *layout, sc, trust);
-    if (!prot) return fail(prot.error(), "");
-    report.protection = std::move(*prot);
-    report.offered = offer(*layout, report.protection, sc.hash_tree.has_value());
+    auto plan = plan_file(file->get(), is_file, report);
+    if (!plan) return fail(plan.error(), "");
+    report.protection = assess_protection(*plan, trust);
+    std::vector<ImageState> states;
+    for (const auto& p : report.protection) states.push_back(p.state());
+    report.offered = plan->offer(states);
     // A hash tree that does not match refuses the image, but its contents
     // are still worth reporting.
     for (const auto& p : report.protection)
         if (p.hash_tree == HashTreeCheck::Failed)
             note(report, std::string(designator_name(p.designator)) + ": " + p.hash_tree_detail);
-    auto tree = ImageTree::open_raw(file->get(), *layout);
+    auto tree = ImageTree::open_raw(*plan);
     if (!tree) return fail(tree.error(), "cannot mount: ");
     return std::move(*tree);
 }
@@ -216,7 +195,7 @@ Result<InspectReport> inspect_image(const InspectRequest& req, const Target& tar
     if (!st) return st.error();
     if (!S_ISDIR(st->st_mode) && !S_ISREG(st->st_mode) && !S_ISBLK(st->st_mode))
         return Error(EINVAL) << "image " << req.image << " is not a directory, regular file or block device";
-    report.name = image_name(base_name(req.image), S_ISREG(st->st_mode));
+    report.name = S_ISREG(st->st_mode) ? raw_image_name(base_name(req.image)) : base_name(req.image);
     auto trust = load_trust(req, report);
     if (!trust) return trust.error();
     auto compat = compat_context(req, target, report);

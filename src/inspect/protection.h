@@ -4,8 +4,8 @@
 // the data and the root hash (checked in user space by libcryptsetup, as
 // `veritysetup verify` does), and whether the signature over the root hash
 // verifies against the trust anchors (OpenSSL, as merge's user-space
-// check). The same sources and rules as merge (mount/stage_image.cc) decide
-// which hash and signature belong to which partition.
+// check). Which hash and signature belong to which partition is the
+// image's plan (verity/plan.h), the one merge stages by.
 #pragma once
 
 #include <optional>
@@ -15,10 +15,9 @@
 #include "base/result.h"
 #include "image/probe.h"
 #include "policy/policy.h"
-#include "verity/activate.h"
 #include "verity/pkcs7.h"
+#include "verity/plan.h"
 #include "verity/root_hash.h"
-#include "verity/sidecar.h"
 
 namespace rdext {
 
@@ -48,16 +47,9 @@ struct Protection {
     ImageState state() const;
 };
 
-// Assesses every data partition of `layout` (file_fd: the image, read with
-// pread and through loop devices only while checking). A sidecar or
-// signature partition that cannot be used the way merge would use it is an
-// error naming it (merge refuses such an image too).
-Result<std::vector<Protection>> assess_protection(int file_fd, const ImageLayout& layout,
-                                                  const VeritySidecars& sidecars, const TrustStore& trust);
-
-// The whole hash tree against the data and the root hash, in user space
-// (libcryptsetup, no dm device). `size` 0 means the whole file; a region
-// of a file is read through a read-only loop device, detached afterwards.
-Result<void> verify_hash_tree(const FileRegion& data, const FileRegion& hash, const RootHash& root_hash);
+// Checks every data partition of the plan: its whole hash tree (read
+// with pread and through loop devices only while checking), its signature
+// against `trust`.
+std::vector<Protection> assess_protection(const ImagePlan& plan, const TrustStore& trust);
 
 }  // namespace rdext

@@ -11,8 +11,7 @@
 #include "image/probe.h"
 #include "kmod/modules.h"
 #include "mount/mount_api.h"
-#include "verity/sidecar.h"
-#include "verity/verity_sig.h"
+#include "verity/plan.h"
 
 namespace rdext {
 namespace {
@@ -92,38 +91,27 @@ std::vector<FsParam> image_fs_params(const std::string& fstype, const std::strin
 // always through a read-only loop device, a block device entry too: the
 // file system then sees a read-only device and cannot write to the one
 // the entry names, whatever its own options say.
-Result<UniqueFd> mount_region(const Candidate& c, StagedImage& img, int backing_fd,
-                              const ImagePartition& part, bool whole_device) {
-    auto loop = LoopDevice::attach(backing_fd, part.offset, whole_device ? 0 : part.size, true);
+Result<UniqueFd> mount_region(const PartitionPlan& part, uint64_t attrs, std::vector<LoopDevice>& loops) {
+    auto loop = LoopDevice::attach(part.data.fd, part.data.offset, part.data.size, true);
     if (!loop) return loop.error().prefix("loop device: ");
     std::string source = loop->path();
-    img.loops.push_back(std::move(*loop));
+    loops.push_back(std::move(*loop));
     RDEXT_TRY(fault_point("image-mount"));
     RDEXT_TRY(ensure_filesystem(part.fstype));
-    auto m = mount_detached(part.fstype, image_fs_params(part.fstype, source), image_mount_attrs(c.cls));
+    auto m = mount_detached(part.fstype, image_fs_params(part.fstype, source), attrs);
     if (!m) return m.error().prefix("mount " + part.fstype + ": ");
     return m;
 }
 
-// erofs (Linux 6.12+) reads a regular file directly: no loop device to set
-// up, about twice as cheap per image. The source is the fd we probed,
+// erofs reads a regular file directly: the source is the fd we probed,
 // through its /proc link, so the kernel opens the very same file.
-Result<UniqueFd> mount_erofs_from_file(const Candidate& c, int file_fd) {
+Result<UniqueFd> mount_erofs_from_file(const PartitionPlan& part, uint64_t attrs) {
+    RDEXT_TRY(fault_point("image-mount"));
     RDEXT_TRY(ensure_filesystem("erofs"));
-    return mount_detached("erofs", {{"source", proc_fd_path(file_fd)}, {"ro", "", true}},
-                          image_mount_attrs(c.cls));
+    return mount_detached("erofs", {{"source", proc_fd_path(part.data.fd)}, {"ro", "", true}}, attrs);
 }
 
 // ---- dm-verity ---------------------------------------------------------
-
-// How one file system of the image is protected: where its hash tree is,
-// the root hash and signature to activate it with.
-struct VerityPlan {
-    FileRegion hash;
-    RootHash root_hash;
-    std::optional<std::vector<uint8_t>> signature;
-    std::string source;  // where the root hash came from, for messages
-};
 
 // The verity.d certificates of the running system (the initrd), never of
 // the root being extended.
@@ -138,10 +126,10 @@ Result<TrustStore> initrd_trust_store() {
     return store;
 }
 
-// Activates dm-verity over `data` and mounts the dm device. A failed
-// signature is reported as such to the policy and refuses the image.
-Result<UniqueFd> mount_verity(const Candidate& c, StagedImage& img, int file_fd, const ImagePartition& data,
-                              bool whole_file, const VerityPlan& plan, Designator d) {
+// Activates dm-verity over the partition's data as its plan says and
+// mounts the dm device; `state` is then Signed or Verity.
+Result<UniqueFd> mount_verity(const Candidate& c, StagedImage& img, const PartitionPlan& part, ImageState& state) {
+    const VerityPlan& plan = *part.verity;
     std::optional<TrustStore> trust;
     if (plan.signature) {
         auto t = initrd_trust_store();
@@ -149,17 +137,13 @@ Result<UniqueFd> mount_verity(const Candidate& c, StagedImage& img, int file_fd,
         trust = std::move(*t);
     }
     VerityRequest req;
-    req.data = {file_fd, whole_file ? 0 : data.offset, whole_file ? 0 : data.size};
+    req.data = part.data;
     req.hash = plan.hash;
     req.root_hash = plan.root_hash;
     req.signature = plan.signature ? &*plan.signature : nullptr;
     req.trust = trust ? &*trust : nullptr;
     auto active = activate_verity(req);
-    if (!active) {
-        if (active.error().code() == EKEYREJECTED)
-            img.offered.push_back({d, ImageState::SignatureFailed, data.fstype});
-        return active.error().prefix("dm-verity (root hash from " + plan.source + "): ");
-    }
+    if (!active) return active.error().prefix("dm-verity (root hash from " + plan.root_hash_source + "): ");
     for (auto& loop : active->loops) img.loops.push_back(std::move(loop));
     std::string name = active->device.name();
     img.verity.push_back(std::move(active->device));
@@ -168,26 +152,15 @@ Result<UniqueFd> mount_verity(const Candidate& c, StagedImage& img, int file_fd,
     auto dev = open_verity_device(img.verity.back());
     if (!dev) return dev.error();
     RDEXT_TRY(fault_point("image-mount"));
-    RDEXT_TRY(ensure_filesystem(data.fstype));
-    auto m = mount_detached(data.fstype, image_fs_params(data.fstype, proc_fd_path(dev->get())),
+    RDEXT_TRY(ensure_filesystem(part.fstype));
+    auto m = mount_detached(part.fstype, image_fs_params(part.fstype, proc_fd_path(dev->get())),
                             image_mount_attrs(c.cls));
     if (!m) {
         if (m.error().code() == EIO) m.error() << " (dm-verity refused a block: the data does not match its hash tree)";
-        return m.error().prefix("mount " + data.fstype + " on " + name + ": ");
+        return m.error().prefix("mount " + part.fstype + " on " + name + ": ");
     }
-    img.offered.push_back({d, active->is_signed ? ImageState::Signed : ImageState::Verity, data.fstype});
+    state = active->is_signed ? ImageState::Signed : ImageState::Verity;
     return m;
-}
-
-// Where the file the candidate resolves to is: found inside the root, or,
-// for an image a refresh reopened beneath the current merge
-// (merge/refresh.h), inside the staging area's copy of the root's own
-// hierarchy.
-Result<DirEntryRef> locate_image(const Candidate& c, const Staging& staging) {
-    auto path = fd_path(c.fd->get());
-    if (path && starts_with(*path, staging.path() + "/"))
-        return locate_in_root(staging.fd(), path->substr(staging.path().size()), c.fd->get());
-    return locate_in_root(c.root_fd, c.path, c.fd->get());
 }
 
 // The sidecars next to the file the candidate resolves to. `file_fd` is
@@ -199,190 +172,80 @@ Result<VeritySidecars> image_sidecars(const Candidate& c, const Staging& staging
         std::string entry = c.path.substr(c.path.rfind('/') + 1);
         return find_verity_sidecars(c.siblings->fd.get(), entry, file_fd, &c.siblings->names);
     }
-    // Reached through a symlink: beside the file it leads to, found inside
-    // the root (never by the file's name from /, which the root could
-    // redirect with a symlink swapped in meanwhile).
-    auto where = locate_image(c, staging);
-    if (!where) return where.error().prefix("sidecars: ");
-    return find_verity_sidecars(where->dir.get(), where->name, file_fd);
+    // Reached through a symlink: beside the file it leads to, inside the
+    // root, or, for an image a refresh reopened beneath the current merge
+    // (merge/refresh.h), inside the staging area's copy of the root's own
+    // hierarchy.
+    auto path = fd_path(c.fd->get());
+    if (path && starts_with(*path, staging.path() + "/"))
+        return find_verity_sidecars_in_root(staging.fd(), path->substr(staging.path().size()), file_fd);
+    return find_verity_sidecars_in_root(c.root_fd, c.path, file_fd);
 }
 
-// A bare file system with a NAME.verity sidecar: the hash tree is that
-// file, the root hash and signature are sidecars (or xattrs) too.
-Result<std::optional<VerityPlan>> sidecar_verity_plan(const VeritySidecars& sc) {
-    if (!sc.hash_tree) {
-        if (sc.hash()) return Error(EINVAL) << sc.hash()->source << " without a .verity hash tree";
-        return std::optional<VerityPlan>();
+// The probed image with its sidecars, planned (verity/plan.h).
+Result<ImagePlan> plan_candidate(const Candidate& c, const Staging& staging, int file_fd) {
+    auto layout = probe_image(file_fd);
+    if (!layout) return layout.error();
+    VeritySidecars sidecars;
+    if (c.kind == ImageKind::Raw) {
+        auto sc = image_sidecars(c, staging, file_fd);
+        if (!sc) return sc.error();
+        sidecars = std::move(*sc);
     }
-    if (!sc.hash()) return Error(EINVAL) << sc.hash_tree->name << " without a root hash (.roothash, .usrhash or xattr)";
-    VerityPlan plan;
-    plan.hash = {sc.hash_tree->fd.get(), 0, 0};
-    plan.root_hash = sc.hash()->hash;
-    plan.source = sc.hash()->source;
-    if (sc.signature()) plan.signature = sc.signature()->der;
-    return std::optional<VerityPlan>(std::move(plan));
+    return plan_image(file_fd, c.kind == ImageKind::Raw, std::move(*layout), std::move(sidecars));
 }
 
-Result<std::string> read_partition(int fd, const ImagePartition& p, size_t max) {
-    if (p.size > max) return Error(EFBIG) << partition_role_name(p.role) << " partition is larger than " << max << " bytes";
-    std::string buf(p.size, '\0');
-    size_t done = 0;
-    while (done < buf.size()) {
-        ssize_t n = ::pread(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(p.offset + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return ErrnoError() << "read " << partition_role_name(p.role) << " partition";
-        if (n == 0) return Error(EIO) << partition_role_name(p.role) << " partition is truncated";
-        done += static_cast<size_t>(n);
-    }
-    return buf;
-}
-
-// A GPT data partition with a verity partition beside it: the root hash
-// comes from the verity-sig partition (which must name this verity
-// partition) or from a sidecar; without either, the partition is used
-// unprotected (nothing to check it against), as systemd does.
-Result<std::optional<VerityPlan>> gpt_verity_plan(int fd, const ImagePartition& data,
-                                                  const std::optional<ImagePartition>& verity,
-                                                  const std::optional<ImagePartition>& sig_part,
-                                                  const SidecarHash* sidecar_hash, const SidecarSignature* sidecar_sig) {
-    if (!verity) return std::optional<VerityPlan>();
-    VerityPlan plan;
-    plan.hash = {fd, verity->offset, verity->size};
-    if (sig_part) {
-        std::string what = std::string(partition_role_name(sig_part->role)) + " partition";
-        auto raw = read_partition(fd, *sig_part, kVeritySigMaxBytes);
-        if (!raw) return raw.error();
-        auto sig = parse_verity_sig(*raw);
-        if (!sig) return sig.error().prefix(what + ": ");
-        if (auto r = check_verity_sig_partition_uuids(sig.value(), verity->uuid, data.uuid); !r)
-            return r.error().prefix(what + ": ");
-        if (sidecar_hash)
-            if (auto r = check_verity_sig_root_hash(sig.value(), sidecar_hash->hash); !r)
-                return r.error().prefix(what + " and " + sidecar_hash->source + ": ");
-        plan.root_hash = sig->root_hash;
-        plan.signature = sig->signature;
-        plan.source = what;
-    } else if (sidecar_hash) {
-        plan.root_hash = sidecar_hash->hash;
-        plan.source = sidecar_hash->source;
-        if (sidecar_sig) plan.signature = sidecar_sig->der;
-    } else {
-        return std::optional<VerityPlan>();
-    }
-    return std::optional<VerityPlan>(std::move(plan));
-}
-
-// The hash tree (and signature) partitions are offered too, as plain data,
-// after the data partitions: systemd's policy check sees them the same way
-// (a verity sidecar of a bare file system counts as root-verity).
-void offer_protection_partitions(std::vector<OfferedPartition>& offered, const ImageLayout& layout,
-                                 const VeritySidecars& sc) {
-    auto offer = [&](Designator d) { offered.push_back({d, ImageState::Unprotected, ""}); };
-    if (layout.kind == ImageLayoutKind::FileSystem) {
-        if (sc.hash_tree) offer(Designator::RootVerity);
-        return;
-    }
-    if (layout.root_verity) offer(Designator::RootVerity);
-    if (layout.usr_verity) offer(Designator::UsrVerity);
-    if (layout.root_verity_sig) offer(Designator::RootVeritySig);
-    if (layout.usr_verity_sig) offer(Designator::UsrVeritySig);
-}
-
-// What the image can at best offer, known before anything is mounted: a
-// partition with a verity plan may turn out signed, one without is
-// unprotected. The policy sees this first, so an image it refuses anyway is
-// never handed to the kernel's file system code.
-std::vector<OfferedPartition> best_case_offer(const ImageLayout& layout, bool root_verity, bool usr_verity,
-                                              const VeritySidecars& sidecars) {
-    std::vector<OfferedPartition> offered;
-    auto state = [](bool verity) { return verity ? ImageState::Signed : ImageState::Unprotected; };
-    if (layout.root) offered.push_back({Designator::Root, state(root_verity), layout.root->fstype});
-    if (layout.usr) offered.push_back({Designator::Usr, state(usr_verity), layout.usr->fstype});
-    offer_protection_partitions(offered, layout, sidecars);
-    return offered;
+// Where the usr partition goes: on "usr" in the root partition, or in an
+// otherwise empty slot when there is none.
+Result<UniqueFd> usr_mount_point(const StagedImage& img, int slot_fd) {
+    int parent = img.mounts.empty() ? slot_fd : img.mounts.back().get();
+    if (img.mounts.empty() && ::mkdirat(slot_fd, "usr", 0755) < 0) return ErrnoError() << "mkdir usr";
+    auto usr_dir = open_in_root(parent, "usr", O_PATH | O_DIRECTORY);
+    if (!usr_dir) return usr_dir.error().prefix("root partition has no /usr to mount the usr partition on: ");
+    return usr_dir;
 }
 
 Result<void> stage_raw(const Candidate& c, const Staging& staging, StagedImage& img, int slot_fd,
                        const PolicyGate& gate) {
     auto file = reopen(c, O_RDONLY | O_NONBLOCK);
     if (!file) return file.error().prefix("open: ");
-    auto layout = probe_image(file->get());
-    if (!layout) return layout.error();
-    bool bare = layout->kind == ImageLayoutKind::FileSystem;
-    VeritySidecars sidecars;
-    if (c.kind == ImageKind::Raw) {
-        auto sc = image_sidecars(c, staging, file->get());
-        if (!sc) return sc.error();
-        sidecars = std::move(*sc);
+    auto plan = plan_candidate(c, staging, file->get());
+    if (!plan) return plan.error();
+    RDEXT_TRY(gate(plan->best_case_offer()));
+
+    std::vector<ImageState> states;
+    for (const auto& part : plan->partitions) {
+        UniqueFd target;
+        if (part.designator == Designator::Usr) {
+            auto where = usr_mount_point(img, slot_fd);
+            if (!where) return where.error();
+            target = std::move(*where);
+        }
+        ImageState state = ImageState::Unprotected;
+        auto m = part.verity ? mount_verity(c, img, part, state)
+                             : mount_partition(part, image_mount_attrs(c.cls), img.loops);
+        if (!m) return m.error();
+        if (img.fstype.empty()) img.fstype = part.fstype;
+        states.push_back(state);
+        RDEXT_TRY(attach_into(img, std::move(*m), target ? target.get() : slot_fd));
     }
+    img.offered = plan->offer(states);
+    return {};
+}
 
-    // Which file systems are to be read through dm-verity.
-    std::optional<VerityPlan> root_plan, usr_plan;
-    if (bare) {
-        auto p = sidecar_verity_plan(sidecars);
-        if (!p) return p.error();
-        root_plan = std::move(*p);
-    } else {
-        if (sidecars.hash_tree) return Error(EINVAL) << sidecars.hash_tree->name << " next to a GPT disk image";
-        if (layout->root) {
-            auto p = gpt_verity_plan(file->get(), *layout->root, layout->root_verity, layout->root_verity_sig,
-                                     sidecars.root_hash ? &*sidecars.root_hash : nullptr,
-                                     sidecars.root_hash_sig ? &*sidecars.root_hash_sig : nullptr);
-            if (!p) return p.error();
-            root_plan = std::move(*p);
-        }
-        if (layout->usr) {
-            auto p = gpt_verity_plan(file->get(), *layout->usr, layout->usr_verity, layout->usr_verity_sig,
-                                     sidecars.usr_hash ? &*sidecars.usr_hash : nullptr,
-                                     sidecars.usr_hash_sig ? &*sidecars.usr_hash_sig : nullptr);
-            if (!p) return p.error();
-            usr_plan = std::move(*p);
-        }
-    }
+}  // namespace
 
-    RDEXT_TRY(gate(best_case_offer(*layout, root_plan.has_value(), usr_plan.has_value(), sidecars)));
-
-    // Never erofs-from-file for an image with verity: it would bypass it.
-    if (bare && !root_plan && c.kind == ImageKind::Raw && layout->root->fstype == "erofs") {
-        RDEXT_TRY(fault_point("image-mount"));
-        auto m = mount_erofs_from_file(c, file->get());
-        if (m) {
-            img.fstype = "erofs";
-            img.offered.push_back({Designator::Root, ImageState::Unprotected, "erofs"});
-            return attach_into(img, std::move(*m), slot_fd);
-        }
+Result<UniqueFd> mount_partition(const PartitionPlan& part, uint64_t attrs, std::vector<LoopDevice>& loops) {
+    if (part.from_file) {
+        auto m = mount_erofs_from_file(part, attrs);
+        if (m) return m;
         // Older kernels want a block device (ENOTBLK): use a loop device.
         // Any other failure (a corrupt image, a missing module) would fail
         // the same way through a loop device: report it, do not retry.
         if (m.error().code() != ENOTBLK) return m.error().prefix("mount erofs: ");
     }
-    if (layout->root) {
-        auto m = root_plan ? mount_verity(c, img, file->get(), *layout->root, bare, *root_plan, Designator::Root)
-                           : mount_region(c, img, file->get(), *layout->root, bare);
-        if (!m) return m.error();
-        img.fstype = layout->root->fstype;
-        if (!root_plan) img.offered.push_back({Designator::Root, ImageState::Unprotected, layout->root->fstype});
-        RDEXT_TRY(attach_into(img, std::move(*m), slot_fd));
-    }
-    if (layout->usr) {
-        // The usr partition goes where /usr is in the image: on "usr" in the
-        // root partition, or in an otherwise empty slot when there is none.
-        int parent = img.mounts.empty() ? slot_fd : img.mounts.back().get();
-        if (img.mounts.empty() && ::mkdirat(slot_fd, "usr", 0755) < 0) return ErrnoError() << "mkdir usr";
-        auto usr_dir = open_in_root(parent, "usr", O_PATH | O_DIRECTORY);
-        if (!usr_dir) return usr_dir.error().prefix("root partition has no /usr to mount the usr partition on: ");
-        auto m = usr_plan ? mount_verity(c, img, file->get(), *layout->usr, false, *usr_plan, Designator::Usr)
-                          : mount_region(c, img, file->get(), *layout->usr, false);
-        if (!m) return m.error();
-        if (img.fstype.empty()) img.fstype = layout->usr->fstype;
-        if (!usr_plan) img.offered.push_back({Designator::Usr, ImageState::Unprotected, layout->usr->fstype});
-        RDEXT_TRY(attach_into(img, std::move(*m), usr_dir->get()));
-    }
-    offer_protection_partitions(img.offered, *layout, sidecars);
-    return {};
+    return mount_region(part, attrs, loops);
 }
-
-}  // namespace
 
 Result<std::string> StagedImage::layer_for(const std::string& hierarchy) const {
     for (const auto& l : layers_)

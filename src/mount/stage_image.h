@@ -16,6 +16,7 @@
 #include "mount/staging.h"
 #include "policy/policy.h"
 #include "verity/activate.h"
+#include "verity/plan.h"
 
 namespace rdext {
 
@@ -73,8 +74,17 @@ private:
 using PolicyGate = std::function<Result<void>(const std::vector<OfferedPartition>&)>;
 
 // Mounts the image into a new slot of the staging area, unless `gate`
-// refuses it first.
+// refuses it first. A raw image is planned first (verity/plan.h); staging
+// then activates and mounts what the plan names.
 Result<StagedImage> stage_image(const Candidate& c, Staging& staging, const std::string& slot_name,
                                 const PolicyGate& gate);
+
+// Mounts one planned file system without dm-verity, detached, with mount
+// attributes `attrs`: erofs from the file where the plan says so (a loop
+// device on kernels that want a block device), else through a read-only
+// loop device over its region (added to `loops`), a block device entry
+// too, so the file system cannot write to the device the entry names.
+// Journal recovery is off: images are only ever read.
+Result<UniqueFd> mount_partition(const PartitionPlan& part, uint64_t attrs, std::vector<LoopDevice>& loops);
 
 }  // namespace rdext

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 #include "base/fault.h"
 #include "base/fs.h"
@@ -30,12 +31,13 @@ void crypt_log(int level, const char* msg, void*) {
         g_crypt_error.pop_back();
 }
 
-// A libcryptsetup failure (negative errno) with its last logged error.
-Error crypt_error(int r, const std::string& what) {
+// A libcryptsetup failure (negative errno) with what it logged (by
+// default its last error line, which this consumes).
+Error crypt_error(int r, const std::string& what, std::string& logged = g_crypt_error) {
     Error e = Error::sys(-r);
     e << what;
-    if (!g_crypt_error.empty()) e << " (" << g_crypt_error << ")";
-    g_crypt_error.clear();
+    if (!logged.empty()) e << " (" << logged << ")";
+    logged.clear();
     return e;
 }
 
@@ -125,19 +127,6 @@ Result<std::string> activate_signed(crypt_device* cd, const VerityRequest& req, 
     return signer->subject + " (" + signer->source + ")";
 }
 
-Result<std::vector<uint8_t>> read_exact(int fd, uint64_t offset, size_t size, const char* what) {
-    std::vector<uint8_t> buf(size);
-    size_t done = 0;
-    while (done < size) {
-        ssize_t n = ::pread(fd, buf.data() + done, size - done, static_cast<off_t>(offset + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return ErrnoError() << "read the " << what;
-        if (n == 0) return Error(EBADMSG) << "the " << what << " is truncated";
-        done += static_cast<size_t>(n);
-    }
-    return buf;
-}
-
 // The root hash must be the digest of the hash tree's top block (dm-verity
 // checks this only when a block is read; checking here refuses a wrong root
 // hash, or a hash tree changed after signing, before anything is
@@ -155,8 +144,8 @@ Result<void> check_top_hash_block(crypt_device* cd, const FileRegion& data, cons
     // the root hash is that block's digest.
     uint64_t top = p.hash_area_offset;
     if (!(p.flags & CRYPT_VERITY_NO_HEADER)) top += (512 + p.hash_block_size - 1) / p.hash_block_size * p.hash_block_size;
-    auto block = p.data_size == 1 ? read_exact(data.fd, data.offset, p.data_block_size, "data")
-                                  : read_exact(hash.fd, hash.offset + top, p.hash_block_size, "hash tree");
+    auto block = p.data_size == 1 ? read_exact_at(data.fd, data.offset, p.data_block_size, "the data")
+                                  : read_exact_at(hash.fd, hash.offset + top, p.hash_block_size, "the hash tree");
     if (!block) return block.error();
     // Fetched from the default provider (no legacy name table needed).
     std::unique_ptr<EVP_MD, decltype(&EVP_MD_free)> md(EVP_MD_fetch(nullptr, p.hash_name, nullptr), EVP_MD_free);
@@ -281,6 +270,64 @@ Result<ActiveVerity> activate_verity(const VerityRequest& req) {
     out.loops.push_back(std::move(*data));
     out.loops.push_back(std::move(*hash));
     return out;
+}
+
+namespace {
+
+// libcryptsetup says what failed (e.g. "Verification failed at position
+// 8192.") through its log, not its return code: keep all its error lines.
+void keep_errors(int level, const char* msg, void* logged) {
+    if (level != CRYPT_LOG_ERROR || !msg) return;
+    std::string line = msg;
+    while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+    auto* s = static_cast<std::string*>(logged);
+    if (!s->empty()) *s += " ";
+    *s += line;
+}
+
+// A path libcryptsetup can open for a region: the file itself through its
+// /proc link when the region is the whole file, else a loop device over it.
+Result<std::string> region_path(const FileRegion& region, std::optional<LoopDevice>& loop) {
+    if (region.size == 0 && region.offset == 0) return proc_fd_path(region.fd);
+    auto l = LoopDevice::attach(region.fd, region.offset, region.size, false);
+    if (!l) return l.error().prefix("loop device: ");
+    loop = std::move(*l);
+    return loop->path();
+}
+
+}  // namespace
+
+Result<void> verify_hash_tree(const FileRegion& data, const FileRegion& hash, const RootHash& root_hash) {
+    std::lock_guard<std::recursive_mutex> hold(dm_lock());
+    std::optional<LoopDevice> data_loop, hash_loop;
+    auto data_path = region_path(data, data_loop);
+    if (!data_path) return data_path.error().prefix("data: ");
+    auto hash_path = region_path(hash, hash_loop);
+    if (!hash_path) return hash_path.error().prefix("hash tree: ");
+    std::string logged;
+    crypt_device* raw = nullptr;
+    int r = crypt_init_data_device(&raw, hash_path->c_str(), data_path->c_str());
+    if (r < 0) return crypt_error(r, "open the hash tree", logged);
+    CryptDevice cd(raw);
+    crypt_set_log_callback(cd.get(), keep_errors, &logged);
+    // CHECK_HASH belongs to the loaded parameters (as veritysetup verify
+    // sets it): libcryptsetup then reads and checks every block.
+    crypt_params_verity params = {};
+    params.flags = CRYPT_VERITY_CHECK_HASH;
+    r = crypt_load(cd.get(), CRYPT_VERITY, &params);
+    if (r < 0) return crypt_error(r, "read the verity superblock", logged);
+    const auto& key = root_hash.bytes;
+    // No name: libcryptsetup checks, it does not activate (no device-mapper
+    // needed).
+    r = crypt_activate_by_volume_key(cd.get(), nullptr, reinterpret_cast<const char*>(key.data()), key.size(), 0);
+    if (r == -EPERM) {
+        Error e(EBADMSG);
+        e << "the hash tree does not match the data and root hash " << root_hash.hex;
+        if (!logged.empty()) e << " (" << logged << ")";
+        return e;
+    }
+    if (r < 0) return crypt_error(r, "verify the hash tree", logged);
+    return {};
 }
 
 namespace {

@@ -1,6 +1,7 @@
 // dm-verity activation through libcryptsetup: a data region and a hash tree
 // region (of the same or of two files), loop-attached read-only, opened as
-// a read-only dm-verity device named after the root hash.
+// a read-only dm-verity device named after the root hash. Also the
+// user-space check of a whole hash tree, without device-mapper.
 //
 // Signatures are checked first by the kernel (crypt_activate_by_signed_key,
 // the kernel keyring decides), then in user space against the INITRD's
@@ -88,5 +89,12 @@ Result<ActiveVerity> activate_verity(const VerityRequest& req);
 
 // Opens /dev/mapper/NAME read-only and checks it is a block device.
 Result<UniqueFd> open_verity_device(const VerityDevice& dev);
+
+// The whole hash tree against the data and the root hash, in user space
+// (libcryptsetup, no dm device: what `veritysetup verify` does), for a
+// host without device-mapper (rdext inspect). A region of a file is read
+// through a read-only loop device, detached afterwards; a hash tree that
+// does not match is EBADMSG.
+Result<void> verify_hash_tree(const FileRegion& data, const FileRegion& hash, const RootHash& root_hash);
 
 }  // namespace rdext

@@ -133,4 +133,10 @@ Result<VeritySidecars> find_verity_sidecars(int dir_fd, const std::string& image
     return out;
 }
 
+Result<VeritySidecars> find_verity_sidecars_in_root(int root_fd, const std::string& path, int image_fd) {
+    auto where = locate_in_root(root_fd, path, image_fd);
+    if (!where) return where.error().prefix("sidecars: ");
+    return find_verity_sidecars(where->dir.get(), where->name, image_fd);
+}
+
 }  // namespace rdext

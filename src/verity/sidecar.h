@@ -73,4 +73,10 @@ std::string sidecar_stem(const std::string& image_file_name);
 Result<VeritySidecars> find_verity_sidecars(int dir_fd, const std::string& image_file_name, int image_fd,
                                             const std::set<std::string>* present = nullptr);
 
+// The sidecars beside the file `path` leads to inside the root (found with
+// locate_in_root(), base/fs.h: it must be the inode `image_fd` refers to),
+// never by a path from /, which the root could redirect with a symlink
+// swapped in meanwhile. `image_fd` is open for reading (for the xattrs).
+Result<VeritySidecars> find_verity_sidecars_in_root(int root_fd, const std::string& path, int image_fd);
+
 }  // namespace rdext

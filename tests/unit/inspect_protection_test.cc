@@ -84,7 +84,9 @@ struct VerityFixture {
         auto dir_fd = dir.open_root();
         auto sc = find_verity_sidecars(dir_fd.get(), "img.raw", img.get());
         REQUIRE_MESSAGE(sc, why_not(sc));
-        return assess_protection(img.get(), layout(), *sc, trust());
+        auto plan = plan_image(img.get(), true, layout(), std::move(*sc));
+        if (!plan) return plan.error();
+        return assess_protection(*plan, trust());
     }
     void flip_data_byte(off_t at) const {
         auto fd = open("img.raw", O_RDWR);
