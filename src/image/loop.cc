@@ -40,22 +40,7 @@ struct loop_config make_config(int backing_fd, uint64_t offset, uint64_t size_li
     return cfg;
 }
 
-// What a loop device reads: backing file (device, inode) and region.
-using LoopKey = std::tuple<dev_t, ino_t, uint64_t, uint64_t>;
-
-// Refresh only (reuse_attached_devices()): the devices an earlier merge
-// left attached, by what they read; scanned at the first attach that could
-// use one, so a refresh of directory or erofs-from-file images never pays.
-struct AttachedIndex {
-    std::mutex lock;  // images are staged on several threads (base/parallel.h)
-    bool enabled = false;
-    std::optional<std::map<LoopKey, int>> by_key;
-};
-
-AttachedIndex& attached_index() {
-    static AttachedIndex index;
-    return index;
-}
+using LoopKey = LoopReuse::Key;
 
 // What the open loop device reads, if it is attached read-only with
 // autoclear (as rdext attaches). The kernel reports the backing file's
@@ -90,21 +75,14 @@ std::map<LoopKey, int> scan_attached() {
 
 }  // namespace
 
-void LoopDevice::reuse_attached_devices() {
-    auto& index = attached_index();
-    std::lock_guard<std::mutex> hold(index.lock);
-    index.enabled = true;
-}
-
-std::optional<LoopDevice> LoopDevice::reuse_attached(int backing_fd, uint64_t offset, uint64_t size_limit) {
-    auto& index = attached_index();
-    std::lock_guard<std::mutex> hold(index.lock);
+std::optional<LoopDevice> LoopReuse::take(int backing_fd, uint64_t offset, uint64_t size_limit) {
+    std::lock_guard<std::mutex> hold(lock_);
     struct stat st;
-    if (!index.enabled || ::fstat(backing_fd, &st) < 0) return std::nullopt;
-    if (!index.by_key) index.by_key = scan_attached();
+    if (::fstat(backing_fd, &st) < 0) return std::nullopt;
+    if (!by_key_) by_key_ = scan_attached();
     const LoopKey key(st.st_dev, st.st_ino, offset, size_limit);
-    auto it = index.by_key->find(key);
-    if (it == index.by_key->end()) return std::nullopt;
+    auto it = by_key_->find(key);
+    if (it == by_key_->end()) return std::nullopt;
     // Held open now: autoclear cannot take the device away, so check that
     // it still reads this region before handing it out.
     UniqueFd dev = open_loop(it->second);
@@ -121,10 +99,11 @@ std::optional<LoopDevice> LoopDevice::reuse_attached(int backing_fd, uint64_t of
 }
 
 Result<LoopDevice> LoopDevice::attach(int backing_fd, uint64_t offset, uint64_t size_limit,
-                                      bool try_direct_io) {
+                                      bool try_direct_io, LoopReuse* reuse) {
     if (backing_fd < 0) return Error(EBADF) << "loop device: no backing file";
     RDEXT_TRY(fault_point("loop-attach"));
-    if (auto reused = reuse_attached(backing_fd, offset, size_limit)) return std::move(*reused);
+    if (reuse)
+        if (auto reused = reuse->take(backing_fd, offset, size_limit)) return std::move(*reused);
 
     RDEXT_TRY(ensure_module("loop"));
     int ctl_raw = ::open("/dev/loop-control", O_RDWR | O_CLOEXEC);

@@ -17,13 +17,18 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <tuple>
 
 #include "base/fd.h"
 #include "base/result.h"
 
 namespace rdext {
+
+class LoopReuse;
 
 class LoopDevice {
 public:
@@ -31,16 +36,10 @@ public:
     // (size_limit 0: up to the end of the file). With `try_direct_io` the
     // device reads the backing file with O_DIRECT (no double page cache);
     // when the backing file cannot do that, the device is set up without it.
+    // With `reuse` (a refresh), a device an earlier merge attached for the
+    // same region of the same file is handed out instead (LoopReuse).
     static Result<LoopDevice> attach(int backing_fd, uint64_t offset, uint64_t size_limit,
-                                     bool try_direct_io);
-
-    // For a refresh: from now on attach() looks at the read-only, autoclear
-    // loop devices attached (an earlier merge's, held by its mounts) and
-    // hands out such a device again for the same region of the same file
-    // instead of setting up a new one, so an image that stays in the merge
-    // keeps its device (and its mounted file system, which the kernel
-    // shares for one device). A reused device is never detached by us.
-    static void reuse_attached_devices();
+                                     bool try_direct_io, LoopReuse* reuse = nullptr);
 
     LoopDevice() = default;
     LoopDevice(LoopDevice&& o) noexcept;
@@ -69,7 +68,7 @@ public:
     void detach() noexcept;
 
 private:
-    static std::optional<LoopDevice> reuse_attached(int backing_fd, uint64_t offset, uint64_t size_limit);
+    friend class LoopReuse;
 
     UniqueFd fd_;
     std::string path_;
@@ -77,6 +76,26 @@ private:
     int number_ = -1;
     bool direct_io_ = false;
     bool reused_ = false;
+};
+
+// One refresh's view of the read-only, autoclear loop devices attached
+// (an earlier merge's, held by its mounts): attach() hands such a device
+// out again for the same region of the same file instead of setting up a
+// new one, so an image that stays in the merge keeps its device (and its
+// mounted file system, which the kernel shares for one device). A reused
+// device is never detached by us. Owned by the run (merge/run.h); scanned
+// at the first attach that could use one, so a refresh of directory or
+// erofs-from-file images never pays. Images are staged on several threads
+// (base/parallel.h), hence the lock.
+class LoopReuse {
+public:
+    using Key = std::tuple<dev_t, ino_t, uint64_t, uint64_t>;  // backing file and region
+
+    std::optional<LoopDevice> take(int backing_fd, uint64_t offset, uint64_t size_limit);
+
+private:
+    std::mutex lock_;
+    std::optional<std::map<Key, int>> by_key_;  // -> N of /dev/loopN
 };
 
 }  // namespace rdext

@@ -70,11 +70,21 @@ std::string now_iso8601() {
     return buf;
 }
 
+// What every step of a run works with, passed down as one.
+struct RunContext {
+    const Target& target;
+    const Settings& settings;
+    Staging& staging;
+    const CompatContext& compat;
+    MergeState& state;
+    Run& run;  // a refresh: the current merge stays until the swap
+};
+
 // Stages one image and checks that the policy allows what it offers and
 // that it fits the OS. The error says why not. Runs on a worker thread
 // (admit_all): it only touches the image, its slot and locked libraries.
-Result<StagedImage> admit(const Candidate& c, const Settings& settings, Staging& staging, const CompatContext& compat,
-                          const std::string& slot) {
+Result<StagedImage> admit(const RunContext& rc, const Candidate& c, const std::string& slot) {
+    const Settings& settings = rc.settings;
     auto policy = [&](const std::vector<OfferedPartition>& offered) {
         return check_image_policy(settings.policy, c.cls, c.name, offered);
     };
@@ -83,14 +93,14 @@ Result<StagedImage> admit(const Candidate& c, const Settings& settings, Staging&
     if (c.kind == ImageKind::Block && !settings.block_devices_allowed(c.cls))
         return Error(EPERM) << "block device images are not allowed: rd." << class_name(c.cls)
                             << ".block_devices=1 is not on the kernel command line";
-    auto img = stage_image(c, staging, slot, policy);
+    auto img = stage_image(c, rc.staging, slot, policy, rc.run.loop_reuse.get());
     if (!img) return img.error();
     // Again with what the image turned out to offer (a signature may fail).
     RDEXT_TRY(policy(img->offered));
     if (auto why = os_release_conflict(img->tree_fd.get(), c.cls); !why.empty()) return Error() << why;
     auto release = read_extension_release(img->tree_fd.get(), c.cls, c.name);
     if (!release) return release.error();
-    RDEXT_TRY(check_compatible(c.cls, c.name, *release, compat));
+    RDEXT_TRY(check_compatible(c.cls, c.name, *release, rc.compat));
     // Where its layers are, while on this thread: an image whose /usr leads
     // elsewhere is refused here, alone, instead of failing the whole merge.
     RDEXT_TRY(img->resolve_layers(class_info(c.cls).hierarchies));
@@ -126,20 +136,19 @@ struct Decision {
 // that fits the OS is merged, so an OS rolled back to its previous release
 // finds the extension built for it. On a worker thread: the record is
 // written afterwards (record_versioned).
-void admit_versioned(const Candidate& c, const Settings& settings, Staging& staging, const CompatContext& compat,
-                     size_t index, Decision& d) {
+void admit_versioned(const RunContext& rc, const Candidate& c, size_t index, Decision& d) {
     std::vector<VersionedEntry> ranked;
     for (const auto& img : c.versioned->ranked) ranked.push_back(img.entry);
     auto try_entry = [&](size_t k) -> Result<void> {
         std::string slot = std::string(class_name(c.cls)) + "-" + std::to_string(index) + "." + std::to_string(k);
         Candidate entry = versioned_entry_candidate(c, k);
-        if (entry.kind == ImageKind::Directory) RDEXT_TRY(check_directory_release(entry, compat));
-        auto img = admit(entry, settings, staging, compat, slot);
+        if (entry.kind == ImageKind::Directory) RDEXT_TRY(check_directory_release(entry, rc.compat));
+        auto img = admit(rc, entry, slot);
         if (!img) return img.error();
         d.staged = std::move(img);
         return {};
     };
-    d.selection = select_entry(ranked, settings.pinned(c.cls, c.name), try_entry);
+    d.selection = select_entry(ranked, rc.settings.pinned(c.cls, c.name), try_entry);
 }
 
 // The record of a versioned directory's selection; the candidate becomes
@@ -163,17 +172,18 @@ bool worth_staging(const Candidate& c, const Settings& settings) {
 // in the staging area. The images are staged side by side
 // (base/parallel.h); records, messages and layer order then follow the
 // candidates' order, as if one had been staged after the other.
-std::vector<Admitted> admit_all(std::vector<Candidate>& candidates, const Settings& settings,
-                                Staging& staging, const CompatContext& compat, MergeState& state) {
+std::vector<Admitted> admit_all(const RunContext& rc, std::vector<Candidate>& candidates) {
+    const Settings& settings = rc.settings;
+    MergeState& state = rc.state;
     std::vector<Decision> decisions(candidates.size());
     auto stage = [&](size_t i) {
         const Candidate& c = candidates[i];
         Decision& d = decisions[i];
         d.tried = true;
         if (c.versioned)
-            admit_versioned(c, settings, staging, compat, i, d);
+            admit_versioned(rc, c, i, d);
         else
-            d.staged = admit(c, settings, staging, compat, std::string(class_name(c.cls)) + "-" + std::to_string(i));
+            d.staged = admit(rc, c, std::string(class_name(c.cls)) + "-" + std::to_string(i));
     };
     // Directories are staged on this thread: cloning and attaching one is
     // mount table work under the kernel's namespace lock, which two threads
@@ -245,16 +255,6 @@ Result<void> copy_owner_and_mode(const struct stat& from, int dir_fd) {
     if (::chmod(p.c_str(), from.st_mode & 07777) < 0) return ErrnoError() << "chmod meta layer";
     return {};
 }
-
-// What every step of a run works with, passed down as one.
-struct RunContext {
-    const Target& target;
-    const Settings& settings;
-    Staging& staging;
-    const CompatContext& compat;
-    MergeState& state;
-    Run& run;  // a refresh: the current merge stays until the swap
-};
 
 // How the hierarchies of one class are built in this run.
 struct ClassBuild {
@@ -539,7 +539,7 @@ Result<void> prepare_class(const RunContext& rc, ImageClass cls, ClassWork& work
     const bool refresh = rc.run.refresh();
     if (refresh) reopen_beneath_merges(rc.target, rc.staging, work.candidates);
     ClassBuild b{rc, cls, inputs_fingerprint(rc.target, rc.settings, cls, work.candidates, refresh)};
-    work.admitted = admit_all(work.candidates, rc.settings, rc.staging, rc.compat, rc.state);
+    work.admitted = admit_all(rc, work.candidates);
     fit_layer_limit(rc.settings, cls, work.admitted, rc.state);
     UniqueFd module_index;
     if (cls == ImageClass::Sysext) {
@@ -585,9 +585,7 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings, R
     if (!staging) return staging.error();
     auto compat = compat_for(target, *staging);
     if (!compat) return compat.error();
-    // Images that stay in the merge keep their loop devices (dm-verity
-    // devices are found by their root hash anyway).
-    if (refresh) LoopDevice::reuse_attached_devices();
+    run.loop_reuse = refresh ? std::make_unique<LoopReuse>() : nullptr;
     // Boot counting: renames the last merge could not do on a read-only root.
     std::optional<MergeState> previous;
     if (auto p = read_state(runtime->get()); p) previous = std::move(*p);

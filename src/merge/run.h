@@ -7,6 +7,10 @@
 // tests/vm/scenarios/refresh_oldkernel.sh (Linux 6.1).
 #pragma once
 
+#include <memory>
+
+#include "image/loop.h"
+
 namespace rdext {
 
 enum class MergeMode {
@@ -21,6 +25,9 @@ struct Run {
     bool lowerdir_plus_refused = false;
     // A refresh's swap fell back to unmount and mount (commit.h), said once.
     bool fell_back = false;
+    // A refresh: images that stay in the merge keep their loop devices
+    // (dm-verity devices are found by their root hash anyway).
+    std::unique_ptr<LoopReuse> loop_reuse;
 
     bool refresh() const { return mode == MergeMode::Refresh; }
 };

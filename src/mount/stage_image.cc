@@ -91,8 +91,9 @@ std::vector<FsParam> image_fs_params(const std::string& fstype, const std::strin
 // always through a read-only loop device, a block device entry too: the
 // file system then sees a read-only device and cannot write to the one
 // the entry names, whatever its own options say.
-Result<UniqueFd> mount_region(const PartitionPlan& part, uint64_t attrs, std::vector<LoopDevice>& loops) {
-    auto loop = LoopDevice::attach(part.data.fd, part.data.offset, part.data.size, true);
+Result<UniqueFd> mount_region(const PartitionPlan& part, uint64_t attrs, std::vector<LoopDevice>& loops,
+                              LoopReuse* reuse) {
+    auto loop = LoopDevice::attach(part.data.fd, part.data.offset, part.data.size, true, reuse);
     if (!loop) return loop.error().prefix("loop device: ");
     std::string source = loop->path();
     loops.push_back(std::move(*loop));
@@ -128,7 +129,8 @@ Result<TrustStore> initrd_trust_store() {
 
 // Activates dm-verity over the partition's data as its plan says and
 // mounts the dm device; `state` is then Signed or Verity.
-Result<UniqueFd> mount_verity(const Candidate& c, StagedImage& img, const PartitionPlan& part, ImageState& state) {
+Result<UniqueFd> mount_verity(const Candidate& c, StagedImage& img, const PartitionPlan& part, ImageState& state,
+                              LoopReuse* reuse) {
     const VerityPlan& plan = *part.verity;
     std::optional<TrustStore> trust;
     if (plan.signature) {
@@ -142,6 +144,7 @@ Result<UniqueFd> mount_verity(const Candidate& c, StagedImage& img, const Partit
     req.root_hash = plan.root_hash;
     req.signature = plan.signature ? &*plan.signature : nullptr;
     req.trust = trust ? &*trust : nullptr;
+    req.loop_reuse = reuse;
     auto active = activate_verity(req);
     if (!active) return active.error().prefix("dm-verity (root hash from " + plan.root_hash_source + "): ");
     for (auto& loop : active->loops) img.loops.push_back(std::move(loop));
@@ -206,7 +209,7 @@ Result<UniqueFd> usr_mount_point(const StagedImage& img, int slot_fd) {
 }
 
 Result<void> stage_raw(const Candidate& c, const Staging& staging, StagedImage& img, int slot_fd,
-                       const PolicyGate& gate) {
+                       const PolicyGate& gate, LoopReuse* reuse) {
     auto file = reopen(c, O_RDONLY | O_NONBLOCK);
     if (!file) return file.error().prefix("open: ");
     auto plan = plan_candidate(c, staging, file->get());
@@ -222,8 +225,8 @@ Result<void> stage_raw(const Candidate& c, const Staging& staging, StagedImage& 
             target = std::move(*where);
         }
         ImageState state = ImageState::Unprotected;
-        auto m = part.verity ? mount_verity(c, img, part, state)
-                             : mount_partition(part, image_mount_attrs(c.cls), img.loops);
+        auto m = part.verity ? mount_verity(c, img, part, state, reuse)
+                             : mount_partition(part, image_mount_attrs(c.cls), img.loops, reuse);
         if (!m) return m.error();
         if (img.fstype.empty()) img.fstype = part.fstype;
         states.push_back(state);
@@ -235,7 +238,8 @@ Result<void> stage_raw(const Candidate& c, const Staging& staging, StagedImage& 
 
 }  // namespace
 
-Result<UniqueFd> mount_partition(const PartitionPlan& part, uint64_t attrs, std::vector<LoopDevice>& loops) {
+Result<UniqueFd> mount_partition(const PartitionPlan& part, uint64_t attrs, std::vector<LoopDevice>& loops,
+                                 LoopReuse* reuse) {
     if (part.from_file) {
         auto m = mount_erofs_from_file(part, attrs);
         if (m) return m;
@@ -244,7 +248,7 @@ Result<UniqueFd> mount_partition(const PartitionPlan& part, uint64_t attrs, std:
         // the same way through a loop device: report it, do not retry.
         if (m.error().code() != ENOTBLK) return m.error().prefix("mount erofs: ");
     }
-    return mount_region(part, attrs, loops);
+    return mount_region(part, attrs, loops, reuse);
 }
 
 Result<std::string> StagedImage::layer_for(const std::string& hierarchy) const {
@@ -310,14 +314,14 @@ void StagedImage::relinquish() noexcept {
 StagedImage::~StagedImage() { unmount(); }
 
 Result<StagedImage> stage_image(const Candidate& c, Staging& staging, const std::string& slot_name,
-                                const PolicyGate& gate) {
+                                const PolicyGate& gate, LoopReuse* reuse) {
     StagedImage img;
     RDEXT_TRY(fault_point("stage-image"));
     auto slot = staging.make_slot(slot_name);
     if (!slot) return slot.error();
     img.slot_path = staging.slot_path(slot_name);
     auto r = c.kind == ImageKind::Directory ? stage_directory(c, img, slot->get(), gate)
-                                            : stage_raw(c, staging, img, slot->get(), gate);
+                                            : stage_raw(c, staging, img, slot->get(), gate, reuse);
     if (!r) return r.error();
     auto tree = open_in_root_nofollow(staging.fd(), slot_name, O_PATH | O_DIRECTORY);
     if (!tree) return tree.error();

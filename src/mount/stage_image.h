@@ -75,9 +75,10 @@ using PolicyGate = std::function<Result<void>(const std::vector<OfferedPartition
 
 // Mounts the image into a new slot of the staging area, unless `gate`
 // refuses it first. A raw image is planned first (verity/plan.h); staging
-// then activates and mounts what the plan names.
+// then activates and mounts what the plan names. A refresh passes its
+// `reuse` index: an image that stays keeps its loop devices.
 Result<StagedImage> stage_image(const Candidate& c, Staging& staging, const std::string& slot_name,
-                                const PolicyGate& gate);
+                                const PolicyGate& gate, LoopReuse* reuse = nullptr);
 
 // Mounts one planned file system without dm-verity, detached, with mount
 // attributes `attrs`: erofs from the file where the plan says so (a loop
@@ -85,6 +86,7 @@ Result<StagedImage> stage_image(const Candidate& c, Staging& staging, const std:
 // loop device over its region (added to `loops`), a block device entry
 // too, so the file system cannot write to the device the entry names.
 // Journal recovery is off: images are only ever read.
-Result<UniqueFd> mount_partition(const PartitionPlan& part, uint64_t attrs, std::vector<LoopDevice>& loops);
+Result<UniqueFd> mount_partition(const PartitionPlan& part, uint64_t attrs, std::vector<LoopDevice>& loops,
+                                 LoopReuse* reuse = nullptr);
 
 }  // namespace rdext

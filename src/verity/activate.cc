@@ -167,8 +167,8 @@ Result<void> check_top_hash_block(crypt_device* cd, const FileRegion& data, cons
     return {};
 }
 
-Result<LoopDevice> attach_region(const FileRegion& region, const char* what) {
-    auto loop = LoopDevice::attach(region.fd, region.offset, region.size, true);
+Result<LoopDevice> attach_region(const FileRegion& region, const char* what, LoopReuse* reuse) {
+    auto loop = LoopDevice::attach(region.fd, region.offset, region.size, true, reuse);
     if (!loop) return loop.error().prefix(std::string("loop device for the ") + what + ": ");
     return loop;
 }
@@ -232,9 +232,9 @@ Result<ActiveVerity> activate_verity(const VerityRequest& req) {
     if (device_active(name)) return reuse_device(req, name);
 
     ActiveVerity out;
-    auto data = attach_region(req.data, "data");
+    auto data = attach_region(req.data, "data", req.loop_reuse);
     if (!data) return data.error();
-    auto hash = attach_region(req.hash, "hash tree");
+    auto hash = attach_region(req.hash, "hash tree", req.loop_reuse);
     if (!hash) return hash.error();
     // Here rather than first: a failed activation must also give back the
     // two loop devices attached for it.

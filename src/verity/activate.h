@@ -74,6 +74,7 @@ struct VerityRequest {
     RootHash root_hash;
     const std::vector<uint8_t>* signature = nullptr;  // DER PKCS#7; nullptr: unsigned
     const TrustStore* trust = nullptr;                // the initrd's verity.d; needed for a signature
+    LoopReuse* loop_reuse = nullptr;                  // a refresh: loop devices of the current merge
 };
 
 struct ActiveVerity {
