@@ -7,6 +7,9 @@
 // what depmod writes); the index files become a layer of their own above
 // the images, so the booted system's modprobe finds every module by name
 // on the first boot. Without extension modules nothing of this runs.
+//
+// Unit tests: tests/unit/module_index_test.cc; the index over real images:
+// tests/integration/modules.sh and the VM scenario "modules".
 #pragma once
 
 #include <string>

@@ -3,6 +3,9 @@
 // extensions, kept in /var/lib/extensions.mutable/<h> (persistent) or in a
 // tmpfs that goes with the merge (ephemeral), and the "import" modes that
 // show that directory's content as one more read-only layer.
+//
+// Covered by tests/integration/mutable.sh (every mode, links that leave the
+// root) and refresh.sh (a mutable /etc across a refresh).
 #pragma once
 
 #include <string>

@@ -1,6 +1,9 @@
 // What the record of a merge (state.json, `status`) and the log say about a
 // versioned directory: every entry with its verdict, chosen, passed over or
 // ignored, and why.
+//
+// Unit tests: the "boot counting" and "state: versioned records" cases in
+// tests/unit/vpick_test.cc; tests/integration/versioned.sh end to end.
 #pragma once
 
 #include "discover/discover.h"

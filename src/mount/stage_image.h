@@ -2,6 +2,10 @@
 // so its release file can be read and its hierarchies used as overlay
 // layers. Directories are bind-cloned from the fd discovery resolved, raw
 // images and block devices go through a read-only loop device.
+//
+// Covered by tests/integration/merge_kinds.sh (every image kind),
+// bad_input.sh and hostile.sh (refusals, races, nothing left behind);
+// dm-verity staging by the VM scenarios verity.sh and fault_verity.sh.
 #pragma once
 
 #include <functional>
