@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
-#include <fstream>
 #include <string>
 
 #include "base/fs.h"
@@ -48,12 +47,4 @@ TEST_CASE("a module the tree does not have is fine") {
     ModuleLoader loader(synthetic(t));
     CHECK(loader.ensure_module("rdext_unit_no_such_module"));
     CHECK(loader.ensure_filesystem("rdextnosuchfs"));
-}
-
-TEST_CASE("the running kernel's release is the one the kernel reports") {
-    // /proc/sys/kernel/osrelease is what `uname -r` and modprobe go by.
-    std::string want;
-    std::getline(std::ifstream("/proc/sys/kernel/osrelease"), want);
-    REQUIRE_FALSE(want.empty());
-    CHECK(running_kernel_release() == want);
 }

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 
+#include <fstream>
 #include <string>
 
 #include "base/fs.h"
@@ -56,4 +57,12 @@ TEST_CASE("RDEXT_DEPMOD names the depmod to run, and must be one") {
     REQUIRE(good);
     CHECK(*good == "/bin/true");
     ::unsetenv("RDEXT_DEPMOD");
+}
+
+TEST_CASE("the running kernel's release is the one the kernel reports") {
+    // /proc/sys/kernel/osrelease is what `uname -r` and modprobe go by.
+    std::string want;
+    std::getline(std::ifstream("/proc/sys/kernel/osrelease"), want);
+    REQUIRE_FALSE(want.empty());
+    CHECK(running_kernel_release() == want);
 }
