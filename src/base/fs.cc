@@ -36,8 +36,8 @@ const char* file_type_name(mode_t mode) {
 
 }  // namespace
 
-Result<UniqueFd> open_regular_in_root(int root_fd, const std::string& path) {
-    auto where = open_in_root(root_fd, path, O_PATH);
+Result<UniqueFd> open_regular_in_root(int root_fd, const std::string& path, bool nofollow) {
+    auto where = open_in_root(root_fd, path, O_PATH | (nofollow ? O_NOFOLLOW : 0));
     if (!where) return where.error();
     auto st = stat_fd(where->get());
     if (!st) return st.error();

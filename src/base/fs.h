@@ -32,8 +32,9 @@ Result<UniqueFd> open_in_root_no_symlinks(int root_fd, const std::string& path, 
 // file. What the name leads to is first opened O_PATH (which opens nothing:
 // a FIFO cannot block, a device's driver is never called) and checked, then
 // that very inode is reopened O_RDONLY|O_NONBLOCK|O_NOCTTY through /proc.
-// Anything else is EBADFD, "PATH: not a regular file (a FIFO)".
-Result<UniqueFd> open_regular_in_root(int root_fd, const std::string& path);
+// Anything else is EBADFD, "PATH: not a regular file (a FIFO)". With
+// `nofollow`, a symlink in the last component is refused too.
+Result<UniqueFd> open_regular_in_root(int root_fd, const std::string& path, bool nofollow = false);
 
 // Where the file `path` leads to inside the root: its directory (O_PATH)
 // and its name there. Symlinks in the last component are followed inside

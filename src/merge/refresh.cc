@@ -126,7 +126,7 @@ void add_image(Inputs& d, const std::string& path, ImageKind kind, const std::sh
 }
 
 void add_file(Inputs& d, int root_fd, const std::string& path) {
-    auto fd = open_in_root(root_fd, path, O_RDONLY | O_NONBLOCK);
+    auto fd = open_regular_in_root(root_fd, path);
     auto text = fd ? read_regular_file(fd->get(), 1 << 16) : Result<std::string>(fd.error());
     d << path + ":" + (text ? *text : std::string("<none>"));
 }

@@ -28,7 +28,7 @@ struct FileDeleter {
 // The fstab's /var entry, parsed by libmount from the root's file (read
 // through openat2, so a symlinked fstab cannot point outside the root).
 Result<std::unique_ptr<libmnt_table, TableDeleter>> read_fstab(const Target& target) {
-    auto fd = open_in_root(target.root_fd.get(), "/etc/fstab", O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    auto fd = open_regular_in_root(target.root_fd.get(), "/etc/fstab");
     if (!fd) return fd.error();
     auto text = read_regular_file(fd->get(), 1 << 20);
     if (!text) return text.error().prefix("/etc/fstab: ");

@@ -198,8 +198,9 @@ Result<ReleaseFields> read_host_os_release(int root_fd) {
     // Only a missing file moves on to the next location (as in systemd): an
     // unreadable /etc/os-release must not silently be replaced by another.
     for (const char* path : {"/etc/os-release", "/usr/lib/os-release"}) {
-        // O_NONBLOCK: a FIFO planted there must not hang the boot.
-        auto fd = open_in_root(root_fd, path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+        // Regular files only: a FIFO planted there must not hang the boot,
+        // nor a device be opened.
+        auto fd = open_regular_in_root(root_fd, path);
         if (!fd) {
             if (fd.error().code() == ENOENT) continue;
             return fd.error().prefix("cannot open the OS's os-release: ");

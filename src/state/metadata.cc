@@ -64,9 +64,10 @@ std::string origin_json(ImageClass cls, const std::vector<ExtensionRecord>& merg
 
 Result<OriginInfo> read_origin(int hier_fd, ImageClass cls) {
     OriginInfo info;
-    auto fd = open_in_root_nofollow(hier_fd, std::string(class_info(cls).dot_dir) + "/origin", O_RDONLY | O_NONBLOCK);
+    auto fd = open_regular_in_root(hier_fd, std::string(class_info(cls).dot_dir) + "/origin", true);
     if (!fd) {
-        if (fd.error().code() == ENOENT) return info;
+        // Missing, or not a regular file: not ours, "unknown inputs".
+        if (fd.error().code() == ENOENT || fd.error().code() == EBADFD) return info;
         return fd.error();
     }
     auto text = read_regular_file(fd->get(), 1 << 20);
@@ -126,9 +127,10 @@ Result<MergedHierarchy> read_merged(int hier_fd, ImageClass cls) {
     if (::fstatfs(hier_fd, &fs) < 0) return ErrnoError() << "statfs";
     if (fs.f_type != OVERLAYFS_SUPER_MAGIC) return out;
     std::string dot = class_info(cls).dot_dir;
-    auto dev_fd = open_in_root_nofollow(hier_fd, dot + "/dev", O_RDONLY | O_NONBLOCK);
+    auto dev_fd = open_regular_in_root(hier_fd, dot + "/dev", true);
     if (!dev_fd) {
-        if (dev_fd.error().code() == ENOENT) return out;
+        // Missing, or not a regular file: no merge made this.
+        if (dev_fd.error().code() == ENOENT || dev_fd.error().code() == EBADFD) return out;
         return dev_fd.error();
     }
     auto text = read_regular_file(dev_fd->get(), 64);
@@ -138,7 +140,7 @@ Result<MergedHierarchy> read_merged(int hier_fd, ImageClass cls) {
     if (!st) return st.error();
     if (st->st_dev != recorded) return out;  // an unpacked copy of a merge, not a live one
     out.merged = true;
-    auto list_fd = open_in_root_nofollow(hier_fd, dot + "/" + class_info(cls).list_file, O_RDONLY | O_NONBLOCK);
+    auto list_fd = open_regular_in_root(hier_fd, dot + "/" + class_info(cls).list_file, true);
     if (list_fd) {
         auto list = read_regular_file(list_fd->get(), 1 << 20);
         if (list)

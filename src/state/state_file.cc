@@ -199,7 +199,7 @@ Result<void> write_state(int runtime_fd, const MergeState& s) {
 }
 
 Result<MergeState> read_state(int runtime_fd) {
-    auto fd = open_in_root_nofollow(runtime_fd, kStateFile, O_RDONLY | O_NONBLOCK);
+    auto fd = open_regular_in_root(runtime_fd, kStateFile, true);
     if (!fd) return fd.error();
     auto text = read_regular_file(fd->get(), 16 << 20);
     if (!text) return text.error().prefix("state.json: ");
