@@ -136,7 +136,8 @@ _outer_cleanup() {
     # namespace's mounts are released, which may trail the exit a little.
     local leaked
     for _ in {1..20}; do
-        leaked=$(loops_under "$TEST_DIR" || true)
+        # a listing that keeps failing is no proof of "none left"
+        leaked=$(loops_under "$TEST_DIR") || leaked="(cannot list the loop devices)"
         [[ -n $leaked ]] || break
         sleep 0.1
     done
@@ -273,10 +274,19 @@ mounts_under() {
 # the BACK-FILE path the kernel shows depends on the namespace that attached it.
 loops_under() {
     python3 - "$1" "${2:-}" <<'PYEOF'
-import json, os, subprocess, sys
+import json, os, subprocess, sys, time
 top, with_names = sys.argv[1], sys.argv[2] == "names"
-r = subprocess.run(["losetup", "--list", "--json", "--output",
-                    "NAME,BACK-MAJ:MIN,BACK-INO"], capture_output=True, text=True)
+# losetup fails (exit 1, partial or no output) when a device it lists goes
+# away under it, as another test's does: try again, and never take a failed
+# listing for "no devices" (that would hide a leak or a missing device).
+for attempt in range(20):
+    r = subprocess.run(["losetup", "--list", "--json", "--output",
+                        "NAME,BACK-MAJ:MIN,BACK-INO"], capture_output=True, text=True)
+    if r.returncode == 0:
+        break
+    time.sleep(0.1)
+else:
+    sys.exit(f"loops_under: losetup --list failed: {r.stderr.strip()}")
 devs = json.loads(r.stdout).get("loopdevices", []) if r.stdout.strip() else []
 if not devs:
     sys.exit(0)
@@ -284,10 +294,18 @@ top_dev = os.stat(top).st_dev
 files = {}
 for d, subdirs, names in os.walk(top):
     # stay on the test dir's file system: never walk into a merged overlay
-    subdirs[:] = [s for s in subdirs if os.lstat(os.path.join(d, s)).st_dev == top_dev]
+    def same_fs(s):
+        try:
+            return os.lstat(os.path.join(d, s)).st_dev == top_dev
+        except FileNotFoundError:  # removed while we walk
+            return False
+    subdirs[:] = [s for s in subdirs if same_fs(s)]
     for n in names:
         p = os.path.join(d, n)
-        st = os.lstat(p)
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            continue
         files[(os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)] = p
 lines = []
 for l in devs:

@@ -99,7 +99,8 @@ check "refresh picks up an added and a removed image"
 # two.raw needs a loop device (squashfs: erofs is mounted from the file on
 # 6.12+), so that the check below that it goes away can fail.
 loops_under "$TEST_DIR" | grep -q '/two\.raw$' ||
-    defer_fail "two.raw has no loop device before the refresh: its release cannot be checked"
+    defer_fail "two.raw has no loop device before the refresh: its release cannot be checked" \
+        "(loop devices: $(losetup --list --noheadings --output NAME,BACK-FILE,BACK-INO 2>&1 | tr '\n' ';'))"
 make_ext_tree "$B/four" four sysext -- "$T/four=four"
 cp -a "$B/four" "$R/run/extensions/four"
 mv "$R/run/extensions/two.raw" "$B/two.away"
