@@ -367,7 +367,7 @@ assert_no_staging() {
     [[ -d $root/run/rdext ]] || return 0
     extra=$(cd "$root/run/rdext" && find . -mindepth 1 ! -path ./state.json -printf '%p\n')
     [[ -z $extra ]] || fail "staging left under $root/run/rdext: $extra"
-    if mounts_under "$root/run" | grep -q .; then
+    if [[ -n $(mounts_under "$root/run") ]]; then
         fail "mounts left under $root/run: $(mounts_under "$root/run")"
     fi
 }

@@ -98,7 +98,10 @@ done
 check "refresh picks up an added and a removed image"
 # two.raw needs a loop device (squashfs: erofs is mounted from the file on
 # 6.12+), so that the check below that it goes away can fail.
-loops_under "$TEST_DIR" | grep -q '/two\.raw$' ||
+# (captured first: grep -q stops reading at its match, and with pipefail the
+# writer's broken pipe would fail the whole check)
+loops=$(loops_under "$TEST_DIR")
+grep -q '/two\.raw$' <<<"$loops" ||
     defer_fail "two.raw has no loop device before the refresh: its release cannot be checked" \
         "(loop devices: $(losetup --list --noheadings --output NAME,BACK-FILE,BACK-INO 2>&1 | tr '\n' ';'))"
 make_ext_tree "$B/four" four sysext -- "$T/four=four"
@@ -131,8 +134,8 @@ if [[ $LAST_RC == 0 ]]; then
     [[ $five_back == "$R/etc/extensions/five.raw " ]] ||
         defer_fail "five.raw's loop device reads '$five_back', not the root's own $R/etc/extensions/five.raw"
     # The image that left is released with the old overlay (loop autoclear).
-    for _ in $(seq 20); do loops_under "$TEST_DIR" | grep -q two || break; sleep 0.1; done
-    ! loops_under "$TEST_DIR" | grep -q two || defer_fail "the loop device of the removed image two.raw outlived the refresh"
+    for _ in $(seq 20); do loops=$(loops_under "$TEST_DIR"); grep -q two <<<"$loops" || break; sleep 0.1; done
+    ! grep -q two <<<"$loops" || defer_fail "the loop device of the removed image two.raw outlived the refresh"
 else
     defer_fail "refresh after adding/removing images exited $LAST_RC"
 fi
