@@ -186,8 +186,12 @@ Result<void> mark_good(const Target& target) {
         auto dir = open_versioned_dir(target.root_fd.get(), t);
         auto r = dir ? rename_entry(dir->get(), current, t.good_name, t.identity) : Result<void>(dir.error());
         if (!r) {
-            log_error() << rec.name << ": cannot mark " << t.dir << "/" << current << " good: " << r.error().what();
-            if (result) result = r.error().prefix(rec.name + ": ");
+            // Reported once, by the caller: every failure in one error.
+            std::string why = rec.name + ": cannot mark " + t.dir + "/" + current + " good: " + r.error().what();
+            if (result)
+                result = Error(r.error().code()) << why;
+            else
+                result.error() << "; " << why;
             continue;
         }
         log_notice() << rec.name << ": marked good: renamed " << t.dir << "/" << current << " to " << t.good_name;

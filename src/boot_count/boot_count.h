@@ -53,8 +53,8 @@ Result<void> count_pending_tries(const Target& target);
 
 // `rdext mark-good`: renames the trial entries of the current merge (per
 // state.json) to their plain names and records that. Nothing to mark is
-// success; the first rename that fails is the error (the others are still
-// done).
+// success; renames that fail make one error naming each of them (the
+// others are still done).
 Result<void> mark_good(const Target& target);
 
 // The kernel's boot id (/proc/sys/kernel/random/boot_id), "" when unknown.

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 
 #include "base/fault.h"
@@ -16,6 +17,12 @@
 
 namespace rdext {
 namespace {
+
+// Why an entry cannot be opened, for a reason shown beside its path: the
+// error of open_in_root() names the path again, its errno alone does not.
+std::string unresolvable(const Error& e) {
+    return std::string("cannot resolve it: ") + (e.code() ? std::strerror(e.code()) : e.what().c_str());
+}
 
 std::string image_name_for(const std::string& entry, ImageKind kind) {
     return kind == ImageKind::Raw ? raw_image_name(entry) : entry;
@@ -63,7 +70,7 @@ bool read_versioned_entry(int root_fd, int dir_fd, const VersionedDirName& dn, c
     auto parsed = parse_versioned_entry(file, dn, archs);
     if (!parsed) return ignore(parsed.error().what());
     auto fd = open_in_root(root_fd, path, O_PATH);
-    if (!fd) return ignore("cannot resolve it: " + fd.error().what());
+    if (!fd) return ignore(unresolvable(fd.error()));
     auto st = stat_fd(fd->get());
     if (!st) return ignore(st.error().what());
     struct stat lst;
@@ -158,7 +165,7 @@ bool classify(int root_fd, const std::shared_ptr<const DirListing>& listing, con
         if (!fd) {
             c.kind = ends_with(entry, ".raw") ? ImageKind::Raw : ImageKind::Directory;
             c.state = EntryState::Broken;
-            c.reason = "cannot resolve " + c.path + ": " + fd.error().what();
+            c.reason = unresolvable(fd.error());
         } else {
             auto st = stat_fd(fd->get());
             if (!st) return false;

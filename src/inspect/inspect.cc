@@ -30,7 +30,7 @@ Result<TrustStore> load_trust(const InspectRequest& req, InspectReport& report) 
     if (!req.certificates.empty()) {
         for (const auto& file : req.certificates) {
             auto fd = open_path(file, O_RDONLY | O_NONBLOCK | O_NOCTTY);
-            if (!fd) return fd.error().prefix("certificate " + file + ": ");
+            if (!fd) return fd.error().prefix("certificate ");  // the error names it
             auto pem = read_regular_file(fd->get(), kCertificateMaxBytes);
             if (!pem) return pem.error().prefix("certificate " + file + ": ");
             auto cert = parse_pem_certificate(*pem, file);
@@ -190,7 +190,7 @@ Result<InspectReport> inspect_image(const InspectRequest& req, const Target& tar
     InspectReport report;
     report.image = req.image;
     auto path_fd = open_path(req.image, O_PATH);
-    if (!path_fd) return path_fd.error().prefix("image " + req.image + ": ");
+    if (!path_fd) return path_fd.error().prefix("image ");  // the error names it
     auto st = stat_fd(path_fd->get());
     if (!st) return st.error();
     if (!S_ISDIR(st->st_mode) && !S_ISREG(st->st_mode) && !S_ISBLK(st->st_mode))

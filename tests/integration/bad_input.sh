@@ -381,6 +381,55 @@ if selected duplicate-name; then
     unmount_all_under "$R"
 fi
 
+# expect_no_repeated_path: no stderr line of the last command names one path
+# twice (a message built from an error that already named it)
+expect_no_repeated_path() {
+    local line dup
+    while IFS= read -r line; do
+        dup=$(grep -oE '/[^ :()]+' <<<"$line" | sort | uniq -d | head -1)
+        [[ -z $dup ]] || fail "$LAST_CMD: '$dup' twice in: $line"
+    done <"$TEST_DIR/last.err"
+}
+# expect_stderr_exactly LINE...: stderr is exactly these lines
+expect_stderr_exactly() {
+    local want
+    want=$(printf '%s\n' "$@")
+    [[ $(last_err) == "$want" ]] || fail "$LAST_CMD: stderr is:
+$(last_err)
+expected:
+$want"
+}
+
+if selected messages-once; then
+    # Every message names the image once: errors of the file system helpers
+    # already name the path they could not open.
+    new_root messages-once
+    ln -s /nowhere "$R/etc/extensions/dangling"
+    mkdir "$R/var/lib/extensions/foo.raw.v"
+    ln -s /nowhere.raw "$R/var/lib/extensions/foo.raw.v/foo_1.raw"
+    bind_root "$R"
+    check "messages-once: a dangling link and a dangling .v entry, each named once"
+    run_rdext --root="$R" merge
+    expect_rc 0
+    expect_no_repeated_path
+    expect_stderr_line '^rdext: warning: skipping /etc/extensions/dangling: cannot resolve it: No such file or directory$'
+    expect_stderr_line '^rdext: foo: ignoring /var/lib/extensions/foo\.raw\.v/foo_1\.raw: cannot resolve it: No such file or directory$'
+    run_rdext --root="$R" --json list
+    expect_rc 0
+    [[ $(json_query "$TEST_DIR/last.out" "[e['reason'] for e in d if e['name'] == 'dangling']") == '["cannot resolve it: No such file or directory"]' ]] ||
+        fail "list: the reason for dangling repeats its path or is wrong: $(last_out)"
+    run_rdext --root="$R" unmerge
+    expect_rc 0
+    unmount_all_under "$R"
+    check "messages-once: inspect names a missing image or certificate once"
+    run_rdext --root="$R" inspect "$TEST_DIR/no-such.raw"
+    expect_rc 2
+    expect_stderr_exactly "rdext: error: inspect: image $TEST_DIR/no-such.raw: No such file or directory"
+    run_rdext --root="$R" --certificate="$TEST_DIR/no-such.crt" inspect "$R/etc/extensions/good-dir"
+    expect_rc 2
+    expect_stderr_exactly "rdext: error: inspect: certificate $TEST_DIR/no-such.crt: No such file or directory"
+fi
+
 # --- search directories -----------------------------------------------------
 
 if selected unreadable-dir; then

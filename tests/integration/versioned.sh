@@ -193,6 +193,15 @@ expect_stderr_line "no try is pending"
 EXPECT=("foo_16+1-1.raw"); WHAT="after a second count-tries"; expect_files foo_16
 expect_foo 16 "after count-tries"
 
+check "mark-good on a read-only /var/lib/extensions: exit 1, the error said once, nothing renamed"
+mount -o remount,bind,ro "$V"
+run_rdext --root="$R" mark-good
+mount -o remount,bind,rw "$V"
+expect_rc 1
+want="rdext: error: mark-good failed: foo: cannot mark /var/lib/extensions/foo.raw.v/foo_16+1-1.raw good: rename foo_16+1-1.raw to foo_16.raw: Read-only file system"
+[[ $(last_err) == "$want" ]] || defer_fail "mark-good on a read-only root: stderr is '$(last_err)', expected '$want'"
+EXPECT=("foo_16+1-1.raw"); WHAT="after a failed mark-good"; expect_files foo_16
+
 check "a refresh later in the same boot does not count again"
 run_rdext --root="$R" refresh
 expect_rc 0
