@@ -25,12 +25,24 @@ using namespace rdext;
 
 namespace {
 
+constexpr const char* kRefusedWithIt = "; merge, refresh and inspect refuse to run with it";
+
+// 2: what was asked is wrong (an unknown command, option or value; a root,
+// file or image named that is not there); 1: the operation failed
+// (inspect: the image would be refused); 0: success.
 enum Exit { kOk = 0, kFailed = 1, kUsage = 2 };
 
-// In an initrd stderr may go nowhere; the kernel log survives into the
-// booted system's journal.
+// The commands that decide by the image policy. The others only look or
+// undo: a bad policy is worth a warning there, never a refusal.
+bool uses_policy(Command c) { return c == Command::Merge || c == Command::Refresh || c == Command::Inspect; }
+
+// Whoever looks (status, list, inspect) reads stderr. The commands the
+// units run (merge, refresh, unmerge, count-tries, mark-good) log to the
+// kernel log in an initrd when stderr is not a terminal: there stderr may
+// go nowhere, and the kernel log survives into the booted system's journal.
 void setup_logging(const Options& o, const CmdlineSettings& cmdline) {
-    if (running_in_initrd() && !::isatty(STDERR_FILENO)) log_set_sink(LogSink::Kmsg);
+    bool looks = o.command == Command::Status || o.command == Command::List || o.command == Command::Inspect;
+    if (!looks && running_in_initrd() && !::isatty(STDERR_FILENO)) log_set_sink(LogSink::Kmsg);
     LogLevel level;
     if (o.log_level && parse_log_level(*o.log_level, &level))
         log_set_level(level);
@@ -65,15 +77,18 @@ int run(const Options& o, const CmdlineSettings& c) {
     auto target = Target::open(o.root);
     if (!target) {
         log_error() << target.error().what();
-        return kFailed;
+        return kUsage;
     }
     Settings settings = settings_from(o, c);
     auto policy = load_policy_config(*target, {o.image_policy, c.of(ImageClass::Sysext).image_policy, c.of(ImageClass::Confext).image_policy});
-    if (!policy) {
+    if (policy)
+        settings.policy = std::move(*policy);
+    else if (!uses_policy(o.command))
+        log_warning() << "image policy: " << policy.error().what() << kRefusedWithIt;
+    else {
         log_error() << "image policy: " << policy.error().what();
         return o.command == Command::Inspect ? kUsage : kFailed;
     }
-    settings.policy = std::move(*policy);
     switch (o.command) {
         case Command::Merge:
         case Command::Refresh: {
@@ -167,5 +182,15 @@ int main(int argc, char** argv) {
     }
     setup_logging(*opts, c);
     for (const auto& w : c.warnings) log_warning() << "kernel command line: " << w;
+    if (opts->image_policy) {
+        if (auto p = parse_option_policy(*opts->image_policy); !p) {
+            if (uses_policy(opts->command)) {
+                log_error() << p.error().what();
+                return kUsage;
+            }
+            log_warning() << p.error().what() << kRefusedWithIt;
+            opts->image_policy.reset();
+        }
+    }
     return run(*opts, c);
 }

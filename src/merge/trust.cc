@@ -22,25 +22,32 @@ std::optional<ImagePolicy> command_line_policy(const std::optional<std::string>&
 
 }  // namespace
 
+Result<ImagePolicy> parse_option_policy(const std::string& text) {
+    auto p = parse_image_policy(text);
+    if (!p) return Error(EINVAL) << "--image-policy= is not a valid image policy (" << p.error().message() << ")";
+    return p;
+}
+
 Result<PolicyConfig> load_policy_config(const Target& target, const PolicySources& sources) {
     PolicyConfig config;
     auto slash = open_path("/", O_PATH | O_DIRECTORY);
     if (!slash) return slash.error();
-    auto trusted = read_policy_file(slash->get(), kPolicyFile);
+    auto trusted = read_policy_file(slash->get(), kPolicyFile, "trusted policy file");
     if (!trusted) return trusted.error();
     if (*trusted) config.trusted = std::move(**trusted);
     config.sysext_cmdline = command_line_policy(sources.sysext_cmdline, "rd.sysext.image_policy=");
     config.confext_cmdline = command_line_policy(sources.confext_cmdline, "rd.confext.image_policy=");
     if (sources.cli) {
-        auto p = parse_image_policy(*sources.cli);
-        if (!p) return p.error().prefix("--image-policy: ");
+        auto p = parse_option_policy(*sources.cli);
+        if (!p) return p.error();
         config.sysext_cmdline = config.confext_cmdline = *p;
+        config.from_option = true;
     }
     if (!target.is_running_root()) {
-        auto untrusted = read_policy_file(target.root_fd.get(), kPolicyFile);
+        auto untrusted = read_policy_file(target.root_fd.get(), kPolicyFile, "root's policy file");
         if (!untrusted) {
             config.sysroot_unusable = untrusted.error().what();
-            log_warning() << "the root's " << *config.sysroot_unusable
+            log_warning() << *config.sysroot_unusable
                           << "; unusable, and it may only tighten the image policy: every image is refused";
         } else if (*untrusted)
             config.sysroot = std::move(**untrusted);

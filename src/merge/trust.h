@@ -21,6 +21,9 @@ struct PolicySources {
     std::optional<std::string> confext_cmdline;  // rd.confext.image_policy=
 };
 
+// --image-policy='s value; the error says which option it is.
+Result<ImagePolicy> parse_option_policy(const std::string& text);
+
 // The running system's /etc/rdext/policy.conf (trusted; an invalid one is an
 // error), the policies given on the command line (an invalid one refuses
 // every image of its class: failing closed), and the root's

@@ -128,17 +128,19 @@ Result<PolicyFile> parse_policy_file(std::string_view content, const std::string
     return f;
 }
 
-Result<std::optional<PolicyFile>> read_policy_file(int root_fd, const std::string& path) {
+Result<std::optional<PolicyFile>> read_policy_file(int root_fd, const std::string& path,
+                                                   const std::string& label) {
+    const std::string lead = label.empty() ? "" : label + " ";
     // Never opened unless it is a regular file: a FIFO or a device planted
     // there would otherwise hang (or poke) the boot.
     auto fd = open_regular_in_root(root_fd, path);
     if (!fd) {
         if (fd.error().code() == ENOENT) return std::optional<PolicyFile>();
-        return std::move(fd.error());  // names the path
+        return std::move(fd.error().prefix(lead));  // the error names the path
     }
     auto content = read_regular_file(fd->get(), kPolicyFileMax);
-    if (!content) return std::move(content.error().prefix(path + ": "));
-    auto parsed = parse_policy_file(*content, path);
+    if (!content) return std::move(content.error().prefix(lead + path + ": "));
+    auto parsed = parse_policy_file(*content, lead + path);
     if (!parsed) return std::move(parsed.error());
     return std::optional<PolicyFile>(std::move(*parsed));
 }
@@ -151,7 +153,7 @@ ResolvedPolicy resolve_policy(const PolicyConfig& config, ImageClass c, std::str
         out.source = describe_rule(config.trusted, r->line, r->pattern);
     } else if (cmdline) {
         out.policy = *cmdline;
-        out.source = std::string("rd.") + class_name(c) + ".image_policy=";
+        out.source = config.from_option ? "--image-policy=" : std::string("rd.") + class_name(c) + ".image_policy=";
     } else if (config.trusted.default_policy) {
         out.policy = *config.trusted.default_policy;
         out.source = describe_rule(config.trusted, config.trusted.default_line, "default");
@@ -161,7 +163,7 @@ ResolvedPolicy resolve_policy(const PolicyConfig& config, ImageClass c, std::str
     }
     if (config.sysroot_unusable) {
         out.policy = ImagePolicy::deny_all();
-        out.source = "the root's " + *config.sysroot_unusable + " (unusable; it may only tighten: nothing allowed)";
+        out.source = *config.sysroot_unusable + " (unusable; it may only tighten: nothing allowed)";
         return out;
     }
     if (!config.sysroot) return out;

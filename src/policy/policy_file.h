@@ -61,8 +61,11 @@ Result<PolicyFile> parse_policy_file(std::string_view content, const std::string
 
 // Reads `path` below root_fd (resolved inside it, see open_in_root). A
 // missing file is nullopt, not an error; anything but a regular file is an
-// error and is never opened for reading. Every error names `path`.
-Result<std::optional<PolicyFile>> read_policy_file(int root_fd, const std::string& path);
+// error and is never opened for reading. Every error names `path`, after
+// `label` (e.g. "trusted policy file"), and so does the file's origin: two
+// files at the same path in different roots can be told apart.
+Result<std::optional<PolicyFile>> read_policy_file(int root_fd, const std::string& path,
+                                                   const std::string& label = "");
 
 // The policy for one extension and where it came from.
 struct ResolvedPolicy {
@@ -77,16 +80,19 @@ struct PolicyConfig {
     PolicyFile trusted;
     std::optional<ImagePolicy> sysext_cmdline;  // rd.sysext.image_policy=
     std::optional<ImagePolicy> confext_cmdline;  // rd.confext.image_policy=
+    // Both of the above are --image-policy='s (which overrides the kernel
+    // command line's): the source that messages name.
+    bool from_option = false;
     std::optional<PolicyFile> sysroot;
     // Why the sysroot's file exists but cannot be used (not a regular file,
-    // unreadable, invalid). It may only tighten, so ignoring it would
+    // unreadable, invalid), naming it. It may only tighten, so ignoring it would
     // loosen what it says: every image of both classes is refused instead.
     std::optional<std::string> sysroot_unusable;
 };
 
 // Trusted resolution, first that applies: the trusted file's most specific
-// matching pattern; the class's command line policy; the trusted file's
-// default; systemd's default for the class.
+// matching pattern; --image-policy=, else the class's kernel command line
+// policy; the trusted file's default; systemd's default for the class.
 //
 // An unusable sysroot file (sysroot_unusable) makes the result "~", which
 // refuses every image (each offers a root or usr partition).

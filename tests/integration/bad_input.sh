@@ -51,6 +51,25 @@ count_lines_naming() {
     grep -ciE -- "$1" "$TEST_DIR/last.err" || true
 }
 
+# expect_no_repeated_path: no stderr line of the last command names one path
+# twice (a message built from an error that already named it)
+expect_no_repeated_path() {
+    local line dup
+    while IFS= read -r line; do
+        dup=$(grep -oE '/[^ :()]+' <<<"$line" | sort | uniq -d | head -1)
+        [[ -z $dup ]] || fail "$LAST_CMD: '$dup' twice in: $line"
+    done <"$TEST_DIR/last.err"
+}
+# expect_stderr_exactly LINE...: stderr is exactly these lines
+expect_stderr_exactly() {
+    local want
+    want=$(printf '%s\n' "$@")
+    [[ $(last_err) == "$want" ]] || fail "$LAST_CMD: stderr is:
+$(last_err)
+expected:
+$want"
+}
+
 # verify MODE CASE NAME-ERE REASON-ERE [extra merged names...]
 verify() {
     local mode=$1 case=$2 name_re=$3 reason_re=$4; shift 4
@@ -58,6 +77,7 @@ verify() {
     bind_root "$R"
     snapshot_state "$R" "$case.before"
     run_rdext --root="$R" merge
+    expect_no_repeated_path
     if [[ $mode == skip-or-fail && $LAST_RC != 0 ]]; then
         check "$case: merge failed (exit $LAST_RC) with a message naming it, state unchanged"
         expect_rc 1
@@ -381,25 +401,6 @@ if selected duplicate-name; then
     unmount_all_under "$R"
 fi
 
-# expect_no_repeated_path: no stderr line of the last command names one path
-# twice (a message built from an error that already named it)
-expect_no_repeated_path() {
-    local line dup
-    while IFS= read -r line; do
-        dup=$(grep -oE '/[^ :()]+' <<<"$line" | sort | uniq -d | head -1)
-        [[ -z $dup ]] || fail "$LAST_CMD: '$dup' twice in: $line"
-    done <"$TEST_DIR/last.err"
-}
-# expect_stderr_exactly LINE...: stderr is exactly these lines
-expect_stderr_exactly() {
-    local want
-    want=$(printf '%s\n' "$@")
-    [[ $(last_err) == "$want" ]] || fail "$LAST_CMD: stderr is:
-$(last_err)
-expected:
-$want"
-}
-
 if selected messages-once; then
     # Every message names the image once: errors of the file system helpers
     # already name the path they could not open.
@@ -473,15 +474,15 @@ fi
 # --- the root itself ------------------------------------------------------------
 
 if selected bad-root; then
-    check "missing root: exit 1 with a message naming it"
+    check "missing root: exit 2 (a usage error) with a message naming it"
     run_rdext --root="$TEST_DIR/no-such-root" merge
-    expect_rc 1
-    expect_stderr_line 'no-such-root'
-    check "root is a file: exit 1 with a message naming it"
+    expect_rc 2
+    expect_stderr_exactly "rdext: error: root directory $TEST_DIR/no-such-root: No such file or directory"
+    check "root is a file: exit 2 with a message naming it"
     touch "$TEST_DIR/a-file"
     run_rdext --root="$TEST_DIR/a-file" merge
-    expect_rc 1
-    expect_stderr_line 'a-file'
+    expect_rc 2
+    expect_stderr_exactly "rdext: error: root directory $TEST_DIR/a-file: Not a directory"
     check "usage errors exit 2"
     run_rdext --root="$TEST_DIR" frobnicate
     expect_rc 2
@@ -491,6 +492,75 @@ if selected bad-root; then
     expect_rc 2
     run_rdext --log-level=loud merge
     expect_rc 2
+fi
+
+if selected exit-codes; then
+    # One rule: 2 when what was asked is wrong (an unknown command, option or
+    # value, a file or root that is not there), 1 when the operation failed
+    # (inspect: the image would be refused), 0 on success.
+    new_root exit-codes
+    bind_root "$R"
+    snapshot_state "$R" exit-codes.before
+    # rc_of WANT ARGS...: rdext ARGS exits WANT, and a usage error says why
+    rc_of() {
+        local want=$1; shift
+        run_rdext "$@"
+        [[ $LAST_RC == "$want" ]] || fail "rdext $*: exit $LAST_RC, expected $want; stderr: $(last_err)"
+        [[ $want != 2 || -s $TEST_DIR/last.err ]] || fail "rdext $*: exit $want without a message"
+    }
+    check "exit-codes: 2 for what the user asked wrongly"
+    for cmd in merge refresh unmerge status list mark-good count-tries; do
+        rc_of 2 --root="$R" --log-level=bogus "$cmd"
+        rc_of 2 --root="$R" --mutable=bogus "$cmd"
+        rc_of 2 --root="$R" --cmdline-file="$TEST_DIR/no-such-cmdline" "$cmd"
+        rc_of 2 --root="$TEST_DIR/no-such-root" "$cmd"
+        rc_of 2 --root="$R" --os-release="$TEST_DIR/no-such" "$cmd"
+    done
+    for cmd in merge refresh; do
+        rc_of 2 --root="$R" --image-policy=bogus "$cmd"
+        expect_stderr_exactly "rdext: error: --image-policy= is not a valid image policy (image policy: rule 'bogus' has no '=')"
+    done
+    rc_of 2 --root="$R" --image-policy=bogus inspect "$R/etc/extensions/good-dir"
+    rc_of 2 --root="$R" inspect "$TEST_DIR/no-such.raw"
+    rc_of 2 --root="$R" --os-release="$TEST_DIR/no-such" inspect "$R/etc/extensions/good-dir"
+    rc_of 2 --root="$R" --certificate="$TEST_DIR/no-such" inspect "$R/etc/extensions/good-dir"
+    rc_of 2 --root="$TEST_DIR/no-such-root" inspect "$R/etc/extensions/good-dir"
+    rc_of 2 --root="$R" inspect
+    rc_of 2 --root="$R" status extra-argument
+    snapshot_state "$R" exit-codes.usage
+    assert_same_state exit-codes.before exit-codes.usage
+    check "exit-codes: 1 for a refusal, 0 for success"
+    ext_tree "$R/etc/extensions/other-os" other-os ID=fedora VERSION_ID=39
+    rc_of 1 --root="$R" inspect "$R/etc/extensions/other-os"
+    grep -q '^verdict: *refuse' "$TEST_DIR/last.out" || fail "inspect other-os: no refusal: $(last_out)"
+    rc_of 0 --root="$R" inspect "$R/etc/extensions/good-dir"
+    rc_of 0 --root="$R" merge
+    rc_of 0 --root="$R" status
+    rc_of 0 --root="$R" unmerge
+    rc_of 0 --help
+    rc_of 0 --version
+fi
+
+if selected bad-policy-looking; then
+    # status and list use no image policy: a bad one is a warning there, and
+    # they still show what they show
+    new_root bad-policy-looking
+    bind_root "$R"
+    check "bad-policy-looking: --image-policy=bogus: status and list warn and show (exit 0)"
+    run_rdext --root="$R" --image-policy=bogus merge
+    expect_rc 2
+    for cmd in status list; do
+        run_rdext --root="$R" --image-policy=bogus "$cmd"
+        expect_rc 0
+        expect_stderr_exactly "rdext: warning: --image-policy= is not a valid image policy (image policy: rule 'bogus' has no '='); merge, refresh and inspect refuse to run with it"
+        [[ -s $TEST_DIR/last.out ]] || fail "$cmd with a bad --image-policy= printed nothing"
+    done
+    grep -q good-dir "$TEST_DIR/last.out" || fail "list with a bad --image-policy= does not list good-dir: $(last_out)"
+    run_rdext --root="$R" --image-policy=bogus --json list
+    expect_rc 0
+    [[ $(json_query "$TEST_DIR/last.out" "sorted(e['name'] for e in d)") == '["good-dir", "good-raw"]' ]] ||
+        fail "list --json with a bad --image-policy=: $(last_out)"
+    unmount_all_under "$R"
 fi
 
 log "PASS"

@@ -66,9 +66,17 @@ merge_with "rd.sysext.image_policy=$signed_only" --image-policy='*'
 assert_merged "$R" /usr ext-a ext-b
 unmerge_clean cli
 
-check "an invalid --image-policy= is an error"
+check "a refusal by --image-policy= names --image-policy= as its source"
+merge_with "rd.sysext.image_policy=*" --image-policy="$signed_only"
+expect_stderr_line "ext-a" "image policy" "\(from --image-policy=\)"
+! grep -q "from rd\." "$TEST_DIR/last.err" || fail "a refusal names rd.*.image_policy=: $(last_err)"
+assert_not_merged "$R" /usr
+unmerge_clean cli-source
+
+check "an invalid --image-policy= is a usage error (exit 2)"
 run_rdext --root="$R" --image-policy='root=nope' merge
-expect_rc 1
+expect_rc 2
+expect_stderr_line "^rdext: error: --image-policy= is not a valid image policy"
 
 # inspect_refuses IMAGE ARGS...: inspect reaches the merge's verdict (exit 1)
 inspect_refuses() {
@@ -127,6 +135,7 @@ check "'default -' in the trusted policy.conf uses nothing, inspect agrees"
 printf 'default -\n' >/etc/rdext/policy.conf
 merge_with ""
 nothing_merged
+expect_stderr_line "ext-a" "\(from trusted policy file /etc/rdext/policy\.conf:1 \(default\)\)"
 unmerge_clean trusted-dash
 inspect_refuses "$R/var/lib/extensions/ext-a.raw"
 
@@ -137,8 +146,25 @@ printf '\n' >"$CMDLINE"
 run_cmd timeout 20 "$RDEXT" --root="$R" --cmdline-file="$CMDLINE" merge
 [[ $LAST_RC != 124 ]] || fail "the merge did not finish within 20 s"
 expect_rc 1
-expect_stderr_line "policy.conf" "regular file"
+expect_stderr_line "trusted policy file /etc/rdext/policy\.conf: not a regular file"
 assert_not_merged "$R" /usr
+
+check "a broken trusted policy.conf: merge fails, status and list warn and still show (exit 0)"
+rm /etc/rdext/policy.conf
+printf 'ext-* root=bogus\n' >/etc/rdext/policy.conf
+run_rdext --root="$R" merge
+expect_rc 1
+expect_stderr_line "^rdext: error: image policy: trusted policy file /etc/rdext/policy\.conf:1: "
+assert_not_merged "$R" /usr
+for cmd in status list; do
+    run_rdext --root="$R" "$cmd"
+    expect_rc 0
+    expect_stderr_line "^rdext: warning: image policy: trusted policy file /etc/rdext/policy\.conf:1: .*; merge, refresh and inspect refuse to run with it$"
+    [[ -s $TEST_DIR/last.out ]] || fail "$cmd with a broken trusted policy.conf printed nothing"
+done
+grep -q "ext-a" "$TEST_DIR/last.out" || fail "list with a broken trusted policy.conf: $(last_out)"
+run_rdext --root="$R" inspect "$R/var/lib/extensions/ext-a.raw"
+expect_rc 2
 umount /etc
 snapshot_state "$R" before
 
@@ -146,7 +172,7 @@ check "the root's policy.conf tightens one extension by pattern"
 mkdir -p "$R/etc/rdext"
 printf '# tighten\next-b %s\n' "$signed_only" >"$R/etc/rdext/policy.conf"
 merge_with ""
-expect_stderr_line "ext-b" "image policy"
+expect_stderr_line "ext-b" "image policy" "tightened by root's policy file /etc/rdext/policy\.conf:2 \(ext-b\)"
 assert_merged "$R" /usr ext-a
 unmerge_clean tighten
 
@@ -170,9 +196,9 @@ unmerge_clean disjoint
 check "a broken policy.conf on the root refuses every image (it could only tighten)"
 printf 'this is not a rule line with too many fields\n' >"$R/etc/rdext/policy.conf"
 merge_with ""
-expect_stderr_line "policy.conf" "expected 'PATTERN POLICY'"
+expect_stderr_line "root's policy file /etc/rdext/policy\.conf:1: expected 'PATTERN POLICY'"
 nothing_merged
-expect_stderr_line "ext-a" "policy.conf" "unusable"
+expect_stderr_line "ext-a" "root's policy file /etc/rdext/policy\.conf" "unusable"
 unmerge_clean broken
 inspect_refuses "$R/var/lib/extensions/ext-a.raw"
 rm -rf "$R/etc/rdext"

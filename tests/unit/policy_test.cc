@@ -483,6 +483,19 @@ TEST_CASE("policy file: read from a root") {
     auto bad = read_policy_file(root.get(), "/etc/rdext/bad.conf");
     REQUIRE_FALSE(bad.has_value());
     CHECK(contains(bad.error().message(), "/etc/rdext/bad.conf:1:"));
+
+    // A label tells the trusted file from the root's at the same path.
+    auto labelled = read_policy_file(root.get(), "/etc/rdext/policy.conf", "root's policy file");
+    REQUIRE(labelled.has_value());
+    REQUIRE(labelled->has_value());
+    CHECK((*labelled)->origin == "root's policy file /etc/rdext/policy.conf");
+    bad = read_policy_file(root.get(), "/etc/rdext/bad.conf", "root's policy file");
+    REQUIRE_FALSE(bad.has_value());
+    CHECK(bad.error().what().rfind("root's policy file /etc/rdext/bad.conf:1: ", 0) == 0);
+    dir.mkdir("etc/rdext/dir.conf");
+    bad = read_policy_file(root.get(), "/etc/rdext/dir.conf", "trusted policy file");
+    REQUIRE_FALSE(bad.has_value());
+    CHECK(bad.error().what() == "trusted policy file /etc/rdext/dir.conf: not a regular file (a directory)");
 }
 
 TEST_CASE("policy resolution: trusted sources in order") {
@@ -506,6 +519,10 @@ TEST_CASE("policy resolution: trusted sources in order") {
     CHECK(r.source == "rd.sysext.image_policy=");
     r = resolve_policy(c, ImageClass::Confext, "foo");
     CHECK(r.policy.to_string() == "usr=verity");  // the sysext key does not apply
+    c.from_option = true;  // --image-policy= set it
+    r = resolve_policy(c, ImageClass::Sysext, "foo");
+    CHECK(r.source == "--image-policy=");
+    c.from_option = false;
 
     r = resolve_policy(c, ImageClass::Sysext, "flatcar-docker");
     CHECK(r.policy.to_string() == "usr=signed");
@@ -621,11 +638,11 @@ TEST_CASE("policy file: a FIFO is never opened for reading") {
 TEST_CASE("policy resolution: an unusable sysroot file refuses every image") {
     PolicyConfig c;
     c.sysext_cmdline = parse_ok("*");
-    c.sysroot_unusable = "/etc/rdext/policy.conf: not a regular file (a FIFO)";
+    c.sysroot_unusable = "root's policy file /etc/rdext/policy.conf: not a regular file (a FIFO)";
     for (ImageClass cls : {ImageClass::Sysext, ImageClass::Confext}) {
         auto r = resolve_policy(c, cls, "foo");
         CHECK(r.policy.to_string() == "~");
-        CHECK(contains(r.source, "the root's /etc/rdext/policy.conf: not a regular file (a FIFO)"));
+        CHECK(contains(r.source, "root's policy file /etc/rdext/policy.conf: not a regular file (a FIFO) (unusable"));
         CHECK_FALSE(evaluate_image(r.policy, {{Designator::Root, ImageState::Signed, ""}}).accepted());
         CHECK_FALSE(evaluate_image(r.policy, {{Designator::Usr, ImageState::Signed, ""}}).accepted());
     }
