@@ -111,10 +111,17 @@ Result<void> ModuleLoader::load(const std::string& name) {
     if (r < 0) {
         log_debug() << "kernel module " << name << ": lookup failed (" << std::strerror(-r)
                     << "), leaving it to the kernel";
+        missing_[name] = "kernel module " + name + " is not loaded, and looking it up failed (" +
+                         std::strerror(-r) + ")";
         return {};
     }
     if (!list) {
         log_debug() << "kernel module " << name << ": not in the module tree (built in, or not there)";
+        const std::string tree = kmod_get_dirname(*ctx);
+        missing_[name] = "kernel module " + name +
+                         (open_path(tree, O_PATH | O_DIRECTORY) ? " is neither loaded nor in the module tree "
+                                                                : " is not loaded, and there is no module tree ") +
+                         tree;
         return {};
     }
     ScopeGuard unref([&] { kmod_module_unref_list(list); });
@@ -167,6 +174,14 @@ Result<void> ModuleLoader::ensure_filesystem(const std::string& fstype) {
     if (!filesystem_present(fstype)) RDEXT_TRY(load(key));
     done_.insert(key);
     return {};
+}
+
+std::string ModuleLoader::why_missing(const std::string& name) {
+    std::lock_guard<std::mutex> hold(lock_);
+    auto it = missing_.find(name);
+    // Loaded since (by someone else): not the cause.
+    if (it == missing_.end() || module_present(name)) return "";
+    return it->second;
 }
 
 ModuleLoader& system_modules() {

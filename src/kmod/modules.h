@@ -12,6 +12,7 @@
 // load is an error naming it.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -48,6 +49,12 @@ public:
     Result<void> ensure_module(const std::string& name);
     // The kernel knows the file system type, loading "fs-TYPE" if needed.
     Result<void> ensure_filesystem(const std::string& fstype);
+    // Why the kernel may lack a module ensure_module() passed over: e.g.
+    // "kernel module dm_verity is not loaded, and there is no module tree
+    // /lib/modules/6.1.0"; "" when it is loaded (or built in) or the tree
+    // had it. For the error of the operation that then fails, which the
+    // kernel words without naming the module ("Operation not supported").
+    std::string why_missing(const std::string& name);
 
 private:
     bool module_present(const std::string& name) const;
@@ -60,6 +67,7 @@ private:
     kmod_ctx* ctx_ = nullptr;    // created on first use, once per run
     std::set<std::string> done_;  // names already ensured in this run
     std::string kmod_message_;    // libkmod's last notice, for the error of a failed load
+    std::map<std::string, std::string> missing_;  // names the tree did not have, and why
 };
 
 // The process-wide loader for the running kernel.

@@ -222,7 +222,9 @@ void VerityDevice::deactivate() noexcept {
     owned_ = false;
 }
 
-Result<ActiveVerity> activate_verity(const VerityRequest& req) {
+namespace {
+
+Result<ActiveVerity> activate(const VerityRequest& req) {
     std::lock_guard<std::recursive_mutex> hold(dm_lock());
     install_log_callback();
     g_crypt_error.clear();
@@ -270,6 +272,18 @@ Result<ActiveVerity> activate_verity(const VerityRequest& req) {
     out.loops.push_back(std::move(*data));
     out.loops.push_back(std::move(*hash));
     return out;
+}
+
+}  // namespace
+
+// A kernel without dm-verity makes libcryptsetup say "name is invalid"
+// and "Operation not supported": the missing module is the cause to name.
+Result<ActiveVerity> activate_verity(const VerityRequest& req) {
+    auto active = activate(req);
+    if (!active)
+        if (std::string why = system_modules().why_missing("dm_verity"); !why.empty())
+            active.error().prefix("the kernel has no dm-verity: " + why + ": ");
+    return active;
 }
 
 namespace {

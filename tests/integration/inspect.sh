@@ -148,6 +148,28 @@ inspect 1 "$I/unsigned.raw" --image-policy="$signed_only" --certificate="$K/trus
 expect_json 'd["verdict"]' refuse
 expect_json '"unsigned (sysext): refused by image policy" in d["reason"]' true
 
+check "merging the verity image: with dm-verity in the kernel it merges; without, the message says why"
+verity_only='root=verity+absent:usr=verity+absent'
+cp "$I/unsigned.raw" "$I/unsigned.verity" "$I/unsigned.roothash" "$R/var/lib/extensions/"
+bind_root "$R"
+snapshot_state "$R" before-verity-merge
+run_rdext --root="$R" --cmdline-file="$CMDLINE" --image-policy="$verity_only" merge
+expect_rc 0
+if [[ -d /sys/module/dm_verity ]] || modinfo dm_verity >/dev/null 2>&1; then
+    assert_merged "$R" /usr unsigned
+    run_rdext --root="$R" unmerge
+    expect_rc 0
+else
+    tree=/lib/modules/$(uname -r)
+    if [[ -d $tree ]]; then cause="is neither loaded nor in the module tree $tree"; else cause="is not loaded, and there is no module tree $tree"; fi
+    expect_stderr_line "^rdext: warning: skipping sysext /var/lib/extensions/unsigned\.raw: dm-verity \(root hash from unsigned\.roothash\): the kernel has no dm-verity: kernel module dm_verity $cause: "
+    assert_not_merged "$R" /usr
+fi
+snapshot_state "$R" after-verity-merge
+assert_same_state before-verity-merge after-verity-merge
+rm "$R"/var/lib/extensions/unsigned.*
+umount "$R"
+
 check "signed by an untrusted key: refused, the reason says the signature"
 verity_image untrusted sysext attacker
 inspect 1 "$I/untrusted.raw" --certificate="$K/trusted.crt"

@@ -48,3 +48,25 @@ TEST_CASE("a module the tree does not have is fine") {
     CHECK(loader.ensure_module("rdext_unit_no_such_module"));
     CHECK(loader.ensure_filesystem("rdextnosuchfs"));
 }
+
+TEST_CASE("why a module the tree does not have may be missing") {
+    TempDir t;
+    t.mkdir("sys/module");
+    {
+        // no module tree at all (a host without /lib/modules)
+        ModuleLoader loader(synthetic(t));
+        CHECK(loader.ensure_module("rdext_unit_absent"));
+        CHECK(loader.why_missing("rdext_unit_absent") ==
+              "kernel module rdext_unit_absent is not loaded, and there is no module tree " +
+                  (t / "lib/modules/9.9.9-unit"));
+    }
+    t.mkdir("lib/modules/9.9.9-unit");
+    ModuleLoader loader(synthetic(t));
+    CHECK(loader.why_missing("rdext_unit_absent") == "");  // never asked for
+    CHECK(loader.ensure_module("rdext_unit_absent"));
+    CHECK(loader.why_missing("rdext_unit_absent") ==
+          "kernel module rdext_unit_absent is neither loaded nor in the module tree " + (t / "lib/modules/9.9.9-unit"));
+    // loaded since: no longer a cause
+    t.mkdir("sys/module/rdext_unit_absent");
+    CHECK(loader.why_missing("rdext_unit_absent") == "");
+}
