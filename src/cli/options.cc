@@ -53,7 +53,10 @@ const char* usage_text() {
            "                       print their record, with \"operation\" (merge, refresh,\n"
            "                       refresh-fallback, refresh-unmerged-first, unchanged)\n"
            "  --image-policy=POLICY  Image policy (systemd.image-policy(7) syntax) for\n"
-           "                       every image; overrides rd.sysext.image_policy=\n"
+           "                       every image, in place of rd.sysext.image_policy= and\n"
+           "                       rd.confext.image_policy=; a matching pattern of the\n"
+           "                       trusted /etc/rdext/policy.conf still wins, and the\n"
+           "                       root's own policy.conf may only tighten the result\n"
            "  --os-release=FILE    inspect: check against this os-release, not the root's\n"
            "  --certificate=FILE   inspect: trust this PEM certificate (repeatable), not\n"
            "                       the running system's verity.d\n"
@@ -72,8 +75,14 @@ const char* usage_text() {
            "systemd.sysext=0, rd.systemd.sysext=0,\n"
            "systemd.confext=0, rd.systemd.confext=0, rd.rdext.log_level=LEVEL.\n"
            "\n"
-           "Exit status: 0 success (skipped extensions are reported, not failures),\n"
-           "1 the operation failed (inspect: the image would be refused), 2 usage error.\n";
+           "Messages go to stderr; in an initrd, merge, refresh, unmerge, mark-good and\n"
+           "count-tries log to the kernel log instead when stderr is not a terminal.\n"
+           "\n"
+           "Exit status: 0 success (skipped extensions are reported, not failures;\n"
+           "inspect: the image would be merged), 1 the operation failed (inspect: the\n"
+           "image would be refused), 2 what was asked is wrong: an unknown command,\n"
+           "option or value (e.g. an invalid --image-policy=), or a root, file or image\n"
+           "it names that cannot be opened.\n";
 }
 
 Result<Options> parse_options(int argc, char** argv) {

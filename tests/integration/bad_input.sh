@@ -563,4 +563,44 @@ if selected bad-policy-looking; then
     unmount_all_under "$R"
 fi
 
+if selected initrd-log-sink; then
+    # In an initrd with stderr not a terminal, the commands the units run log
+    # to the kernel log; status, list and inspect are run by whoever looks:
+    # their messages stay on stderr, their output on stdout.
+    new_root initrd-log-sink
+    tag=kmsg-probe-$$-$RANDOM
+    head -c 65536 /dev/urandom >"$R/etc/extensions/$tag.raw"
+    bind_root "$R"
+    mkdir -p "$TEST_DIR/initrd-etc-upper" "$TEST_DIR/initrd-etc-work"
+    mount -t overlay rdext-test-initrd-etc \
+        -o "lowerdir=/etc,upperdir=$TEST_DIR/initrd-etc-upper,workdir=$TEST_DIR/initrd-etc-work" /etc
+    : >/etc/initrd-release
+    check "initrd-log-sink: status, list and inspect warn and fail on stderr, print on stdout"
+    for cmd in status list; do
+        run_rdext --root="$R" --image-policy=bogus "$cmd"
+        expect_rc 0
+        expect_stderr_line "^rdext: warning: --image-policy= is not a valid image policy"
+        [[ -s $TEST_DIR/last.out ]] || fail "$cmd in an initrd printed nothing on stdout"
+        run_rdext --root="$R" --json "$cmd"
+        expect_rc 0
+        json_query "$TEST_DIR/last.out" 'True' >/dev/null || fail "$cmd --json in an initrd: not JSON: $(last_out)"
+    done
+    run_rdext --root="$R" inspect "$TEST_DIR/no-such.raw"
+    expect_rc 2
+    expect_stderr_line "^rdext: error: inspect: image $TEST_DIR/no-such\.raw: No such file or directory$"
+    run_rdext --root="$R" --json inspect "$R/etc/extensions/good-dir"
+    expect_rc 0
+    json_query "$TEST_DIR/last.out" 'd["verdict"]' | grep -qx accept || fail "inspect --json in an initrd: $(last_out)"
+    check "initrd-log-sink: merge (as its unit runs it) logs to the kernel log"
+    run_rdext --root="$R" merge
+    expect_rc 0
+    assert_merged "$R" /usr "${GOOD[@]}"
+    ! grep -q "$tag" "$TEST_DIR/last.err" || fail "merge in an initrd logged to stderr: $(last_err)"
+    dmesg | grep -q "rdext: skipping .*$tag" || fail "merge in an initrd: no kernel log record names $tag"
+    run_rdext --root="$R" unmerge
+    expect_rc 0
+    umount /etc
+    unmount_all_under "$R"
+fi
+
 log "PASS"
