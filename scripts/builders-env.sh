@@ -5,7 +5,8 @@
 # host's own systemd (252, which other tests use) is never replaced:
 #
 #   bookworm-backports   mkosi 24 and systemd 254 from bookworm-backports
-#   trixie               systemd-repart 257 (--make-ddi, erofs verity DDIs)
+#   trixie               systemd-repart 257 (--make-ddi, erofs verity DDIs) and
+#                        systemd-sysext 257 (the mutable differential test)
 #
 # Each tree is keyed by its recipe (the package list and this file's
 # functions), built once under a lock and reused.
@@ -24,7 +25,7 @@ bdie() { printf 'builders: FAIL: %s\n' "$*" >&2; exit 1; }
 BUILDERS_BPO_PACKAGES=(mkosi systemd systemd-container bubblewrap apt debian-archive-keyring dpkg-dev
     erofs-utils squashfs-tools e2fsprogs dosfstools mtools cryptsetup-bin openssl openssh-client
     python3 zstd xz-utils cpio kmod fdisk)
-BUILDERS_TRIXIE_PACKAGES=(systemd-repart libcryptsetup12 erofs-utils squashfs-tools openssl fdisk)
+BUILDERS_TRIXIE_PACKAGES=(systemd systemd-repart libcryptsetup12 erofs-utils squashfs-tools openssl fdisk)
 
 # builders_chroot TREE CMD...: CMD in a chroot of TREE with /proc, /sys, /dev,
 # a fresh /tmp, and this source tree and the cache at their own paths, in a

@@ -50,14 +50,14 @@ void setup_logging(const Options& o, const CmdlineSettings& cmdline) {
         log_set_level(level);
 }
 
-// The kernel command line's settings are the merge's; --mutable= applies
-// to both classes, over rd.sysext.mutable= and rd.confext.mutable=.
+// The kernel command line's settings are the merge's; the mutable mode
+// comes from --mutable=, else the environment, else the command line
+// (target/target.h).
 Settings settings_from(const Options& o, const CmdlineSettings& c) {
     Settings s;
     s.root = o.root;
     s.classes = c.classes;
-    if (o.mutable_mode)
-        for (auto& cls : s.classes) cls.mutable_mode = *o.mutable_mode;
+    apply_mutable_mode_overrides(s.classes, o.mutable_mode);
     return s;
 }
 
@@ -158,6 +158,10 @@ int main(int argc, char** argv) {
     }
     if (opts->command == Command::Help) {
         std::fputs(usage_text(), stdout);
+        return kOk;
+    }
+    if (opts->command == Command::MutableHelp) {
+        std::fputs(mutable_mode_list(), stdout);
         return kOk;
     }
     if (opts->command == Command::Version) {

@@ -62,7 +62,10 @@ const char* usage_text() {
            "                       the running system's verity.d\n"
            "  --mutable=MODE       no, auto, yes, import, ephemeral or ephemeral-import:\n"
            "                       a writable merge as systemd-sysext's --mutable=;\n"
-           "                       overrides rd.sysext.mutable= and rd.confext.mutable=\n"
+           "                       overrides SYSTEMD_SYSEXT_MUTABLE_MODE and\n"
+           "                       SYSTEMD_CONFEXT_MUTABLE_MODE, which override\n"
+           "                       rd.sysext.mutable= and rd.confext.mutable=\n"
+           "                       (--mutable=help lists the modes)\n"
            "  -h, --help           Show this help\n"
            "  --version            Show the version\n"
            "\n"
@@ -114,6 +117,11 @@ Result<Options> parse_options(int argc, char** argv) {
             case OPT_JSON: o.json = true; break;
             case OPT_IMAGE_POLICY: o.image_policy = optarg; break;
             case OPT_MUTABLE: {
+                // As systemd-sysext: --mutable=help lists the modes at once.
+                if (std::strcmp(optarg, "help") == 0) {
+                    o.command = Command::MutableHelp;
+                    return o;
+                }
                 auto m = parse_mutable_mode(optarg);
                 if (!m) return Error(EINVAL) << m.error().message();
                 o.mutable_mode = *m;

@@ -10,7 +10,7 @@
 
 namespace rdext {
 
-enum class Command { Merge, Unmerge, Refresh, Status, List, MarkGood, CountTries, Inspect, Help, Version };
+enum class Command { Merge, Unmerge, Refresh, Status, List, MarkGood, CountTries, Inspect, Help, Version, MutableHelp };
 
 struct Options {
     Command command = Command::Help;

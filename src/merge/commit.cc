@@ -44,9 +44,22 @@ Result<void> protect_metadata(const PreparedOverlay& p) {
     return attach_mount(copy->get(), dot->get());
 }
 
+// The hierarchy to mount on; one the root lacks is created when the
+// overlay asks for it, and removed again if the commit fails.
+Result<UniqueFd> mount_point(const Target& target, const PreparedOverlay& p, UndoLog& undo) {
+    auto h = target.open_hierarchy(p.hierarchy);
+    if (h || h.error().code() != ENOENT || !p.create_mount_point) return h;
+    auto created = target.create_hierarchy(p.hierarchy);
+    if (!created) return created.error();
+    auto shared = std::make_shared<Target::CreatedDir>(std::move(*created));
+    undo.add([shared] { shared->remove(); });
+    log_info() << "created " << p.hierarchy << ", missing from the root, to merge into it";
+    return open_path(proc_fd_path(shared->dir.get()), O_PATH | O_DIRECTORY);
+}
+
 Result<void> put_on_new(const Target& target, PreparedOverlay& p, UndoLog& undo) {
     if (!p.overlay_fd) return {};
-    auto h = target.open_hierarchy(p.hierarchy);
+    auto h = mount_point(target, p, undo);
     if (!h) return h.error().prefix("hierarchy " + p.hierarchy + ": ");
     RDEXT_TRY(fault_point("commit"));
     RDEXT_TRY(attach_mount(p.overlay_fd.get(), h->get()));
@@ -146,6 +159,7 @@ Result<void> swap_hierarchy(const Target& target, PreparedOverlay& p, UndoLog& u
     auto h = target.open_hierarchy(p.hierarchy);
     if (!h) {
         if (!p.overlay_fd) return {};
+        if (p.create_mount_point) return put_on_new(target, p, undo);
         return h.error().prefix("hierarchy " + p.hierarchy + ": ");
     }
     auto m = read_merged(h->get(), p.cls);

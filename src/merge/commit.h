@@ -27,6 +27,7 @@ struct PreparedOverlay {
     UniqueFd meta_fd;        // the metadata layer (origin is written once all are built)
     std::vector<ExtensionRecord> merged;  // what the metadata lists
     std::string work_dir;    // systemd's name of the work dir of a mutable merge
+    bool create_mount_point = false;  // the root lacks the hierarchy: commit creates it
 };
 
 Result<void> commit_overlays(const Target& target, std::vector<PreparedOverlay>& overlays);

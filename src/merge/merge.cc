@@ -290,6 +290,17 @@ Result<UniqueFd> base_of(const RunContext& rc, ImageClass cls, const std::string
     return open_path(proc_fd_path(current_fd), O_PATH | O_DIRECTORY);
 }
 
+// The base layer of a hierarchy the root lacks: an empty directory with
+// the mode systemd-sysext gives it (0755).
+Result<UniqueFd> missing_hierarchy_base(const RunContext& rc, ImageClass cls, const std::string& hierarchy) {
+    std::string name = std::string("missing-") + class_name(cls) + hierarchy;
+    std::replace(name.begin(), name.end(), '/', '-');
+    auto slot = rc.staging.make_slot(name);
+    if (!slot) return slot.error();
+    if (::chmod(proc_fd_path(slot->get()).c_str(), 0755) < 0) return ErrnoError() << "chmod " << name;
+    return slot;
+}
+
 // Overlayfs stacks at most 500 lower layers, and the metadata layer and
 // the base take two of them. For 499 extensions (the most one overlay can
 // show with the base), the metadata layer and the base become one layer:
@@ -348,8 +359,15 @@ Result<PreparedOverlay> prepare_hierarchy(const ClassBuild& b, const std::string
     if (admitted.empty() || (layers.empty() && mode == MutableMode::No)) return p;
 
     auto current = rc.target.open_hierarchy(hierarchy);
+    if (!current && current.error().code() == ENOENT && !layers.empty()) {
+        // As systemd-sysext: the merge creates the mount point (at commit,
+        // commit.h); until then an empty 0755 directory stands in as the base.
+        current = missing_hierarchy_base(rc, cls, hierarchy);
+        p.create_mount_point = current.has_value();
+    }
     if (!current) {
-        log_info() << "hierarchy " << hierarchy << " does not exist in " << rc.target.root_path << ", not merging it";
+        log_info() << "hierarchy " << hierarchy << " does not exist in " << rc.target.root_path << " ("
+                   << current.error().what() << "), not merging it";
         for (auto& a : admitted) std::erase(state.extensions[a.record].hierarchies, hierarchy);
         return p;
     }

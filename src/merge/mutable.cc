@@ -6,6 +6,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstdio>
+
 #include "base/fs.h"
 #include "base/log.h"
 
@@ -89,6 +91,19 @@ Result<void> create_persistent(int root_fd, const std::string& hname, const stru
     return take_owner_and_mode(d.fd.get(), base_st);
 }
 
+// As systemd-sysext, "yes" and "auto" take an existing directory only with
+// the hierarchy's permission bits: the merged tree shows the upper
+// directory's, and they must not change under the user.
+Result<void> check_mode(int dir_fd, const struct stat& base_st, const std::string& hname) {
+    auto st = stat_fd(dir_fd);
+    if (!st) return st.error();
+    const mode_t have = st->st_mode & 0777, want = base_st.st_mode & 0777;
+    if (have == want) return {};
+    char buf[64];
+    std::snprintf(buf, sizeof buf, " has mode %04o, the hierarchy %04o", unsigned(have), unsigned(want));
+    return Error(EINVAL) << kMutableDir << "/" << hname << buf;
+}
+
 // Another fd of the same directory, the caller keeping its own.
 Result<UniqueFd> same_dir(int fd) { return open_path(proc_fd_path(fd), O_PATH | O_DIRECTORY); }
 
@@ -106,6 +121,11 @@ Result<MutableLayers> mutable_layers(int root_fd, int current_fd, Staging& stagi
 
     const bool imports = mode == MutableMode::Import || mode == MutableMode::EphemeralImport;
     const bool ephemeral = mode == MutableMode::Ephemeral || mode == MutableMode::EphemeralImport;
+    // The hierarchy as a layer below itself: systemd-sysext refuses the merge.
+    if (imports && dir->links_to_hierarchy)
+        return Error(ELOOP) << kMutableDir << "/" << hname << " points to the hierarchy itself, which cannot be imported";
+    if ((mode == MutableMode::Yes || mode == MutableMode::Auto) && dir->fd)
+        RDEXT_TRY(check_mode(dir->fd.get(), *base_st, hname));
     if (!dir->refused.empty() && (imports || !ephemeral))
         log_warning() << kMutableDir << "/" << hname << " " << dir->refused << ": not used, " << hierarchy
                       << (ephemeral ? " gets no import layer" : " is merged read-only");

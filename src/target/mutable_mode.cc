@@ -15,6 +15,8 @@ Result<MutableMode> parse_mutable_mode(std::string_view t) {
                          << "' (no, auto, yes, import, ephemeral, ephemeral-import)";
 }
 
+const char* mutable_mode_list() { return "no\nyes\nauto\nimport\nephemeral\nephemeral-import\n"; }
+
 const char* mutable_mode_name(MutableMode m) {
     switch (m) {
         case MutableMode::No: return "no";

@@ -41,6 +41,12 @@ struct ClassSettings {
 // Indexed by ImageClass.
 using PerClassSettings = std::array<ClassSettings, 2>;
 
+// The mutable mode per class, as systemd-sysext takes it: --mutable= (both
+// classes) over SYSTEMD_SYSEXT_MUTABLE_MODE / SYSTEMD_CONFEXT_MUTABLE_MODE
+// over what `classes` holds (rd.sysext.mutable=, rd.confext.mutable=, or
+// no). An unknown mode in the environment is warned about and ignored.
+void apply_mutable_mode_overrides(PerClassSettings& classes, std::optional<MutableMode> option);
+
 struct Settings {
     std::string root = "/";
     PerClassSettings classes;
@@ -78,6 +84,17 @@ struct Target {
 
     // A hierarchy ("/usr") resolved inside the root, O_PATH.
     Result<UniqueFd> open_hierarchy(const std::string& h) const;
+
+    // Creates a hierarchy missing from the root (its parent must exist), mode
+    // 0755, as systemd-sysext does for a hierarchy an extension has files
+    // for. The result removes it again (remove()) when the merge fails.
+    struct CreatedDir {
+        UniqueFd parent;
+        std::string name;
+        UniqueFd dir;  // O_PATH of the new directory
+        void remove() const;
+    };
+    Result<CreatedDir> create_hierarchy(const std::string& h) const;
 };
 
 // Whether the running system is an initrd (/etc/initrd-release exists).

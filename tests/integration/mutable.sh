@@ -175,6 +175,100 @@ expect_stderr_line 'rd\.sysext\.mutable' 'mutable mode'
 expect_readonly "$R/usr/share/w-bad" "an unknown mode means no"
 unmerge
 
+check "SYSTEMD_SYSEXT_MUTABLE_MODE / SYSTEMD_CONFEXT_MUTABLE_MODE: each class's default, --mutable= overrides"
+run_cmd env SYSTEMD_SYSEXT_MUTABLE_MODE=ephemeral "$RDEXT" --root="$R" merge
+expect_rc 0
+expect_writable "$R/usr/share/w-env" x "SYSTEMD_SYSEXT_MUTABLE_MODE=ephemeral"
+expect_readonly "$R/etc/w-env" "confext untouched by SYSTEMD_SYSEXT_MUTABLE_MODE"
+unmerge
+run_cmd env SYSTEMD_CONFEXT_MUTABLE_MODE=ephemeral "$RDEXT" --root="$R" merge
+expect_rc 0
+expect_writable "$R/etc/w-env" x "SYSTEMD_CONFEXT_MUTABLE_MODE=ephemeral"
+expect_readonly "$R/usr/share/w-env" "sysext untouched by SYSTEMD_CONFEXT_MUTABLE_MODE"
+unmerge
+run_cmd env SYSTEMD_SYSEXT_MUTABLE_MODE=ephemeral "$RDEXT" --root="$R" --mutable=no merge
+expect_rc 0
+expect_readonly "$R/usr/share/w-env" "--mutable=no over the environment"
+unmerge
+check "the environment over rd.sysext.mutable= (the kernel command line is the machine's default)"
+echo "rd.sysext.mutable=no" >"$TEST_DIR/cmdline"
+run_cmd env SYSTEMD_SYSEXT_MUTABLE_MODE=ephemeral "$RDEXT" --root="$R" --cmdline-file="$TEST_DIR/cmdline" merge
+expect_rc 0
+expect_writable "$R/usr/share/w-env" x "the environment over rd.sysext.mutable=no"
+unmerge
+check "an unknown SYSTEMD_SYSEXT_MUTABLE_MODE is warned about and ignored"
+run_cmd env SYSTEMD_SYSEXT_MUTABLE_MODE=sometimes "$RDEXT" --root="$R" merge
+expect_rc 0
+expect_stderr_line 'SYSTEMD_SYSEXT_MUTABLE_MODE' 'sometimes'
+expect_readonly "$R/usr/share/w-env" "an unknown mode in the environment means the default"
+unmerge
+
+check "--mutable=help lists the modes and exits 0"
+run_rdext --mutable=help
+expect_rc 0
+[[ $(cat "$TEST_DIR/last.out") == $'no\nyes\nauto\nimport\nephemeral\nephemeral-import' ]] ||
+    fail "--mutable=help printed: $(tr '\n' ' ' <"$TEST_DIR/last.out")"
+
+check "auto with extensions.mutable/usr a dangling symlink: merged read-only"
+mv "$M/usr" "$B/mutable-usr.away"
+ln -s /nonexistent "$M/usr"
+merge_mode auto
+assert_merged "$R" /usr one
+expect_readonly "$R/usr/share/w-dangling" "auto, dangling link"
+[[ ! -e $R/nonexistent && ! -e $R/.systemd-usr-workdir ]] || fail "auto created something for a dangling link"
+unmerge
+rm -f "$M/usr"
+
+check "import and ephemeral-import with extensions.mutable/usr linked to /usr: refused, nothing merged"
+ln -s /usr "$M/usr"
+for mode in import ephemeral-import; do
+    run_rdext --root="$R" --mutable="$mode" merge
+    expect_rc 1
+    expect_stderr_line 'extensions\.mutable/usr' 'hierarchy itself'
+    assert_not_merged "$R" /usr
+    assert_not_merged "$R" /opt
+done
+rm -f "$M/usr"
+mv "$B/mutable-usr.away" "$M/usr"
+
+check "yes and auto with extensions.mutable/usr's mode not the hierarchy's: refused, nothing merged"
+chmod 0700 "$M/usr"
+for mode in yes auto; do
+    run_rdext --root="$R" --mutable="$mode" merge
+    expect_rc 1
+    expect_stderr_line 'extensions\.mutable/usr' '0700' '0755'
+    assert_not_merged "$R" /usr
+done
+check "ephemeral and import do not compare the mode"
+merge_mode import
+assert_merged "$R" /usr one
+unmerge
+chmod 0755 "$M/usr"
+
+check "a hierarchy missing from the root: created (0755) and merged when an extension has files for it"
+R2=$TEST_DIR/root-noopt
+make_root "$R2"
+rmdir "$R2/opt" 2>/dev/null || rm -rf "$R2/opt"
+cp -a "$B/one" "$R2/var/lib/extensions/one"
+bind_root "$R2"
+run_rdext --root="$R2" merge
+expect_rc 0
+assert_merged "$R2" /opt one
+assert_file_content "$R2/opt/one/file" one
+[[ $(stat -c %a "$R2/opt") == 755 ]] || fail "merged /opt has mode $(stat -c %a "$R2/opt")"
+run_rdext --root="$R2" unmerge
+expect_rc 0
+assert_not_merged "$R2" /opt
+[[ -d $R2/opt && ! -L $R2/opt && -z $(ls -A "$R2/opt") ]] || fail "the created /opt is not left as an empty directory"
+check "a hierarchy missing from the root: not created when no extension has files for it"
+rmdir "$R2/opt"
+rm -rf "$R2/var/lib/extensions/one/opt"
+run_rdext --root="$R2" merge
+expect_rc 0
+[[ ! -e $R2/opt ]] || fail "/opt created with no extension carrying files for it"
+run_rdext --root="$R2" unmerge
+umount "$R2"
+
 if command -v systemd-sysext >/dev/null; then
     check "systemd-sysext unmerges a mutable rdext merge"
     merge_mode yes
