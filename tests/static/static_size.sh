@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The footprint budget of the static rdext: the stripped binary that goes
-# into every initramfs stays under 4 MiB (README, "The static binary", lists
+# into every initramfs stays under 4 MiB (doc/performance.md, "The static binary", lists
 # its parts and what was done to get there). Checks the build the
 # static_binary test made (fixture static_rdext).
 #
