@@ -10,6 +10,7 @@
 #include "inspect/image_tree.h"
 #include "merge/candidate_record.h"
 #include "merge/versioned_record.h"
+#include "mount/stage_image.h"
 #include "release/compat.h"
 #include "release/extension_release.h"
 #include "release/release_architecture.h"
@@ -121,7 +122,7 @@ ImageTree open_raw_image(const Candidate& c, const TrustStore& trust, InspectRep
         note(report, what + e.what());
         return ImageTree();
     };
-    auto file = open_path(proc_fd_path(c.fd->get()), O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    auto file = open_candidate_image(c, O_RDONLY | O_NONBLOCK);
     if (!file) return fail(file.error(), "cannot open: ");
     auto plan = plan_file(c, file->get(), report);
     if (!plan) return fail(plan.error(), "");
