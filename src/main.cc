@@ -63,8 +63,8 @@ Settings settings_from(const Options& o, const CmdlineSettings& c) {
 
 // inspect's exit status says the verdict: 0 accept, 1 refuse; a request
 // that cannot be answered (no such image, unreadable os-release) is 2.
-int inspect(const Options& o, const Target& target, const PolicyConfig& policy) {
-    auto report = inspect_image({o.image, o.os_release, o.certificates}, target, policy);
+int inspect(const Options& o, const Target& target, const Settings& settings) {
+    auto report = inspect_image({o.image, o.os_release, o.certificates}, target, settings);
     if (!report) {
         log_error() << "inspect: " << report.error().what();
         return kUsage;
@@ -126,10 +126,11 @@ int run(const Options& o, const CmdlineSettings& c) {
             return kOk;
         }
         case Command::Inspect:
-            return inspect(o, *target, settings.policy);
+            return inspect(o, *target, settings);
         case Command::Status:
         case Command::List: {
-            auto r = o.command == Command::Status ? render_status(*target, o.json) : render_list(*target, o.json);
+            auto r = o.command == Command::Status ? render_status(*target, o.json)
+                                                  : render_list(*target, settings, o.json);
             if (!r) {
                 log_error() << r.error().what();
                 return kFailed;

@@ -13,7 +13,9 @@ namespace {
 json_object* str(const std::string& s) { return json_object_new_string_len(s.data(), static_cast<int>(s.size())); }
 json_object* str_or_null(const std::string& s) { return s.empty() ? nullptr : str(s); }
 
-std::string kind_of(const InspectReport& r) {
+// The image's class; "sysext+confext" for an image that is both (JSON:
+// null, its `classes` say which), "" when it has no release file.
+std::string class_of(const InspectReport& r) {
     std::vector<std::string> names;
     for (const auto& c : r.classes) names.push_back(class_name(c.cls));
     return join(names, "+");
@@ -103,12 +105,36 @@ json_object* class_json(const ClassFindings& c) {
     return o;
 }
 
+// A versioned directory's entries, as the merge's record has them.
+json_object* candidates_json(const std::vector<VersionCandidate>& candidates) {
+    json_object* a = json_object_new_array();
+    for (const auto& c : candidates) {
+        json_object* x = json_object_new_object();
+        json_object_object_add(x, "path", str(c.path));
+        json_object_object_add(x, "version", str(c.version));
+        if (!c.architecture.empty()) json_object_object_add(x, "architecture", str(c.architecture));
+        json_object_object_add(x, "verdict", str(c.verdict));
+        json_object_object_add(x, "reason", str(c.reason));
+        json_object_array_add(a, x);
+    }
+    return a;
+}
+
 std::string render_json(const InspectReport& r) {
     std::unique_ptr<json_object, decltype(&json_object_put)> root(json_object_new_object(), json_object_put);
     json_object* o = root.get();
-    json_object_object_add(o, "image", str(r.image));
+    json_object_object_add(o, "path", str(r.path));
     json_object_object_add(o, "name", str(r.name));
-    json_object_object_add(o, "kind", str_or_null(kind_of(r)));
+    json_object_object_add(o, "class", r.classes.size() == 1 ? str(class_of(r)) : nullptr);
+    json_object_object_add(o, "kind", str(r.kind));
+    json_object_object_add(o, "versioned_dir", str_or_null(r.versioned_dir));
+    json_object_object_add(o, "version", str_or_null(r.version));
+    if (!r.versioned_dir.empty()) json_object_object_add(o, "candidates", candidates_json(r.candidates));
+    if (!r.notes.empty()) {
+        json_object* notes = json_object_new_array();
+        for (const auto& n : r.notes) json_object_array_add(notes, str(n));
+        json_object_object_add(o, "notes", notes);
+    }
     json_object_object_add(o, "layout", str_or_null(r.layout));
     json_object_object_add(o, "fstype", str_or_null(r.fstype));
     json_object* parts = json_object_new_array();
@@ -171,10 +197,17 @@ void protection_text(std::ostringstream& out, const Protection& p) {
 
 std::string render_text(const InspectReport& r) {
     std::ostringstream out;
-    line(out, "image", r.image);
+    line(out, "path", r.path);
     line(out, "name", r.name);
-    std::string kind = kind_of(r);
-    line(out, "kind", kind.empty() ? "unknown (no release file found)" : kind);
+    std::string cls = class_of(r);
+    line(out, "class", cls.empty() ? "unknown (no release file found)" : cls);
+    line(out, "kind", r.kind);
+    if (!r.versioned_dir.empty()) line(out, "versioned dir", r.versioned_dir);
+    if (!r.version.empty()) line(out, "version", r.version);
+    for (const auto& c : r.candidates)
+        line(out, "candidate", c.path + (c.version.empty() ? "" : " (version " + c.version + ")") + ": " + c.verdict +
+                                   (c.reason.empty() ? "" : ": " + c.reason));
+    for (const auto& n : r.notes) line(out, "note", n);
     if (!r.layout.empty()) line(out, "layout", r.layout + (r.fstype.empty() ? "" : " (" + r.fstype + ")"));
     if (r.partitions && r.partitions->kind == ImageLayoutKind::Gpt)
         for (const auto* p : partitions_of(*r.partitions))

@@ -1,14 +1,21 @@
 #include "cli/report.h"
 
 #include <json-c/json.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <map>
+#include <set>
 #include <memory>
 #include <optional>
 #include <sstream>
 
 #include "base/fs.h"
+#include "base/log.h"
 #include "discover/discover.h"
+#include "inspect/inspect.h"
+#include "merge/candidate_record.h"
+#include "merge/versioned_record.h"
 #include "release/release_utf8.h"
 #include "state/metadata.h"
 #include "state/state_file.h"
@@ -103,6 +110,124 @@ std::string status_text(const std::vector<HierarchyStatus>& hs, const MergeState
     return s.str();
 }
 
+// ---- list -------------------------------------------------------------------
+
+// One line of `list`: what a merge now would record, and whether it is
+// merged now.
+struct ListEntry {
+    ExtensionRecord rec;
+    std::string version;  // of the entry picked from a versioned directory
+    bool merged = false;
+};
+
+bool is_directory(const Candidate& c) {
+    if (!c.fd) return false;
+    auto st = stat_fd(c.fd->get());
+    return st && S_ISDIR(st->st_mode);
+}
+
+// The fd of the image a record names: the candidate's, or for a versioned
+// directory the entry the selection chose.
+int chosen_fd(const Candidate& c, const ExtensionRecord& rec) {
+    if (c.versioned)
+        for (const auto& img : c.versioned->ranked)
+            if (img.path == rec.path) return img.fd->get();
+    return c.fd ? c.fd->get() : -1;
+}
+
+// What the merge would record for the candidate (merge.cc's admission:
+// the same record, the same unstaged verdicts, the versioned selection),
+// each image judged as inspect judges it, mounted where nobody sees it.
+ListEntry forecast(const InspectContext& ctx, const Candidate& c, std::map<std::string, std::string>& images) {
+    ListEntry e{record_for(c), "", false};
+    ExtensionRecord& rec = e.rec;
+    if (record_unstaged(c, *ctx.settings, rec)) {
+        if (c.versioned) start_versioned_record(c, rec);
+        // A name masked by a link to /dev/null is no directory (an empty
+        // directory masking one is).
+        if (rec.result == ExtensionResult::Masked && !is_directory(c)) rec.kind = "masked";
+        return e;
+    }
+    InspectReport r = c.versioned ? inspect_versioned(ctx, c, rec) : inspect_candidate(ctx, c);
+    e.version = r.version;
+    rec.fstype = r.fstype;
+    if (r.accepted()) {
+        auto [first, fresh] = images.emplace(image_identity(chosen_fd(c, rec)), rec.path);
+        rec.result = fresh ? ExtensionResult::Merged : ExtensionResult::Skipped;
+        if (!fresh) rec.reason = "same image as " + first->second + " (another name for it)";
+    } else {
+        rec.result = ExtensionResult::Skipped;
+        rec.reason = r.reason();
+    }
+    return e;
+}
+
+// What is merged now: per class, the names in the hierarchies' metadata,
+// and the last merge's record (which entry of a name it merged).
+struct MergedNow {
+    std::set<std::pair<ImageClass, std::string>> names;
+    std::optional<MergeState> state;
+};
+
+MergedNow merged_now(const Target& target) {
+    MergedNow m;
+    for (const auto& h : gather_hierarchies(target))
+        if (h.merged.merged)
+            for (const auto& n : h.merged.extensions) m.names.insert({h.cls, n});
+    if (auto runtime = target.runtime_dir(false); runtime)
+        if (auto s = read_state(runtime->get()); s) m.state = std::move(*s);
+    return m;
+}
+
+// The entry owning a merged name is merged; the record of the last merge
+// says which entry that was (a versioned directory may have a newer one).
+bool is_merged(const MergedNow& m, const Candidate& c, const ExtensionRecord& rec) {
+    if (c.state != EntryState::Available || !m.names.count({c.cls, c.name})) return false;
+    if (!m.state) return true;
+    for (const auto& r : m.state->extensions)
+        if (r.cls == c.cls && r.name == c.name && r.result == ExtensionResult::Merged) return r.path == rec.path;
+    return false;
+}
+
+json_object* list_json(const Target& target, const std::vector<ListEntry>& entries) {
+    // The records in the state file's own encoding (as status), plus
+    // `merged` and the version picked.
+    MergeState st;
+    for (const auto& e : entries) st.extensions.push_back(e.rec);
+    auto parsed = json_tokener_parse(state_to_json(st, false).c_str());
+    json_object* exts = nullptr;
+    json_object_object_get_ex(parsed, "extensions", &exts);
+    for (size_t i = 0; i < entries.size(); i++) {
+        json_object* o = json_object_array_get_idx(exts, i);
+        if (!entries[i].version.empty()) json_object_object_add(o, "version", str(entries[i].version));
+        json_object_object_add(o, "merged", json_object_new_boolean(entries[i].merged));
+    }
+    json_object* root = json_object_new_object();
+    json_object_object_add(root, "root", str(target.root_path));
+    json_object_object_add(root, "extensions", json_object_get(exts));
+    json_object_put(parsed);
+    return root;
+}
+
+// Escaped (cescape) like status: names and reasons come from the root.
+std::string list_text(const std::vector<ListEntry>& entries) {
+    std::ostringstream s;
+    s << "NAME                     CLASS    KIND       RESULT     MERGED  PATH\n";
+    for (const auto& e : entries) {
+        std::string name = cescape(e.rec.name), k = e.rec.kind, result = extension_result_name(e.rec.result),
+                    cl = class_name(e.rec.cls), merged = e.merged ? "yes" : "no";
+        name.resize(std::max<size_t>(name.size() + 1, 25), ' ');
+        cl.resize(9, ' ');
+        k.resize(11, ' ');
+        result.resize(11, ' ');
+        merged.resize(8, ' ');
+        s << name << cl << k << result << merged << cescape(e.rec.path) << "\n";
+        if (e.rec.result != ExtensionResult::Merged && !e.rec.reason.empty())
+            s << "    reason: " << cescape(e.rec.reason) << "\n";
+    }
+    return s.str();
+}
+
 }  // namespace
 
 Result<std::string> render_status(const Target& target, bool json) {
@@ -116,33 +241,29 @@ Result<std::string> render_status(const Target& target, bool json) {
     return to_text(o.get());
 }
 
-Result<std::string> render_list(const Target& target, bool json) {
-    JsonPtr arr(json_object_new_array(), &json_object_put);
-    std::ostringstream s;
-    s << "NAME                     CLASS    KIND       STATE      PATH\n";
+Result<std::string> render_list(const Target& target, const Settings& settings, bool json) {
+    std::vector<ListEntry> entries;
+    auto ctx = inspect_context({}, target, settings);
+    if (!ctx) log_warning() << "cannot judge the images as a merge would: " << ctx.error().what();
+    const auto merged = merged_now(target);
     for (ImageClass cls : all_classes()) {
         auto found = discover(target.root_fd.get(), cls);
         if (!found) return found.error();
+        std::map<std::string, std::string> images;  // identity -> path, as the merge tells aliases apart
         for (const auto& c : *found) {
-            json_object* o = json_object_new_object();
-            json_object_object_add(o, "name", str(c.name));
-            json_object_object_add(o, "class", str(class_name(cls)));
-            json_object_object_add(o, "kind", str(kind_name(c.kind)));
-            json_object_object_add(o, "path", str(c.path));
-            json_object_object_add(o, "state", str(entry_state_name(c.state)));
-            if (!c.reason.empty()) json_object_object_add(o, "reason", str(c.reason));
-            json_object_array_add(arr.get(), o);
-            std::string name = cescape(c.name), k = kind_name(c.kind), stt = entry_state_name(c.state),
-                        cl = class_name(cls);
-            name.resize(std::max<size_t>(name.size() + 1, 25), ' ');
-            cl.resize(9, ' ');
-            k.resize(11, ' ');
-            stt.resize(11, ' ');
-            s << name << cl << k << stt << cescape(c.path) << "\n";
+            ListEntry e = ctx ? forecast(*ctx, c, images) : ListEntry{record_for(c), "", false};
+            if (!ctx && !record_unstaged(c, settings, e.rec)) e.rec.reason = ctx.error().what();
+            if (!settings.class_enabled(cls) && e.rec.result == ExtensionResult::Merged) {
+                e.rec.result = ExtensionResult::Excluded;
+                e.rec.reason = std::string(class_name(cls)) + " merging is disabled on the kernel command line";
+            }
+            e.merged = is_merged(merged, c, e.rec);
+            entries.push_back(std::move(e));
         }
     }
-    if (json) return to_text(arr.get());
-    return s.str();
+    if (!json) return list_text(entries);
+    JsonPtr o(list_json(target, entries), &json_object_put);
+    return to_text(o.get());
 }
 
 }  // namespace rdext

@@ -12,7 +12,9 @@ namespace rdext {
 // of the last merge (state.json): what was skipped and why.
 Result<std::string> render_status(const Target& target, bool json);
 
-// Every image the root offers, with masked and shadowed ones.
-Result<std::string> render_list(const Target& target, bool json);
+// Every image the root offers, with masked and shadowed ones, and what a
+// merge now would do with each (the entry of a versioned directory it
+// would pick, why it would not merge one) and whether it is merged now.
+Result<std::string> render_list(const Target& target, const Settings& settings, bool json);
 
 }  // namespace rdext

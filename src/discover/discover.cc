@@ -246,6 +246,15 @@ Candidate versioned_entry_candidate(const Candidate& c, size_t index) {
     return e;
 }
 
+Candidate discover_versioned(int root_fd, const std::string& path, ImageClass cls) {
+    Candidate c;
+    c.cls = cls;
+    c.root_fd = root_fd;
+    c.path = path;
+    classify_versioned(root_fd, path.substr(path.rfind('/') + 1), cls, c);
+    return c;
+}
+
 const char* kind_name(ImageKind k) {
     switch (k) {
         case ImageKind::Directory: return "directory";

@@ -103,6 +103,12 @@ std::string image_identity(int fd);
 // directory instead of the best ranked one.
 Candidate versioned_entry_candidate(const Candidate& c, size_t index);
 
+// The versioned directory at `path` inside the root (its last component
+// "NAME[.CLASS][.raw].v"), read as discovery reads one in a search
+// directory: its entries ranked, the candidate the best ranked one (Broken,
+// with the reason, when none is usable). For `rdext inspect DIR.v`.
+Candidate discover_versioned(int root_fd, const std::string& path, ImageClass cls);
+
 // All entries of the class's search directories, sorted by name (version
 // aware, the top layer last), shadowed and masked ones included so callers
 // can report them. A missing search directory is not an error. An entry

@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "boot_count/boot_count.h"
 #include "discover/discover.h"
+#include "merge/candidate_record.h"
 #include "merge/commit.h"
 #include "merge/module_index.h"
 #include "merge/mutable.h"
@@ -37,15 +38,6 @@ struct Admitted {
     StagedImage image;
     size_t record;  // index into MergeState::extensions
 };
-
-ExtensionRecord record_for(const Candidate& c) {
-    ExtensionRecord r;
-    r.name = c.name;
-    r.cls = c.cls;
-    r.path = c.path;
-    r.kind = kind_name(c.kind);
-    return r;
-}
 
 std::string identity_of(const Candidate& c) {
     auto st = stat_fd(c.fd->get());
@@ -88,11 +80,7 @@ Result<StagedImage> admit(const RunContext& rc, const Candidate& c, const std::s
     auto policy = [&](const std::vector<OfferedPartition>& offered) {
         return check_image_policy(settings.policy, c.cls, c.name, offered);
     };
-    // The root's device node can name any device of the machine (the root
-    // file system itself, another OS's disk): only the trusted side decides.
-    if (c.kind == ImageKind::Block && !settings.block_devices_allowed(c.cls))
-        return Error(EPERM) << "block device images are not allowed: rd." << class_name(c.cls)
-                            << ".block_devices=1 is not on the kernel command line";
+    RDEXT_TRY(check_block_device_allowed(c, settings));
     auto img = stage_image(c, rc.staging, slot, policy, rc.run.loop_reuse.get());
     if (!img) return img.error();
     // Again with what the image turned out to offer (a signature may fail).
@@ -125,7 +113,6 @@ Result<void> check_directory_release(const Candidate& c, const CompatContext& co
 
 // What admission made of one candidate (admit_all).
 struct Decision {
-    bool tried = false;
     std::optional<Result<StagedImage>> staged;
     Selection selection;  // a versioned directory's walk through its entries
 };
@@ -165,7 +152,8 @@ Result<StagedImage> record_versioned(Candidate& c, const Settings& settings, Dec
 }
 
 bool worth_staging(const Candidate& c, const Settings& settings) {
-    return c.state == EntryState::Available && !settings.excluded(c.cls).count(c.name);
+    ExtensionRecord unused;
+    return !record_unstaged(c, settings, unused);
 }
 
 // Decides about every candidate of a class; admitted images stay mounted
@@ -179,7 +167,6 @@ std::vector<Admitted> admit_all(const RunContext& rc, std::vector<Candidate>& ca
     auto stage = [&](size_t i) {
         const Candidate& c = candidates[i];
         Decision& d = decisions[i];
-        d.tried = true;
         if (c.versioned)
             admit_versioned(rc, c, i, d);
         else
@@ -212,16 +199,9 @@ std::vector<Admitted> admit_all(const RunContext& rc, std::vector<Candidate>& ca
         Candidate& c = candidates[i];
         ExtensionRecord rec = record_for(c);
         if (c.versioned) start_versioned_record(c, rec);
-        if (c.state != EntryState::Available) {
-            rec.result = c.state == EntryState::Masked     ? ExtensionResult::Masked
-                         : c.state == EntryState::Shadowed ? ExtensionResult::Shadowed
-                                                           : ExtensionResult::Skipped;
-            rec.reason = c.reason;
+        if (record_unstaged(c, settings, rec)) {
             if (c.state == EntryState::Broken) log_warning() << "skipping " << c.path << ": " << c.reason;
-        } else if (!decisions[i].tried) {
-            rec.result = ExtensionResult::Excluded;
-            rec.reason = std::string("excluded by rd.") + class_name(c.cls) + ".exclude=";
-            log_info() << "not merging " << c.path << ": " << rec.reason;
+            if (rec.result == ExtensionResult::Excluded) log_info() << "not merging " << c.path << ": " << rec.reason;
         } else {
             if (!c.versioned && !settings.pinned(c.cls, c.name).empty())
                 log_warning() << "rd." << class_name(c.cls) << ".pin=" << c.name << "=... does not apply: " << c.path

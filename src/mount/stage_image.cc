@@ -30,39 +30,6 @@ Result<void> attach_into(StagedImage& img, UniqueFd detached, int target_fd) {
     return {};
 }
 
-// A device node on the root only names a device: it may sit on a nodev
-// mount (an /etc already merged by a confext), and its permissions are the
-// root's to choose. Open the device itself through the running system's
-// /dev, found by number in sysfs, and check it is the same device.
-Result<UniqueFd> open_block_device(dev_t dev) {
-    std::string id = std::to_string(major(dev)) + ":" + std::to_string(minor(dev));
-    auto uevent_fd = open_path("/sys/dev/block/" + id + "/uevent", O_RDONLY);
-    if (!uevent_fd) return uevent_fd.error().prefix("block device " + id + ": ");
-    auto uevent = read_regular_file(uevent_fd->get(), 4096);
-    if (!uevent) return uevent.error().prefix("block device " + id + ": ");
-    std::string name;
-    for (const auto& line : split(*uevent, '\n'))
-        if (starts_with(line, "DEVNAME=")) name = line.substr(8);
-    if (name.empty() || name.find("..") != std::string::npos)
-        return Error(ENODEV) << "block device " << id << " has no device node name";
-    auto fd = open_path("/dev/" + name, O_RDONLY | O_NONBLOCK | O_NOCTTY);
-    if (!fd) return fd.error();
-    auto st = stat_fd(fd->get());
-    if (!st) return st.error();
-    if (!S_ISBLK(st->st_mode) || st->st_rdev != dev)
-        return Error(ENODEV) << "/dev/" << name << " is not block device " << id;
-    return fd;
-}
-
-Result<UniqueFd> reopen(const Candidate& c, int flags) {
-    if (c.kind == ImageKind::Block) {
-        auto st = stat_fd(c.fd->get());
-        if (!st) return st.error();
-        return open_block_device(st->st_rdev);
-    }
-    return open_path(proc_fd_path(c.fd->get()), flags | O_NOCTTY);
-}
-
 // A directory has no partitions and no protection: the policy sees an
 // unprotected root, so a policy asking for verity or signatures refuses it.
 Result<void> stage_directory(const Candidate& c, StagedImage& img, int slot_fd, const PolicyGate& gate) {
@@ -210,7 +177,7 @@ Result<UniqueFd> usr_mount_point(const StagedImage& img, int slot_fd) {
 
 Result<void> stage_raw(const Candidate& c, const Staging& staging, StagedImage& img, int slot_fd,
                        const PolicyGate& gate, LoopReuse* reuse) {
-    auto file = reopen(c, O_RDONLY | O_NONBLOCK);
+    auto file = open_candidate_image(c, O_RDONLY | O_NONBLOCK);
     if (!file) return file.error().prefix("open: ");
     auto plan = plan_candidate(c, staging, file->get());
     if (!plan) return plan.error();
@@ -237,6 +204,43 @@ Result<void> stage_raw(const Candidate& c, const Staging& staging, StagedImage& 
 }
 
 }  // namespace
+
+namespace {
+
+// A device node on the root only names a device: it may sit on a nodev
+// mount (an /etc already merged by a confext), and its permissions are the
+// root's to choose. Open the device itself through the running system's
+// /dev, found by number in sysfs, and check it is the same device.
+Result<UniqueFd> open_block_device(dev_t dev) {
+    std::string id = std::to_string(major(dev)) + ":" + std::to_string(minor(dev));
+    auto uevent_fd = open_path("/sys/dev/block/" + id + "/uevent", O_RDONLY);
+    if (!uevent_fd) return uevent_fd.error().prefix("block device " + id + ": ");
+    auto uevent = read_regular_file(uevent_fd->get(), 4096);
+    if (!uevent) return uevent.error().prefix("block device " + id + ": ");
+    std::string name;
+    for (const auto& line : split(*uevent, '\n'))
+        if (starts_with(line, "DEVNAME=")) name = line.substr(8);
+    if (name.empty() || name.find("..") != std::string::npos)
+        return Error(ENODEV) << "block device " << id << " has no device node name";
+    auto fd = open_path("/dev/" + name, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    if (!fd) return fd.error();
+    auto st = stat_fd(fd->get());
+    if (!st) return st.error();
+    if (!S_ISBLK(st->st_mode) || st->st_rdev != dev)
+        return Error(ENODEV) << "/dev/" << name << " is not block device " << id;
+    return fd;
+}
+
+}  // namespace
+
+Result<UniqueFd> open_candidate_image(const Candidate& c, int flags) {
+    if (c.kind == ImageKind::Block) {
+        auto st = stat_fd(c.fd->get());
+        if (!st) return st.error();
+        return open_block_device(st->st_rdev);
+    }
+    return open_path(proc_fd_path(c.fd->get()), flags | O_NOCTTY);
+}
 
 Result<UniqueFd> mount_partition(const PartitionPlan& part, uint64_t attrs, std::vector<LoopDevice>& loops,
                                  LoopReuse* reuse) {

@@ -77,6 +77,13 @@ private:
 // image is mounted (with the best case) and again by the caller afterwards.
 using PolicyGate = std::function<Result<void>(const std::vector<OfferedPartition>&)>;
 
+// The candidate's image opened with `flags` (O_RDONLY...): a file through
+// its fd; a block device node on the root only names a device (it may sit
+// on a nodev mount, its permissions are the root's to choose), so the
+// device itself is opened through the running system's /dev, found by
+// number in sysfs, and checked to be the same device.
+Result<UniqueFd> open_candidate_image(const Candidate& c, int flags);
+
 // Mounts the image into a new slot of the staging area, unless `gate`
 // refuses it first. A raw image is planned first (verity/plan.h); staging
 // then activates and mounts what the plan names. A refresh passes its

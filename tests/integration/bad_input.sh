@@ -372,7 +372,7 @@ if selected symlink-outside; then
     expect_stderr_line 'escape-abs'
     expect_stderr_line 'escape-rel'
     run_rdext --root="$R" --json list
-    [[ $(json_query "$TEST_DIR/last.out" "[e['path'] for e in d if e['name'] == 'linked']") == '["/run/extensions/linked"]' ]] ||
+    [[ $(json_query "$TEST_DIR/last.out" "[e['path'] for e in d['extensions'] if e['name'] == 'linked']") == '["/run/extensions/linked"]' ]] ||
         fail "list: the linked image should be listed under its link path /run/extensions/linked: $(last_out)"
     run_rdext --root="$R" unmerge
     snapshot_state "$R" outside.after

@@ -10,7 +10,7 @@
 #   signed by the attacker, garbage .p7s, verity without signature under a
 #     signed-only policy, a data block changed after signing, another OS:
 #     refused (exit 1) with a reason naming the image
-#   a signed confext: kind confext, accepted
+#   a signed confext: class confext, accepted
 #   usage errors (no such image, invalid policy, no image): exit 2
 # Every run leaves no mount and no loop device behind.
 source "$(dirname "$0")/lib.sh"
@@ -92,10 +92,10 @@ check "a plain erofs sysext is accepted by the default policy"
 make_ext_tree "$B/plain" plain sysext -- usr/share/plain/marker=plain
 make_erofs "$B/plain" "$I/plain.raw"
 inspect 0 "$I/plain.raw"
-expect_out '^kind: +sysext$' '^layout: +file system \(erofs\)$' '^root verity: +none' '^verdict: +accept$' \
+expect_out '^class: +sysext$' '^kind: +raw$' '^layout: +file system \(erofs\)$' '^root verity: +none' '^verdict: +accept$' \
     '^sysext release: +ID=debian VERSION_ID=12$'
 expect_json 'd["verdict"]' accept
-expect_json 'd["kind"]' sysext
+expect_json 'd["class"]' sysext
 expect_json 'd["fstype"]' erofs
 expect_json 'd["classes"][0]["policy"]["accepted"]' true
 expect_json 'd["protection"][0]["state"]' unprotected
@@ -103,6 +103,8 @@ expect_json 'd["protection"][0]["state"]' unprotected
 check "a directory image is accepted; unprotected"
 make_ext_tree "$I/dirext" dirext sysext -- usr/share/dirext/marker=dirext
 inspect 0 "$I/dirext"
+expect_json 'd["kind"]' directory
+expect_json 'd["path"]' "$I/dirext"
 expect_json 'd["layout"]' directory
 expect_json '[o["state"] for o in d["offered"]]' '["unprotected"]'
 
@@ -199,7 +201,7 @@ inspect 1 "$I/tampered.raw" --certificate="$K/trusted.crt"
 expect_json 'd["protection"][0]["hash_tree_check"]' failed
 expect_json '"does not match" in d["reason"] and d["reason"].startswith("tampered: root: ")' true
 # Its contents are still reported.
-expect_json 'd["kind"]' sysext
+expect_json 'd["class"]' sysext
 
 check "another OS: refused, the reason names VERSION_ID"
 make_ext_tree "$B/other" other sysext ID=debian VERSION_ID=13 -- usr/share/other/marker=other
@@ -244,10 +246,10 @@ else
     skip_part "no systemd-repart: the GPT verity case"
 fi
 
-check "a signed confext: kind confext, accepted under a signed-only policy"
+check "a signed confext: class confext, accepted under a signed-only policy"
 verity_image csigned confext trusted
 inspect 0 "$I/csigned.raw" --image-policy="$signed_only" --certificate="$K/trusted.crt"
-expect_json 'd["kind"]' confext
+expect_json 'd["class"]' confext
 expect_json 'd["classes"][0]["release"]["ID"]' debian
 verity_image cunsigned confext
 inspect 1 "$I/cunsigned.raw" --image-policy="$signed_only" --certificate="$K/trusted.crt"
@@ -256,7 +258,7 @@ check "no release file: refused, the reason says so"
 make_ext_tree "$B/norel" norel sysext @none -- usr/share/norel/marker=x
 make_erofs "$B/norel" "$I/norel.raw"
 inspect 1 "$I/norel.raw"
-expect_json 'd["kind"]' null
+expect_json 'd["class"]' null
 expect_json '"no extension-release.norel" in d["reason"]' true
 
 check "an image shipping usr/lib/os-release: refused, its release still shown"
@@ -264,7 +266,7 @@ make_ext_tree "$B/osrel" osrel sysext -- usr/lib/os-release=ID=evil
 make_erofs "$B/osrel" "$I/osrel.raw"
 inspect 1 "$I/osrel.raw"
 expect_json '"os-release" in d["reason"]' true
-expect_json 'd["kind"]' sysext
+expect_json 'd["class"]' sysext
 
 check "an erofs image the kernel refuses to mount (bad block size): refused, no loop device left"
 cp "$I/plain.raw" "$I/badfs.raw"

@@ -5,7 +5,9 @@
 #  - the first directory holding a name owns it: a later entry is shadowed,
 #    also when the owner is then refused (incompatible release);
 #  - the same for confext search directories;
-#  - list --json and status --json report masked/shadowed entries.
+#  - list --json and status --json report masked/shadowed entries; list
+#    says what a merge would do (an incompatible owner is skipped, a
+#    /dev/null link has kind masked), why, and what is merged now.
 source "$(dirname "$0")/lib.sh"
 require_root_env
 
@@ -73,32 +75,47 @@ assert_file_content "$R/etc/rdext-test/c-win" var
 assert_absent "$R/etc/rdext-test/c-mask"
 assert_no_staging "$R"
 
-check "list --json: masked and shadowed entries"
+check "list --json: masked and shadowed entries, what a merge would do, what is merged"
 run_rdext --root="$R" --json list
 expect_rc 0
 L=$TEST_DIR/list.json
 cp "$TEST_DIR/last.out" "$L"
-# expect_state PATH STATE: the entry with this (root-relative) path has STATE
+# expect_state PATH RESULT KIND MERGED: the entry with this (root-relative) path
 expect_state() {
     local got
-    got=$(json_query "$L" "[e['state'] for e in d if e['path'] == '$1']")
-    [[ $got == "[\"$2\"]" ]] || fail "list: $1 has state $got, expected $2 (entries: $(json_query "$L" "[(e['path'], e['state']) for e in d]"))"
+    got=$(json_query "$L" "[[e['result'], e['kind'], e['merged']] for e in d['extensions'] if e['path'] == '$1']")
+    [[ $got == "[[\"$2\", \"$3\", $4]]" ]] ||
+        fail "list: $1 is $got, expected [$2, $3, $4] (entries: $(json_query "$L" "[(e['path'], e['result'], e['kind']) for e in d['extensions']]"))"
 }
-expect_state /etc/extensions/m-dir masked
-expect_state /var/lib/extensions/m-dir.raw shadowed
-expect_state /etc/extensions/m-null.raw masked
-expect_state /run/extensions/m-null.raw shadowed
-expect_state /run/extensions/m-run masked
-expect_state /var/lib/extensions/m-run shadowed
-expect_state /etc/extensions/s-win available
-expect_state /var/lib/extensions/s-win.raw shadowed
-expect_state /run/extensions/s-bad available
-expect_state /var/lib/extensions/s-bad.raw shadowed
-expect_state /run/confexts/c-mask masked
-expect_state /usr/lib/confexts/c-mask.raw shadowed
-expect_state /var/lib/confexts/c-win available
-expect_state /usr/local/lib/confexts/c-win.raw shadowed
-expect_state /var/lib/extensions/keep.raw available
+expect_state /etc/extensions/m-dir masked directory false
+expect_state /var/lib/extensions/m-dir.raw shadowed raw false
+# a link to /dev/null is no directory: kind masked
+expect_state /etc/extensions/m-null.raw masked masked false
+expect_state /run/extensions/m-null.raw shadowed raw false
+expect_state /run/extensions/m-run masked directory false
+expect_state /var/lib/extensions/m-run shadowed directory false
+expect_state /etc/extensions/s-win merged directory true
+expect_state /var/lib/extensions/s-win.raw shadowed raw false
+# the owner of s-bad does not fit the OS: a merge skips it
+expect_state /run/extensions/s-bad skipped directory false
+expect_state /var/lib/extensions/s-bad.raw shadowed raw false
+expect_state /run/confexts/c-mask masked directory false
+expect_state /usr/lib/confexts/c-mask.raw shadowed raw false
+expect_state /var/lib/confexts/c-win merged directory true
+expect_state /usr/local/lib/confexts/c-win.raw shadowed raw false
+expect_state /var/lib/extensions/keep.raw merged raw true
+[[ $(json_query "$L" "[e['reason'] for e in d['extensions'] if e['path'] == '/run/extensions/s-bad']") == *"ID=fedora does not match"* ]] ||
+    fail "list: s-bad's reason does not say why: $(json_query "$L" "[e['reason'] for e in d['extensions'] if e['name'] == 's-bad']")"
+
+check "list's text: each entry not merged says why"
+run_rdext --root="$R" list
+expect_rc 0
+grep -qE '^m-null +sysext +masked +masked +no +/etc/extensions/m-null.raw$' "$TEST_DIR/last.out" || fail "list: m-null: $(last_out)"
+grep -A1 -E '^m-null .*/etc/extensions/m-null.raw$' "$TEST_DIR/last.out" | grep -qE '^ +reason: masked by a link to /dev/null$' ||
+    fail "list: no reason under m-null: $(last_out)"
+grep -A1 -E '^s-win .*/var/lib/extensions/s-win.raw$' "$TEST_DIR/last.out" | grep -qE '^ +reason: shadowed by /etc/extensions/s-win$' ||
+    fail "list: no reason under the shadowed s-win: $(last_out)"
+grep -qE '^keep +sysext +raw +merged +yes +/var/lib/extensions/keep.raw$' "$TEST_DIR/last.out" || fail "list: keep: $(last_out)"
 
 check "status --json: results per name"
 run_rdext --root="$R" --json status

@@ -176,13 +176,13 @@ if is_rdext; then
     assert_merged "$R" /usr "${SYSEXTS[@]}"
     assert_no_staging "$R"
 
-    check "list --json shows every image as available"
+    check "list --json shows every image as one a merge merges, and merged now"
     run_rdext --root="$R" --json list
     expect_rc 0
     cp "$TEST_DIR/last.out" "$TEST_DIR/list.json"
-    got=$(json_query "$TEST_DIR/list.json" "' '.join(sorted(e['name'] for e in d if e['state'] == 'available'))")
+    got=$(json_query "$TEST_DIR/list.json" "' '.join(sorted(e['name'] for e in d['extensions'] if e['result'] == 'merged' and e['merged']))")
     want=$(printf '%s\n' "${SYSEXTS[@]}" "${CONFEXTS[@]}" | sort | tr '\n' ' ' | sed 's/ $//')
-    [[ $got == "$want" ]] || fail "list: available images '$got', expected '$want'"
+    [[ $got == "$want" ]] || fail "list: merged images '$got', expected '$want'"
 fi
 
 check "unmerge restores the state from before the merge"
