@@ -4,15 +4,16 @@
 #include <string>
 
 #include "base/result.h"
+#include "cli/options.h"
 #include "target/target.h"
 
 namespace rdext {
 
 // Merged hierarchies (from the mounts and their metadata) plus the record
 // of the last merge (state.json): what was skipped and why.
-Result<std::string> render_status(const Target& target, bool json);
+Result<std::string> render_status(const Target& target, JsonMode json);
 
 // Every image the root offers, with masked and shadowed ones.
-Result<std::string> render_list(const Target& target, bool json);
+Result<std::string> render_list(const Target& target, JsonMode json);
 
 }  // namespace rdext
