@@ -117,8 +117,9 @@ json_object* record_to_json(const ExtensionRecord& r) {
     json_object* o = json_object_new_object();
     add_string(o, "name", r.name);
     add_string(o, "class", class_name(r.cls));
-    add_string(o, "path", r.path);
-    add_string(o, "kind", r.kind);
+    // A merge known only by its metadata (systemd-sysext's) names no path.
+    if (!r.path.empty()) add_string(o, "path", r.path);
+    if (!r.kind.empty()) add_string(o, "kind", r.kind);
     if (!r.fstype.empty()) add_string(o, "fstype", r.fstype);
     if (!r.identity.empty()) add_string(o, "identity", r.identity);
     add_string(o, "result", extension_result_name(r.result));
