@@ -799,7 +799,7 @@ std::vector<std::string> missing_required(const MergeState& state, const Setting
                     merged = r.result == ExtensionResult::Merged;
                     why = extension_result_name(r.result) + (r.reason.empty() ? "" : ": " + r.reason);
                 }
-            if (!settings.class_enabled(cls)) why = std::string(class_name(cls)) + " merging is disabled";
+            if (!settings.class_enabled(cls)) why = std::string(class_name(cls)) + " merging is switched off by " + settings.of(cls).disabled_by;
             if (!merged) missing.push_back(std::string(class_name(cls)) + " " + name + " (" + why + ")");
         }
     return missing;
