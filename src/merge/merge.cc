@@ -688,7 +688,7 @@ void keep_mounted_records(const Target& target, const std::optional<MergeState>&
             out.push_back(r);
             if (!keep && failed && r.result == ExtensionResult::Merged) {
                 out.back().result = ExtensionResult::Skipped;
-                out.back().reason = "not merged: the " + state.operation + " failed";
+                out.back().reason = "the " + state.operation + " failed";
                 out.back().hierarchies.clear();
             }
         }
