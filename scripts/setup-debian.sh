@@ -21,6 +21,8 @@ packages=(
     # image tools used by the tests and the demo
     erofs-utils squashfs-tools e2fsprogs fdisk util-linux systemd
     attr python3 man-db
+    # tests/integration/json_schema.sh validates every --json document (doc/json)
+    python3-jsonschema
     # dm-verity test images (veritysetup format) and their keys
     cryptsetup-bin openssl
     # VM tests (tests/vm): QEMU, the guest root, the busybox initrd, the

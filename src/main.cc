@@ -73,6 +73,15 @@ int inspect(const Options& o, const Target& target, const Settings& settings) {
     return report->accepted() ? kOk : kFailed;
 }
 
+// merge, refresh, unmerge, mark-good and count-tries: the failure on
+// stderr, the record on stdout with --json (a failed one too).
+int report_operation(const Options& o, const char* command, const MergeState& record) {
+    if (!record.failure.empty()) log_error() << command << " failed: " << record.failure;
+    if (o.json != JsonMode::Off)
+        std::fputs((state_to_json(record, o.json == JsonMode::Pretty) + "\n").c_str(), stdout);
+    return record.failure.empty() ? kOk : kFailed;
+}
+
 int run(const Options& o, const CmdlineSettings& c) {
     auto target = Target::open(o.root);
     if (!target) {
@@ -92,39 +101,18 @@ int run(const Options& o, const CmdlineSettings& c) {
     switch (o.command) {
         case Command::Merge:
         case Command::Refresh: {
-            auto r = merge(*target, settings, o.command == Command::Merge ? MergeMode::Merge : MergeMode::Refresh);
-            if (!r) {
-                log_error() << (o.command == Command::Merge ? "merge" : "refresh") << " failed: " << r.error().what();
-                return kFailed;
-            }
-            if (o.json) std::fputs((state_to_json(*r, true) + "\n").c_str(), stdout);
-            if (target->in_initrd) hand_off(*target);
-            return kOk;
+            const bool merge_cmd = o.command == Command::Merge;
+            auto r = merge(*target, settings, merge_cmd ? MergeMode::Merge : MergeMode::Refresh);
+            const int rc = report_operation(o, merge_cmd ? "merge" : "refresh", r);
+            if (rc == kOk && target->in_initrd) hand_off(*target);
+            return rc;
         }
-        case Command::Unmerge: {
-            auto r = unmerge(*target, settings);
-            if (!r) {
-                log_error() << "unmerge failed: " << r.error().what();
-                return kFailed;
-            }
-            return kOk;
-        }
-        case Command::MarkGood: {
-            auto r = mark_good(*target);
-            if (!r) {
-                log_error() << "mark-good failed: " << r.error().what();
-                return kFailed;
-            }
-            return kOk;
-        }
-        case Command::CountTries: {
-            auto r = count_pending_tries(*target);
-            if (!r) {
-                log_error() << "count-tries failed: " << r.error().what();
-                return kFailed;
-            }
-            return kOk;
-        }
+        case Command::Unmerge:
+            return report_operation(o, "unmerge", unmerge(*target, settings));
+        case Command::MarkGood:
+            return report_operation(o, "mark-good", mark_good(*target));
+        case Command::CountTries:
+            return report_operation(o, "count-tries", count_pending_tries(*target));
         case Command::Inspect:
             return inspect(o, *target, settings);
         case Command::Status:

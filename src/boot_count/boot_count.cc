@@ -126,59 +126,72 @@ void retry_pending_trials(int root_fd, MergeState& previous) {
     }
 }
 
-Result<void> count_pending_tries(const Target& target) {
+namespace {
+
+// mark-good and count-tries read the record of the merge; a missing one is
+// nothing to do.
+std::optional<MergeState> read_merge_record(const Target& target, MergeState& record) {
     auto runtime = target.runtime_dir(false);
     auto state = runtime ? read_state(runtime->get()) : Result<MergeState>(runtime.error());
+    if (state) return std::move(*state);
+    if (state.error().code() != ENOENT)
+        record.failure = state.error().prefix("cannot read the record of the merge: ").what();
+    return std::nullopt;
+}
+
+void update_merge_record(const Target& target, const MergeState& state, const char* what) {
+    auto runtime = target.runtime_dir(false);
+    auto w = runtime ? write_state(runtime->get(), state) : Result<void>(runtime.error());
+    if (!w) log_warning() << "cannot record the " << what << " in state.json: " << w.error().what();
+}
+
+}  // namespace
+
+MergeState count_pending_tries(const Target& target) {
+    MergeState record = new_record("count-tries", target.root_path);
+    auto state = read_merge_record(target, record);
     if (!state) {
-        if (state.error().code() != ENOENT) return state.error().prefix("cannot read the record of the merge: ");
-        log_info() << "nothing is merged, no try to count";
-        return {};
+        if (record.failure.empty()) log_info() << "nothing is merged, no try to count";
+        return record;
     }
     std::vector<size_t> pending;
     for (size_t i = 0; i < state->extensions.size(); i++)
         if (state->extensions[i].trial && state->extensions[i].trial->status == TrialStatus::Pending) pending.push_back(i);
     if (pending.empty()) {
         log_info() << "no try is pending, nothing to count";
-        return {};
+        return record;
     }
     retry_pending_trials(target.root_fd.get(), *state);
-    Result<void> result;
     bool changed = false;
     for (size_t i : pending) {
         ExtensionRecord& rec = state->extensions[i];
         const TrialRecord& t = *rec.trial;
-        if (t.status == TrialStatus::Counted) {
-            rec.path = t.dir + "/" + t.counted_name;
-            changed = true;
-            continue;
-        }
+        if (t.status == TrialStatus::Counted) rec.path = t.dir + "/" + t.counted_name;
+        record.extensions.push_back(rec);
         changed |= t.status != TrialStatus::Pending;
+        if (t.status == TrialStatus::Counted) continue;
         if (t.status == TrialStatus::Pending)
             // Still read-only: the entry keeps its name (mark-good may still bless it).
             log_warning() << rec.name << ": boot counting: " << t.dir << "/" << t.entry
                           << " cannot be renamed, the root is still read-only; this boot's try is not counted";
-        if (!result) continue;  // the first failure is the error
+        if (!record.failure.empty()) continue;  // the first failure is the error
         if (t.status == TrialStatus::Pending)
-            result = Error(EROFS) << rec.name << ": the root is read-only, " << t.entry << " keeps its name";
+            record.failure = rec.name + ": the root is read-only, " + t.entry + " keeps its name";
         else
-            result = Error(EIO) << rec.name << ": " << t.reason;
+            record.failure = rec.name + ": " + t.reason;
     }
-    if (changed)
-        if (auto w = write_state(runtime->get(), *state); !w)
-            log_warning() << "cannot record the counted tries in state.json: " << w.error().what();
-    return result;
+    if (changed) update_merge_record(target, *state, "counted tries");
+    return record;
 }
 
-Result<void> mark_good(const Target& target) {
-    auto runtime = target.runtime_dir(false);
-    auto state = runtime ? read_state(runtime->get()) : Result<MergeState>(runtime.error());
+MergeState mark_good(const Target& target) {
+    MergeState record = new_record("mark-good", target.root_path);
+    auto state = read_merge_record(target, record);
     if (!state) {
-        if (state.error().code() != ENOENT) return state.error().prefix("cannot read the record of the merge: ");
-        log_info() << "nothing is merged, nothing to mark good";
-        return {};
+        if (record.failure.empty()) log_info() << "nothing is merged, nothing to mark good";
+        return record;
     }
-    Result<void> result;
-    bool changed = false;
+    bool failed = false;
     for (auto& rec : state->extensions) {
         if (!rec.trial || rec.result != ExtensionResult::Merged || rec.trial->status == TrialStatus::Good) continue;
         TrialRecord& t = *rec.trial;
@@ -186,35 +199,21 @@ Result<void> mark_good(const Target& target) {
         auto dir = open_versioned_dir(target.root_fd.get(), t);
         auto r = dir ? rename_entry(dir->get(), current, t.good_name, t.identity) : Result<void>(dir.error());
         if (!r) {
-            // Reported once, by the caller: every failure in one error.
+            // Reported once, by the caller: every failure in the record.
             std::string why = rec.name + ": cannot mark " + t.dir + "/" + current + " good: " + r.error().what();
-            if (result)
-                result = Error(r.error().code()) << why;
-            else
-                result.error() << "; " << why;
+            record.failure += (failed ? "; " : "") + why;
+            failed = true;
             continue;
         }
         log_notice() << rec.name << ": marked good: renamed " << t.dir << "/" << current << " to " << t.good_name;
         t.status = TrialStatus::Good;
         t.reason = "marked good";
         rec.path = t.dir + "/" + t.good_name;
-        changed = true;
+        record.extensions.push_back(rec);
     }
-    if (!changed && result) log_info() << "no trial entry in the current merge, nothing to mark good";
-    if (changed)
-        if (auto w = write_state(runtime->get(), *state); !w)
-            log_warning() << "cannot record the marks in state.json: " << w.error().what();
-    return result;
-}
-
-std::string current_boot_id() {
-    auto fd = open_path("/proc/sys/kernel/random/boot_id", O_RDONLY);
-    if (!fd) return "";
-    auto text = read_regular_file(fd->get(), 128);
-    if (!text) return "";
-    std::string id = *text;
-    while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
-    return id;
+    if (record.extensions.empty() && !failed) log_info() << "no trial entry in the current merge, nothing to mark good";
+    if (!record.extensions.empty()) update_merge_record(target, *state, "marks");
+    return record;
 }
 
 }  // namespace rdext

@@ -48,16 +48,15 @@ void retry_pending_trials(int root_fd, MergeState& previous);
 // writable (rdext-count-tries.service): does the renames this boot's merge
 // left "pending" and records them in state.json. Nothing pending is
 // success; a rename that still cannot be done is the error (the entry
-// stays pending: no other name is touched).
-Result<void> count_pending_tries(const Target& target);
+// stays pending: no other name is touched). Returns the record of the
+// operation: the entries it counted, `failure` when one could not be.
+MergeState count_pending_tries(const Target& target);
 
 // `rdext mark-good`: renames the trial entries of the current merge (per
 // state.json) to their plain names and records that. Nothing to mark is
-// success; renames that fail make one error naming each of them (the
-// others are still done).
-Result<void> mark_good(const Target& target);
-
-// The kernel's boot id (/proc/sys/kernel/random/boot_id), "" when unknown.
-std::string current_boot_id();
+// success; renames that fail are all named in the record's `failure` (the
+// others are still done). Returns the record of the operation: the
+// entries marked good.
+MergeState mark_good(const Target& target);
 
 }  // namespace rdext

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "base/fs.h"
+#include "cli/json_output.h"
 
 namespace rdext {
 namespace {
@@ -120,7 +121,7 @@ json_object* candidates_json(const std::vector<VersionCandidate>& candidates) {
     return a;
 }
 
-std::string render_json(const InspectReport& r) {
+std::string render_json(const InspectReport& r, JsonMode mode) {
     std::unique_ptr<json_object, decltype(&json_object_put)> root(json_object_new_object(), json_object_put);
     json_object* o = root.get();
     json_object_object_add(o, "path", str(r.path));
@@ -160,8 +161,7 @@ std::string render_json(const InspectReport& r) {
     json_object_object_add(o, "image_error", str_or_null(r.image_error));
     json_object_object_add(o, "verdict", str(r.accepted() ? "accept" : "refuse"));
     json_object_object_add(o, "reason", str(r.reason()));
-    return std::string(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE)) +
-           "\n";
+    return json_document(o, mode);
 }
 
 // ---- text -----------------------------------------------------------------
@@ -233,8 +233,8 @@ std::string render_text(const InspectReport& r) {
 
 }  // namespace
 
-std::string render_inspect(const InspectReport& report, bool json) {
-    return json ? render_json(report) : render_text(report);
+std::string render_inspect(const InspectReport& report, JsonMode json) {
+    return json != JsonMode::Off ? render_json(report, json) : render_text(report);
 }
 
 }  // namespace rdext

@@ -4,10 +4,11 @@
 
 #include <string>
 
+#include "cli/options.h"
 #include "inspect/inspect.h"
 
 namespace rdext {
 
-std::string render_inspect(const InspectReport& report, bool json);
+std::string render_inspect(const InspectReport& report, JsonMode json);
 
 }  // namespace rdext

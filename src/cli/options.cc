@@ -27,6 +27,14 @@ Result<Command> parse_command(const std::string& s) {
     return Error(EINVAL) << "unknown command '" << s << "' (see rdext --help)";
 }
 
+// A bare --json stays pretty, as it always printed.
+Result<JsonMode> parse_json_mode(const char* arg) {
+    if (!arg || std::strcmp(arg, "pretty") == 0) return JsonMode::Pretty;
+    if (std::strcmp(arg, "short") == 0) return JsonMode::Short;
+    if (std::strcmp(arg, "off") == 0) return JsonMode::Off;
+    return Error(EINVAL) << "--json= expects short, pretty or off, not '" << arg << "'";
+}
+
 }  // namespace
 
 const char* usage_text() {
@@ -49,9 +57,12 @@ const char* usage_text() {
            "  --root=DIR           Root to extend (default: /sysroot in an initrd, else /)\n"
            "  --cmdline-file=FILE  Read the kernel command line from FILE, not /proc/cmdline\n"
            "  --log-level=LEVEL    err, warning, notice, info or debug (default: info)\n"
-           "  --json               Print status, list and inspect as JSON; merge and refresh\n"
-           "                       print their record, with \"operation\" (merge, refresh,\n"
-           "                       refresh-fallback, refresh-unmerged-first, unchanged)\n"
+           "  --json[=MODE]        short (one line), pretty (indented, a bare --json) or off:\n"
+           "                       print the result as JSON: status, list and inspect their\n"
+           "                       report; merge, refresh, unmerge, mark-good and count-tries\n"
+           "                       the record of the operation (\"operation\": merge, refresh,\n"
+           "                       refresh-fallback, unchanged, unmerge, mark-good,\n"
+           "                       count-tries; \"failure\" when it failed)\n"
            "  --image-policy=POLICY  Image policy (systemd.image-policy(7) syntax) for\n"
            "                       every image, in place of rd.sysext.image_policy= and\n"
            "                       rd.confext.image_policy=; a matching pattern of the\n"
@@ -93,7 +104,7 @@ Result<Options> parse_options(int argc, char** argv) {
         {"root", required_argument, nullptr, OPT_ROOT},
         {"cmdline-file", required_argument, nullptr, OPT_CMDLINE_FILE},
         {"log-level", required_argument, nullptr, OPT_LOG_LEVEL},
-        {"json", no_argument, nullptr, OPT_JSON},
+        {"json", optional_argument, nullptr, OPT_JSON},
         {"image-policy", required_argument, nullptr, OPT_IMAGE_POLICY},
         {"mutable", required_argument, nullptr, OPT_MUTABLE},
         {"os-release", required_argument, nullptr, OPT_OS_RELEASE},
@@ -114,7 +125,12 @@ Result<Options> parse_options(int argc, char** argv) {
             case OPT_ROOT: o.root = optarg; break;
             case OPT_CMDLINE_FILE: o.cmdline_file = optarg; break;
             case OPT_LOG_LEVEL: o.log_level = optarg; break;
-            case OPT_JSON: o.json = true; break;
+            case OPT_JSON: {
+                auto m = parse_json_mode(optarg);
+                if (!m) return m.error();
+                o.json = *m;
+                break;
+            }
             case OPT_IMAGE_POLICY: o.image_policy = optarg; break;
             case OPT_MUTABLE: {
                 // As systemd-sysext: --mutable=help lists the modes at once.

@@ -10,6 +10,10 @@
 
 namespace rdext {
 
+// --json=: off (text), short (one line) or pretty (indented); a bare
+// --json is pretty.
+enum class JsonMode { Off, Short, Pretty };
+
 enum class Command { Merge, Unmerge, Refresh, Status, List, MarkGood, CountTries, Inspect, Help, Version, MutableHelp };
 
 struct Options {
@@ -19,7 +23,7 @@ struct Options {
     std::optional<std::string> log_level;
     std::optional<std::string> image_policy;  // --image-policy=, for both classes
     std::optional<MutableMode> mutable_mode;  // --mutable=, for both classes
-    bool json = false;
+    JsonMode json = JsonMode::Off;
     // inspect: the image, the OS to check it against, the trust anchors.
     std::string image;
     std::optional<std::string> os_release;  // --os-release=FILE

@@ -9,9 +9,11 @@
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <string_view>
 
 #include "base/fs.h"
 #include "base/log.h"
+#include "cli/json_output.h"
 #include "discover/discover.h"
 #include "inspect/inspect.h"
 #include "merge/candidate_record.h"
@@ -24,10 +26,6 @@ namespace rdext {
 namespace {
 
 using JsonPtr = std::unique_ptr<json_object, decltype(&json_object_put)>;
-
-std::string to_text(json_object* o) {
-    return std::string(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE)) + "\n";
-}
 
 // JSON strings must be valid UTF-8; names from the root may not be.
 json_object* str(const std::string& s) {
@@ -69,17 +67,25 @@ json_object* status_json(const Target& target, const std::vector<HierarchyStatus
     }
     json_object_object_add(root, "hierarchies", arr);
     if (st) {
-        // Reuse the state file's own encoding of the records.
-        auto parsed = json_tokener_parse(state_to_json(*st, false).c_str());
-        json_object* exts = nullptr;
-        json_object_object_get_ex(parsed, "extensions", &exts);
-        json_object_object_add(root, "extensions", json_object_get(exts));
-        json_object_object_add(root, "merged_at", str(st->time));
-        json_object_put(parsed);
+        // The fields of the last operation's record, in the state file's
+        // own encoding (operation, time, boot_id, failure, classes, extensions).
+        JsonPtr parsed(json_tokener_parse(state_to_json(*st, false).c_str()), &json_object_put);
+        json_object_object_foreach(parsed.get(), key, value) {
+            if (std::string_view(key) != "root") json_object_object_add(root, key, json_object_get(value));
+        }
     } else {
+        json_object_object_add(root, "classes", json_object_new_array());
         json_object_object_add(root, "extensions", json_object_new_array());
     }
     return root;
+}
+
+// Why a class's hierarchies are not merged, when the last operation knew.
+std::string class_off_reason(const MergeState* st, ImageClass cls) {
+    if (st)
+        for (const auto& c : st->classes)
+            if (c.cls == cls && !c.enabled) return c.reason;
+    return "";
 }
 
 // Everything printed as text (names, paths, reasons, the merge metadata
@@ -93,13 +99,18 @@ std::string status_text(const std::vector<HierarchyStatus>& hs, const MergeState
         line.resize(11, ' ');
         std::string cls = class_name(h.cls);
         cls.resize(9, ' ');
-        s << line << cls << (h.merged.merged ? cescape(join(h.merged.extensions, " ")) : "none") << "\n";
+        std::string off = h.merged.merged ? "" : class_off_reason(st, h.cls);
+        s << line << cls << (h.merged.merged ? cescape(join(h.merged.extensions, " ")) : "none")
+          << (off.empty() ? "" : " (" + cescape(off) + ")") << "\n";
     }
     if (st) {
+        s << "\nLast operation: " << cescape(st->operation) << " at " << cescape(st->time);
+        if (!st->failure.empty()) s << ", failed: " << cescape(st->failure);
+        s << "\n";
         bool header = false;
         for (const auto& r : st->extensions) {
             if (r.result == ExtensionResult::Merged) continue;
-            if (!header) s << "\nNot merged (" << cescape(st->time) << "):\n";
+            if (!header) s << "Not merged:\n";
             header = true;
             s << "  " << cescape(r.name) << " (" << class_name(r.cls) << ", " << cescape(r.path)
               << "): " << extension_result_name(r.result);
@@ -230,18 +241,18 @@ std::string list_text(const std::vector<ListEntry>& entries) {
 
 }  // namespace
 
-Result<std::string> render_status(const Target& target, bool json) {
+Result<std::string> render_status(const Target& target, JsonMode json) {
     auto hs = gather_hierarchies(target);
     std::optional<MergeState> st;
     if (auto runtime = target.runtime_dir(false); runtime)
         if (auto s = read_state(runtime->get()); s) st = std::move(*s);
     const MergeState* sp = st ? &*st : nullptr;
-    if (!json) return status_text(hs, sp);
+    if (json == JsonMode::Off) return status_text(hs, sp);
     JsonPtr o(status_json(target, hs, sp), &json_object_put);
-    return to_text(o.get());
+    return json_document(o.get(), json);
 }
 
-Result<std::string> render_list(const Target& target, const Settings& settings, bool json) {
+Result<std::string> render_list(const Target& target, const Settings& settings, JsonMode json) {
     std::vector<ListEntry> entries;
     auto ctx = inspect_context({}, target, settings);
     if (!ctx) log_warning() << "cannot judge the images as a merge would: " << ctx.error().what();
@@ -261,9 +272,9 @@ Result<std::string> render_list(const Target& target, const Settings& settings, 
             entries.push_back(std::move(e));
         }
     }
-    if (!json) return list_text(entries);
+    if (json == JsonMode::Off) return list_text(entries);
     JsonPtr o(list_json(target, entries), &json_object_put);
-    return to_text(o.get());
+    return json_document(o.get(), json);
 }
 
 }  // namespace rdext

@@ -68,6 +68,14 @@ bool valid_image_name(const std::string& n) {
     });
 }
 
+// rd.sysext=, systemd.sysext=...: the last word wins, and status names it.
+template <ImageClass C>
+void set_enabled(CmdlineSettings& s, const Word& w) {
+    const size_t warnings = s.warnings.size();
+    set_bool<C, &ClassSettings::enabled>(s, w);
+    if (s.warnings.size() == warnings) s.of(C).disabled_by = s.of(C).enabled ? "" : printable(w.text);
+}
+
 template <ImageClass C, std::set<std::string> ClassSettings::*Field>
 void add_names(CmdlineSettings& s, const Word& w) {
     if (!w.value || w.value->empty()) return warn(s, w, "expects a list of image names");
@@ -120,12 +128,12 @@ const struct {
     const char* key;
     Handler handler;
 } kOptions[] = {
-    {"rd.sysext", set_bool<Sysext, &ClassSettings::enabled>},
-    {"rd.systemd.sysext", set_bool<Sysext, &ClassSettings::enabled>},
-    {"systemd.sysext", set_bool<Sysext, &ClassSettings::enabled>},
-    {"rd.confext", set_bool<Confext, &ClassSettings::enabled>},
-    {"rd.systemd.confext", set_bool<Confext, &ClassSettings::enabled>},
-    {"systemd.confext", set_bool<Confext, &ClassSettings::enabled>},
+    {"rd.sysext", set_enabled<Sysext>},
+    {"rd.systemd.sysext", set_enabled<Sysext>},
+    {"systemd.sysext", set_enabled<Sysext>},
+    {"rd.confext", set_enabled<Confext>},
+    {"rd.systemd.confext", set_enabled<Confext>},
+    {"systemd.confext", set_enabled<Confext>},
     {"rd.sysext.exclude", add_names<Sysext, &ClassSettings::exclude>},
     {"rd.confext.exclude", add_names<Confext, &ClassSettings::exclude>},
     {"rd.sysext.require", add_names<Sysext, &ClassSettings::require>},

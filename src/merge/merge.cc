@@ -5,8 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <chrono>
 #include <map>
 #include <optional>
 
@@ -44,22 +42,6 @@ std::string identity_of(const Candidate& c) {
     if (!st) return "";
     return format_devnum(st->st_dev) + ":" + std::to_string(st->st_ino) + "@" +
            std::to_string(st->st_mtim.tv_sec) + "." + std::to_string(st->st_mtim.tv_nsec);
-}
-
-std::string now_iso8601() {
-    // Calendar arithmetic only: glibc's gmtime() and strftime() load the
-    // time zone file first, which is wasted on a UTC time stamp.
-    using namespace std::chrono;
-    const auto now = floor<seconds>(system_clock::now());
-    const auto day = floor<days>(now);
-    const year_month_day ymd{day};
-    const hh_mm_ss hms{now - day};
-    char buf[64];
-    std::snprintf(buf, sizeof(buf), "%04d-%02u-%02uT%02ld:%02ld:%02ldZ", static_cast<int>(ymd.year()),
-                  static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                  static_cast<long>(hms.hours().count()), static_cast<long>(hms.minutes().count()),
-                  static_cast<long>(hms.seconds().count()));
-    return buf;
 }
 
 // What every step of a run works with, passed down as one.
@@ -562,14 +544,13 @@ Result<void> prepare_class(const RunContext& rc, ImageClass cls, ClassWork& work
     return {};
 }
 
-// `operation` names the run in the record when it is not simply a merge or
-// a refresh (a refresh that unmerged first).
-Result<MergeState> merge_fresh(const Target& target, const Settings& settings, Run& run,
-                               const char* operation = nullptr) {
+// Builds and commits the merge, recording it in `state` (operation preset
+// by the caller). `previous` is state.json's record of the merge before;
+// boot counting updates it. state.json is written by merge().
+Result<void> merge_fresh(const Target& target, const Settings& settings, Run& run, MergeState& state,
+                         std::optional<MergeState>& previous) {
     const bool refresh = run.refresh();
-    MergeState state;
-    state.root = target.root_path;
-    state.time = now_iso8601();
+    state.extensions.clear();
     if (!refresh)
         for (ImageClass cls : all_classes())
             if (settings.class_enabled(cls)) RDEXT_TRY(refuse_if_merged(target, cls));
@@ -585,28 +566,22 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings, R
     if (!compat) return compat.error();
     run.loop_reuse = refresh ? std::make_unique<LoopReuse>() : nullptr;
     // Boot counting: renames the last merge could not do on a read-only root.
-    std::optional<MergeState> previous;
-    if (auto p = read_state(runtime->get()); p) previous = std::move(*p);
     if (previous) retry_pending_trials(target.root_fd.get(), *previous);
-    state.boot_id = current_boot_id();
     const RunContext rc{target, settings, *staging, *compat, state, run};
 
     std::vector<ClassWork> work(all_classes().size());
     std::vector<PreparedOverlay> overlays;
     for (ImageClass cls : all_classes()) {
         if (!settings.class_enabled(cls)) {
-            log_info() << class_name(cls) << " merging is disabled on the kernel command line";
+            log_info() << class_name(cls) << " merging is switched off by " << settings.of(cls).disabled_by;
             continue;
         }
         RDEXT_TRY(prepare_class(rc, cls, work[static_cast<size_t>(cls)], overlays));
     }
     // A required extension that is missing fails the run before anything
     // becomes visible; the record still says why, for `rdext status`.
-    if (auto missing = missing_required(state, settings); !missing.empty()) {
-        if (auto w = write_state(runtime->get(), state); !w)
-            log_warning() << "cannot record the merge in state.json: " << w.error().what();
+    if (auto missing = missing_required(state, settings); !missing.empty())
         return Error(ENOENT) << "required extension not merged: " << join(missing, "; ");
-    }
     RDEXT_TRY(refresh ? swap_overlays(target, overlays, run) : commit_overlays(target, overlays));
     var->keep();
     // Merged: the overlays hold the loop and dm devices now; autoclear and
@@ -615,13 +590,8 @@ Result<MergeState> merge_fresh(const Target& target, const Settings& settings, R
         for (auto& a : w.admitted) a.image.relinquish();
     // Each merged trial entry has used up one try of this boot.
     count_trials(target.root_fd.get(), previous ? &*previous : nullptr, state);
-    state.operation = operation                 ? operation
-                      : !refresh                ? "merge"
-                      : run.fell_back           ? "refresh-fallback"
-                                                : "refresh";
-    if (auto w = write_state(runtime->get(), state); !w)
-        log_warning() << "cannot record the merge in state.json: " << w.error().what();
-    return state;
+    if (run.fell_back) state.operation = "refresh-fallback";
+    return {};
 }
 
 // A merge with something mounted over it is not rdext's to take off or to
@@ -639,7 +609,8 @@ Result<void> refuse_covered_merges(const Target& target, const Settings& setting
 // current merge (a hierarchy that is a file system of its own) takes the
 // current merge off and merges again; a copy of the old merge is kept so a
 // failed merge can put it back.
-Result<MergeState> refresh_by_unmerging(const Target& target, const Settings& settings, Run& run) {
+Result<void> refresh_by_unmerging(const Target& target, const Settings& settings, Run& run, MergeState& state,
+                                  std::optional<MergeState>& previous) {
     std::vector<SavedMerge> saved;
     for (ImageClass cls : all_classes()) {
         if (!settings.class_enabled(cls)) continue;
@@ -654,9 +625,11 @@ Result<MergeState> refresh_by_unmerging(const Target& target, const Settings& se
             return r.error();
         }
     }
-    // Nothing is merged now: the rest of the run merges afresh.
+    // Nothing is merged now: the rest of the run merges afresh, the
+    // refresh's fallback (a short gap).
     run.mode = MergeMode::Merge;
-    auto r = merge_fresh(target, settings, run, "refresh-unmerged-first");
+    state.operation = "refresh-fallback";
+    auto r = merge_fresh(target, settings, run, state, previous);
     if (!r) restore_merges(target, saved);
     return r;
 }
@@ -673,30 +646,144 @@ bool nothing_changed(const Target& target, const Settings& settings) {
     return true;
 }
 
-}  // namespace
+// Whether any hierarchy of the class carries a merge (rdext's or systemd-sysext's).
+bool class_merged(const Target& target, ImageClass cls) {
+    for (const auto& h : class_info(cls).hierarchies) {
+        auto fd = target.open_hierarchy(h);
+        if (!fd) continue;
+        if (auto m = read_merged(fd->get(), cls); m && m->merged) return true;
+    }
+    return false;
+}
+
+bool anything_merged(const Target& target, const Settings& settings) {
+    for (ImageClass cls : all_classes())
+        if (settings.class_enabled(cls) && class_merged(target, cls)) return true;
+    return false;
+}
+
+std::vector<ClassRecord> class_records(const Settings& settings) {
+    std::vector<ClassRecord> out;
+    for (ImageClass cls : all_classes()) {
+        const bool on = settings.class_enabled(cls);
+        out.push_back({cls, on, on ? "" : "switched off by " + settings.of(cls).disabled_by});
+    }
+    return out;
+}
+
+// state.json describes what is mounted: per class, the records of this
+// operation when it merged the class, else (it failed, or the class is
+// switched off) those of the merge that stays mounted; a failed operation
+// that left the class unmerged records nothing of it as merged.
+void keep_mounted_records(const Target& target, const std::optional<MergeState>& previous, MergeState& state) {
+    std::vector<ExtensionRecord> out;
+    const bool failed = !state.failure.empty();
+    for (ImageClass cls : all_classes()) {
+        const bool replaced = !failed && state.classes[static_cast<size_t>(cls)].enabled;
+        const bool keep = !replaced && previous && class_merged(target, cls);
+        for (const auto& r : keep ? previous->extensions : state.extensions) {
+            if (r.cls != cls) continue;
+            out.push_back(r);
+            if (!keep && failed && r.result == ExtensionResult::Merged) {
+                out.back().result = ExtensionResult::Skipped;
+                out.back().reason = "the " + state.operation + " failed";
+                out.back().hierarchies.clear();
+            }
+        }
+    }
+    state.extensions = std::move(out);
+}
+
+void record_state(const Target& target, const std::optional<MergeState>& previous, MergeState& state) {
+    keep_mounted_records(target, previous, state);
+    auto runtime = target.runtime_dir(true);
+    auto w = runtime ? write_state(runtime->get(), state) : Result<void>(runtime.error());
+    if (!w) log_warning() << "cannot record the " << state.operation << " in state.json: " << w.error().what();
+}
+
+std::optional<MergeState> read_previous(const Target& target) {
+    if (auto runtime = target.runtime_dir(false); runtime)
+        if (auto s = read_state(runtime->get()); s) return std::move(*s);
+    return std::nullopt;
+}
 
 // A refresh builds the new merge out of sight, its bottom layers the root's
 // own hierarchies reached beneath the current merge, and swaps it in
-// (commit.h: swap_overlays).
-Result<MergeState> merge(const Target& target, const Settings& settings, MergeMode mode) {
+// (commit.h: swap_overlays). A refresh of an unmerged root is a merge.
+Result<void> merge_or_refresh(const Target& target, const Settings& settings, MergeMode mode, MergeState& state,
+                              std::optional<MergeState>& previous) {
     RDEXT_TRY(refuse_covered_merges(target, settings));
+    if (mode == MergeMode::Refresh && !anything_merged(target, settings)) {
+        log_info() << "refresh: nothing is merged, merging";
+        mode = MergeMode::Merge;
+        state.operation = "merge";
+    }
     Run run;
     run.mode = mode;
-    if (mode == MergeMode::Merge) return merge_fresh(target, settings, run);
+    if (mode == MergeMode::Merge) return merge_fresh(target, settings, run, state, previous);
     if (nothing_changed(target, settings)) {
         log_info() << "nothing changed since the last merge, not refreshing";
-        MergeState same;
-        if (auto runtime = target.runtime_dir(false); runtime)
-            if (auto s = read_state(runtime->get()); s) same = std::move(*s);
-        same.operation = "unchanged";
-        return same;
+        if (previous) state.extensions = previous->extensions;
+        state.operation = "unchanged";
+        return {};
     }
-    auto r = merge_fresh(target, settings, run);
+    auto r = merge_fresh(target, settings, run, state, previous);
     if (!r && r.error().code() == EXDEV) {
         log_warning() << r.error().message() << "; refreshing by unmerging first (a short gap)";
-        return refresh_by_unmerging(target, settings, run);
+        return refresh_by_unmerging(target, settings, run, state, previous);
     }
     return r;
+}
+
+// The records of what is merged on the class's hierarchies now, as their
+// merge recorded them (bare names for a merge without a record).
+void add_merged_records(const Target& target, ImageClass cls, const std::optional<MergeState>& previous,
+                        MergeState& record) {
+    std::vector<std::string> names;
+    for (const auto& h : class_info(cls).hierarchies) {
+        auto fd = target.open_hierarchy(h);
+        auto m = fd ? read_merged(fd->get(), cls) : Result<MergedHierarchy>(fd.error());
+        if (!m || !m->merged) continue;
+        for (const auto& n : m->extensions)
+            if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+    }
+    for (const auto& n : names) {
+        ExtensionRecord bare;
+        bare.name = n;
+        bare.cls = cls;
+        bare.result = ExtensionResult::Merged;
+        const ExtensionRecord* known = &bare;
+        if (previous)
+            for (const auto& r : previous->extensions)
+                if (r.name == n && r.cls == cls && r.result == ExtensionResult::Merged) known = &r;
+        record.extensions.push_back(*known);
+    }
+}
+
+Result<void> unmerge_classes(const Target& target, const Settings& settings, const std::optional<MergeState>& previous,
+                             MergeState& record) {
+    RDEXT_TRY(refuse_covered_merges(target, settings));
+    Result<void> result;
+    for (ImageClass cls : all_classes()) {
+        if (!settings.class_enabled(cls)) continue;
+        add_merged_records(target, cls, previous, record);
+        for (const auto& h : class_info(cls).hierarchies) {
+            auto r = unmerge_hierarchy(target, cls, h);
+            if (!r && result) result = r.error();
+        }
+    }
+    return result;
+}
+
+}  // namespace
+
+MergeState merge(const Target& target, const Settings& settings, MergeMode mode) {
+    MergeState state = new_record(mode == MergeMode::Merge ? "merge" : "refresh", target.root_path);
+    state.classes = class_records(settings);
+    std::optional<MergeState> previous = read_previous(target);
+    if (auto r = merge_or_refresh(target, settings, mode, state, previous); !r) state.failure = r.error().what();
+    record_state(target, previous, state);
+    return state;
 }
 
 std::vector<std::string> missing_required(const MergeState& state, const Settings& settings) {
@@ -710,24 +797,32 @@ std::vector<std::string> missing_required(const MergeState& state, const Setting
                     merged = r.result == ExtensionResult::Merged;
                     why = extension_result_name(r.result) + (r.reason.empty() ? "" : ": " + r.reason);
                 }
-            if (!settings.class_enabled(cls)) why = std::string(class_name(cls)) + " merging is disabled";
+            if (!settings.class_enabled(cls)) why = std::string(class_name(cls)) + " merging is switched off by " + settings.of(cls).disabled_by;
             if (!merged) missing.push_back(std::string(class_name(cls)) + " " + name + " (" + why + ")");
         }
     return missing;
 }
 
-Result<void> unmerge(const Target& target, const Settings& settings) {
-    RDEXT_TRY(refuse_covered_merges(target, settings));
-    Result<void> result;
-    for (ImageClass cls : all_classes()) {
-        if (!settings.class_enabled(cls)) continue;
-        for (const auto& h : class_info(cls).hierarchies) {
-            auto r = unmerge_hierarchy(target, cls, h);
-            if (!r && result) result = r.error();
-        }
+MergeState unmerge(const Target& target, const Settings& settings) {
+    MergeState record = new_record("unmerge", target.root_path);
+    record.classes = class_records(settings);
+    const std::optional<MergeState> previous = read_previous(target);
+    if (auto r = unmerge_classes(target, settings, previous, record); !r) record.failure = r.error().what();
+    // state.json keeps the records of what stays merged (a class switched
+    // off, a hierarchy that could not be unmerged) and a failure.
+    MergeState rest = record;
+    rest.extensions.clear();
+    for (ImageClass cls : all_classes())
+        if (previous && class_merged(target, cls))
+            for (const auto& r : previous->extensions)
+                if (r.cls == cls) rest.extensions.push_back(r);
+    if (auto runtime = target.runtime_dir(false); runtime) {
+        if (rest.extensions.empty() && rest.failure.empty())
+            (void)remove_state(runtime->get());
+        else if (auto w = write_state(runtime->get(), rest); !w)
+            log_warning() << "cannot record the unmerge in state.json: " << w.error().what();
     }
-    if (auto runtime = target.runtime_dir(false); runtime) (void)remove_state(runtime->get());
-    return result;
+    return record;
 }
 
 }  // namespace rdext

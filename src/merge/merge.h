@@ -17,17 +17,20 @@
 
 namespace rdext {
 
-// Returns the record of what was merged, skipped and why; also written to
-// the runtime directory's state.json. A required extension (rd.sysext.require=)
-// that would not be merged fails the run before anything is committed.
-Result<MergeState> merge(const Target& target, const Settings& settings, MergeMode mode);
+// Returns the record of the operation: what was merged, skipped and why,
+// and `failure` when it failed; state.json gets the records of what is
+// mounted afterwards (state_file.h). A required extension
+// (rd.sysext.require=) that would not be merged fails the run before
+// anything is committed. A refresh of an unmerged root is a merge.
+MergeState merge(const Target& target, const Settings& settings, MergeMode mode);
 
 // Names required on the kernel command line (rd.sysext.require=) that the
 // merge did not merge, each with the reason; empty when all are there.
 std::vector<std::string> missing_required(const MergeState& state, const Settings& settings);
 
 // Removes rdext's (or systemd-sysext's) overlays from the class's
-// hierarchies. Hierarchies that are not merged are left alone.
-Result<void> unmerge(const Target& target, const Settings& settings);
+// hierarchies. Hierarchies that are not merged are left alone. The record
+// lists what was merged there (`failure` when some could not be taken off).
+MergeState unmerge(const Target& target, const Settings& settings);
 
 }  // namespace rdext

@@ -4,6 +4,8 @@
 #include <json-c/json.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
 #include <memory>
 
 #include "base/fault.h"
@@ -62,6 +64,18 @@ std::vector<std::string> get_strings(json_object* o, const char* key) {
     return out;
 }
 
+// The objects of o's array `key`; anything else in it is passed over.
+std::vector<json_object*> objects(json_object* o, const char* key) {
+    std::vector<json_object*> out;
+    json_object* a = nullptr;
+    if (json_object_object_get_ex(o, key, &a) && json_object_is_type(a, json_type_array))
+        for (size_t i = 0; i < json_object_array_length(a); i++) {
+            json_object* e = json_object_array_get_idx(a, i);
+            if (json_object_is_type(e, json_type_object)) out.push_back(e);
+        }
+    return out;
+}
+
 json_object* candidate_to_json(const VersionCandidate& c) {
     json_object* o = json_object_new_object();
     add_string(o, "path", c.path);
@@ -103,8 +117,9 @@ json_object* record_to_json(const ExtensionRecord& r) {
     json_object* o = json_object_new_object();
     add_string(o, "name", r.name);
     add_string(o, "class", class_name(r.cls));
-    add_string(o, "path", r.path);
-    add_string(o, "kind", r.kind);
+    // A merge known only by its metadata (systemd-sysext's) names no path.
+    if (!r.path.empty()) add_string(o, "path", r.path);
+    if (!r.kind.empty()) add_string(o, "kind", r.kind);
     if (!r.fstype.empty()) add_string(o, "fstype", r.fstype);
     if (!r.identity.empty()) add_string(o, "identity", r.identity);
     add_string(o, "result", extension_result_name(r.result));
@@ -135,17 +150,29 @@ ExtensionRecord record_from_json(json_object* o) {
     r.reason = get_string(o, "reason");
     r.hierarchies = get_strings(o, "hierarchies");
     r.versioned_dir = get_string(o, "versioned_dir");
-    json_object* c = nullptr;
-    if (json_object_object_get_ex(o, "candidates", &c) && json_object_is_type(c, json_type_array))
-        for (size_t i = 0; i < json_object_array_length(c); i++) {
-            json_object* e = json_object_array_get_idx(c, i);
-            if (json_object_is_type(e, json_type_object)) r.candidates.push_back(candidate_from_json(e));
-        }
+    for (json_object* c : objects(o, "candidates")) r.candidates.push_back(candidate_from_json(c));
     r.notes = get_strings(o, "notes");
     json_object* t = nullptr;
     if (json_object_object_get_ex(o, "trial", &t) && json_object_is_type(t, json_type_object))
         r.trial = trial_from_json(t);
     return r;
+}
+
+json_object* class_to_json(const ClassRecord& c) {
+    json_object* o = json_object_new_object();
+    add_string(o, "class", class_name(c.cls));
+    json_object_object_add(o, "enabled", json_object_new_boolean(c.enabled));
+    add_string(o, "reason", c.reason);
+    return o;
+}
+
+ClassRecord class_from_json(json_object* o) {
+    ClassRecord c;
+    c.cls = class_from_name(get_string(o, "class")).value_or(ImageClass::Sysext);
+    json_object* v = nullptr;
+    c.enabled = !json_object_object_get_ex(o, "enabled", &v) || json_object_get_boolean(v);
+    c.reason = get_string(o, "reason");
+    return c;
 }
 
 }  // namespace
@@ -164,10 +191,14 @@ std::optional<ExtensionResult> extension_result_from_name(std::string_view name)
 
 std::string state_to_json(const MergeState& s, bool pretty) {
     JsonPtr root(json_object_new_object(), &json_object_put);
+    add_string(root.get(), "operation", s.operation);
     add_string(root.get(), "root", s.root);
     add_string(root.get(), "time", s.time);
-    if (!s.boot_id.empty()) add_string(root.get(), "boot_id", s.boot_id);
-    if (!s.operation.empty()) add_string(root.get(), "operation", s.operation);
+    add_string(root.get(), "boot_id", s.boot_id);
+    if (!s.failure.empty()) add_string(root.get(), "failure", s.failure);
+    json_object* classes = json_object_new_array();
+    for (const auto& c : s.classes) json_object_array_add(classes, class_to_json(c));
+    json_object_object_add(root.get(), "classes", classes);
     json_object* exts = json_object_new_array();
     for (const auto& r : s.extensions) json_object_array_add(exts, record_to_json(r));
     json_object_object_add(root.get(), "extensions", exts);
@@ -182,14 +213,48 @@ Result<MergeState> state_from_json(const std::string& text) {
     MergeState s;
     s.root = get_string(root.get(), "root");
     s.time = get_string(root.get(), "time");
+    if (s.time.empty()) s.time = get_string(root.get(), "merged_at");
     s.boot_id = get_string(root.get(), "boot_id");
     s.operation = get_string(root.get(), "operation");
-    json_object* exts = nullptr;
-    if (json_object_object_get_ex(root.get(), "extensions", &exts) && json_object_is_type(exts, json_type_array))
-        for (size_t i = 0; i < json_object_array_length(exts); i++) {
-            json_object* e = json_object_array_get_idx(exts, i);
-            if (json_object_is_type(e, json_type_object)) s.extensions.push_back(record_from_json(e));
-        }
+    if (s.operation == "refresh-unmerged-first") s.operation = "refresh-fallback";
+    s.failure = get_string(root.get(), "failure");
+    for (json_object* c : objects(root.get(), "classes")) s.classes.push_back(class_from_json(c));
+    for (json_object* e : objects(root.get(), "extensions")) s.extensions.push_back(record_from_json(e));
+    return s;
+}
+
+std::string now_iso8601() {
+    // Calendar arithmetic only: glibc's gmtime() and strftime() load the
+    // time zone file first, which is wasted on a UTC time stamp.
+    using namespace std::chrono;
+    const auto now = floor<seconds>(system_clock::now());
+    const auto day = floor<days>(now);
+    const year_month_day ymd{day};
+    const hh_mm_ss hms{now - day};
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "%04d-%02u-%02uT%02ld:%02ld:%02ldZ", static_cast<int>(ymd.year()),
+                  static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                  static_cast<long>(hms.hours().count()), static_cast<long>(hms.minutes().count()),
+                  static_cast<long>(hms.seconds().count()));
+    return buf;
+}
+
+std::string current_boot_id() {
+    auto fd = open_path("/proc/sys/kernel/random/boot_id", O_RDONLY);
+    if (!fd) return "";
+    auto text = read_regular_file(fd->get(), 128);
+    if (!text) return "";
+    std::string id = *text;
+    while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+    return id;
+}
+
+MergeState new_record(const std::string& operation, const std::string& root) {
+    MergeState s;
+    s.operation = operation;
+    s.root = root;
+    s.time = now_iso8601();
+    s.boot_id = current_boot_id();
     return s;
 }
 

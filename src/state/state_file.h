@@ -62,22 +62,43 @@ struct ExtensionRecord {
     std::optional<TrialRecord> trial;          // the chosen entry is a trial
 };
 
-// The record in state.json keeps the words of the name tables above. A
-// record read back with a word this version does not know (written by
+// Whether a class took part in the operation, and if not, why.
+struct ClassRecord {
+    ImageClass cls = ImageClass::Sysext;
+    bool enabled = true;
+    std::string reason;  // "switched off by rd.sysext=0"; "" when enabled
+};
+
+// The record of an operation (doc/json/operation.schema.json): what
+// merge, refresh, unmerge, mark-good and count-tries print with --json, and
+// what state.json keeps of the last merge or refresh. state.json always
+// describes what is mounted: a failed operation keeps the records of the
+// merge that stays (none when nothing does) and says why in `failure`.
+// A record read back with a word this version does not know (written by
 // another version) counts as skipped, a trial's status as unset, a missing
-// class as sysext (files older than the key).
+// class as sysext (files older than the key); older files' "merged_at" is
+// the time, their "refresh-unmerged-first" a refresh-fallback.
 struct MergeState {
+    // "merge", "refresh" (mount beneath), "refresh-fallback" (unmount and
+    // mount), "unchanged", "unmerge", "mark-good", "count-tries".
+    std::string operation;
     std::string root;
     std::string time;  // ISO 8601, UTC
     std::string boot_id;  // the kernel's boot id: boot counting counts a try once per boot
-    // What the run did: "merge", "refresh" (mount beneath), "refresh-fallback"
-    // (unmount and mount), "refresh-unmerged-first", "unchanged".
-    std::string operation;
+    std::string failure;  // why the operation failed; "" when it did not
+    std::vector<ClassRecord> classes;
     std::vector<ExtensionRecord> extensions;
 };
 
 std::string state_to_json(const MergeState& s, bool pretty);
 Result<MergeState> state_from_json(const std::string& text);
+
+// ISO 8601, UTC, to the second.
+std::string now_iso8601();
+// The kernel's boot id (/proc/sys/kernel/random/boot_id), "" when unknown.
+std::string current_boot_id();
+// A record of `operation` on `root`, made now (time and boot id).
+MergeState new_record(const std::string& operation, const std::string& root);
 
 Result<void> write_state(int runtime_fd, const MergeState& s);
 // ENOENT when no merge was recorded.

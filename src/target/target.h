@@ -20,6 +20,7 @@ namespace rdext {
 // --mutable= over them. One shape for the command line and the merge.
 struct ClassSettings {
     bool enabled = true;                // rd.sysext=, rd.confext= (and systemd.*)
+    std::string disabled_by;            // the word that switched it off ("rd.sysext=0"), for status
     std::set<std::string> exclude;      // rd.sysext.exclude=NAME,...
     // rd.sysext.require=: extensions the boot cannot do without; if one is
     // not merged, the merge fails so the initrd takes its emergency path.

@@ -4,7 +4,11 @@
 #   systemd.sysext=0, rd.systemd.sysext=0 and the confext twins do the same,
 #   rd.sysext.exclude= / rd.confext.exclude= drop exactly the named images
 #   (no prefix match), an unknown rd.sysext.* option warns but merges,
-#   and every run leaves the state as before after unmerge.
+#   and every run leaves the state as before after unmerge;
+#   status says which switch turned a class off, and what the last operation
+#   was and why it failed: a failed rd.sysext.require= records no extension
+#   as merged (nothing is), a failed refresh keeps the records of the merge
+#   that stays mounted; a refresh of an unmerged root is a merge.
 source "$(dirname "$0")/lib.sh"
 require_root_env
 
@@ -77,5 +81,73 @@ scenario "rd.sysext.exclude=ab rd.confext.exclude=xy" "a b" "x"
 scenario 'rd.sysext.exclude="a,b"' "ab" "x xy"
 scenario "rd.sysext.exclude= rd.confext.exclude=" "a ab b" "x xy"
 scenario "rd.sysext.foo=bar" "a ab b" "x xy" 'rd\.sysext\.foo'
+
+EMPTY=$TEST_DIR/empty-cmdline
+: >"$EMPTY"
+
+# status_json EXPR: evaluate EXPR over `status --json`
+status_json() {
+    run_rdext --root="$R" --json status
+    expect_rc 0
+    json_query "$TEST_DIR/last.out" "$1"
+}
+
+for sw in rd.sysext=0 systemd.sysext=0 rd.confext=false; do
+    check "status names the switch of '$sw'"
+    printf '%s\n' "$sw" >"$CMDLINE"
+    run_rdext --root="$R" --cmdline-file="$CMDLINE" merge
+    expect_rc 0
+    cls=${sw%%=*}; cls=${cls##*.}
+    got=$(status_json "[(c['enabled'], c['reason']) for c in d['classes'] if c['class'] == '$cls']")
+    [[ $got == "[[false, \"switched off by $sw\"]]" ]] || fail "status --json classes for $sw: $got"
+    run_rdext --root="$R" status
+    grep -q "switched off by $sw" "$TEST_DIR/last.out" || fail "status does not say '$sw' switched $cls off: $(last_out)"
+    run_rdext --root="$R" unmerge
+    expect_rc 0
+done
+
+check "a failed rd.sysext.require= records the failure and no extension as merged"
+printf 'rd.sysext.require=a,missing\n' >"$CMDLINE"
+run_rdext --root="$R" --cmdline-file="$CMDLINE" merge
+expect_rc 1
+assert_not_merged "$R" /usr
+assert_not_merged "$R" /etc
+got=$(status_json "[e['name'] for e in d['extensions'] if e['result'] == 'merged']")
+[[ $got == '[]' ]] || fail "status --json after a failed merge records as merged: $got"
+got=$(json_query "$TEST_DIR/last.out" "(d['operation'], 'missing' in d.get('failure', ''), bool(d['time']), 'boot_id' in d)")
+[[ $got == '["merge", true, true, true]' ]] || fail "status --json after a failed merge: operation, failure, time, boot_id: $got"
+run_rdext --root="$R" status
+grep -E "merge.*failed.*missing" "$TEST_DIR/last.out" >/dev/null || fail "status does not show the failed merge and why: $(last_out)"
+snapshot_state "$R" after-required
+assert_same_state before after-required
+
+check "a failed refresh keeps the records of the merge that stays mounted"
+run_rdext --root="$R" --cmdline-file="$EMPTY" merge
+expect_rc 0
+run_rdext --root="$R" --cmdline-file="$CMDLINE" refresh
+expect_rc 1
+assert_merged "$R" /usr a ab b
+got=$(status_json "sorted(e['name'] for e in d['extensions'] if e['result'] == 'merged')")
+[[ $got == '["a", "ab", "b", "x", "xy"]' ]] || fail "status --json after a failed refresh records as merged: $got"
+got=$(json_query "$TEST_DIR/last.out" "(d['operation'], 'missing' in d.get('failure', ''))")
+[[ $got == '["refresh", true]' ]] || fail "status --json after a failed refresh: operation, failure: $got"
+run_rdext --root="$R" --cmdline-file="$EMPTY" refresh
+expect_rc 0
+got=$(status_json "'failure' in d")
+[[ $got == false ]] || fail "status --json still shows a failure after a good refresh"
+run_rdext --root="$R" unmerge
+expect_rc 0
+
+check "a refresh of an unmerged root is a merge, and says so"
+run_rdext --root="$R" --cmdline-file="$EMPTY" --json refresh
+expect_rc 0
+assert_merged "$R" /usr a ab b
+[[ $(json_query "$TEST_DIR/last.out" "d['operation']") == merge ]] || fail "refresh of an unmerged root: $(last_out)"
+expect_stderr_line "nothing is merged"
+[[ $(status_json "d['operation']") == merge ]] || fail "status after a refresh of an unmerged root: $(last_out)"
+run_rdext --root="$R" unmerge
+expect_rc 0
+snapshot_state "$R" after-refresh-merge
+assert_same_state before after-refresh-merge
 
 log "PASS"

@@ -93,6 +93,17 @@ TEST_CASE("cmdline: rd.sysext and rd.confext switch the classes") {
     CHECK_FALSE(s.of(ImageClass::Confext).enabled);
 }
 
+TEST_CASE("cmdline: the switch that turned a class off is kept for status") {
+    CmdlineSettings s = parse_cmdline("systemd.sysext=0 rd.confext=no");
+    CHECK(s.of(ImageClass::Sysext).disabled_by == "systemd.sysext=0");
+    CHECK(s.of(ImageClass::Confext).disabled_by == "rd.confext=no");
+    s = parse_cmdline("rd.sysext=0 rd.sysext=1");
+    CHECK(s.of(ImageClass::Sysext).disabled_by.empty());
+    s = parse_cmdline("rd.sysext=0 rd.sysext=bogus");  // ignored: still off by the first
+    CHECK_FALSE(s.of(ImageClass::Sysext).enabled);
+    CHECK(s.of(ImageClass::Sysext).disabled_by == "rd.sysext=0");
+}
+
 TEST_CASE("cmdline: a boolean key without a value means true") {
     CmdlineSettings s = parse_cmdline("rd.sysext=0 rd.sysext");
     CHECK(s.of(ImageClass::Sysext).enabled);

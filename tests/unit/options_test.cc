@@ -27,7 +27,7 @@ TEST_CASE("inspect options: image, os-release, certificates") {
     CHECK(o->image == "foo.raw");
     CHECK(o->os_release == std::optional<std::string>("/tmp/os"));
     CHECK(o->certificates == std::vector<std::string>{"a.crt", "b.crt"});
-    CHECK(o->json);
+    CHECK(o->json == JsonMode::Pretty);
 }
 
 TEST_CASE("inspect options: options may follow the command and the image") {
@@ -36,7 +36,7 @@ TEST_CASE("inspect options: options may follow the command and the image") {
     CHECK(o->command == Command::Inspect);
     CHECK(o->image == "foo.raw");
     CHECK(o->os_release == std::optional<std::string>("/tmp/os"));
-    CHECK(o->json);
+    CHECK(o->json == JsonMode::Pretty);
 }
 
 TEST_CASE("inspect options: usage errors") {
@@ -54,9 +54,20 @@ TEST_CASE("options: commands and flags") {
     REQUIRE(o);
     CHECK(o->command == Command::Status);
     CHECK(o->root == "/r");
-    CHECK(o->json);
+    CHECK(o->json == JsonMode::Pretty);
     CHECK(parse_args({"rdext", "--help"})->command == Command::Help);
     CHECK(parse_args({"rdext", "--version"})->command == Command::Version);
+}
+
+TEST_CASE("options: --json=short|pretty|off, a bare --json is pretty") {
+    CHECK(parse_args({"rdext", "status"})->json == JsonMode::Off);
+    CHECK(parse_args({"rdext", "--json=short", "status"})->json == JsonMode::Short);
+    CHECK(parse_args({"rdext", "--json=pretty", "merge"})->json == JsonMode::Pretty);
+    CHECK(parse_args({"rdext", "--json", "--json=off", "unmerge"})->json == JsonMode::Off);
+    CHECK(parse_args({"rdext", "mark-good", "--json=short"})->json == JsonMode::Short);
+    auto bad = parse_args({"rdext", "--json=yaml", "status"});
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().code() == EINVAL);
 }
 
 TEST_CASE("options: usage errors") {

@@ -81,3 +81,34 @@ TEST_CASE("state.json keeps the words, and reads unknown ones as skipped and uns
     REQUIRE(odd->extensions[0].trial);
     CHECK(odd->extensions[0].trial->status == TrialStatus::Unset);
 }
+
+TEST_CASE("state.json records the operation: failure and classes, and back") {
+    MergeState s;
+    s.operation = "merge";
+    s.time = "2026-01-01T00:00:00Z";
+    s.boot_id = "b";
+    s.failure = "required extension not merged: sysext x (not found)";
+    s.classes = {{ImageClass::Sysext, false, "switched off by rd.sysext=0"}, {ImageClass::Confext, true, ""}};
+    const std::string text = state_to_json(s, false);
+    CHECK(text.find("\"failure\":\"required") != std::string::npos);
+    CHECK(text.find("\"enabled\":false") != std::string::npos);
+    auto back = state_from_json(text);
+    REQUIRE(back);
+    CHECK(back->failure == s.failure);
+    REQUIRE(back->classes.size() == 2);
+    CHECK_FALSE(back->classes[0].enabled);
+    CHECK(back->classes[0].reason == "switched off by rd.sysext=0");
+    CHECK(back->classes[1].cls == ImageClass::Confext);
+    // Success has no failure key at all.
+    s.failure.clear();
+    CHECK(state_to_json(s, false).find("failure") == std::string::npos);
+}
+
+TEST_CASE("state.json of older versions: merged_at and refresh-unmerged-first") {
+    auto old = state_from_json(R"({"root":"/","merged_at":"2025-01-01T00:00:00Z","operation":"refresh-unmerged-first"})");
+    REQUIRE(old);
+    CHECK(old->time == "2025-01-01T00:00:00Z");
+    CHECK(old->operation == "refresh-fallback");
+    CHECK(old->failure.empty());
+    CHECK(old->classes.empty());
+}

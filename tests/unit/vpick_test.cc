@@ -623,21 +623,29 @@ TEST_CASE("boot counting: mark-good renames the merged trial entries to their pl
     t.mkdir("run");
     auto target = Target::open(t.path());
     REQUIRE(target);
-    CHECK(mark_good(*target));  // nothing merged: nothing to do
+    auto none = mark_good(*target);  // nothing merged: nothing to do
+    CHECK(none.failure.empty());
+    CHECK(none.operation == "mark-good");
+    CHECK(none.extensions.empty());
 
     auto state = merged_trial(t, "foo_14+3-0.raw");
     count_trials(target->root_fd.get(), nullptr, state);
     auto runtime = target->runtime_dir(true);
     REQUIRE(runtime);
     REQUIRE(write_state(runtime->get(), state));
-    CHECK(mark_good(*target));
+    auto marked = mark_good(*target);
+    CHECK(marked.failure.empty());
+    REQUIRE(marked.extensions.size() == 1);  // the record says what was marked good
+    CHECK(marked.extensions[0].trial->status == TrialStatus::Good);
     CHECK(exists(t, "var/lib/extensions/foo.raw.v/foo_14.raw"));
     CHECK_FALSE(exists(t, "var/lib/extensions/foo.raw.v/foo_14+2-1.raw"));
     auto after = read_state(runtime->get());
     REQUIRE(after);
     CHECK(after->extensions[0].trial->status == TrialStatus::Good);
     CHECK(after->extensions[0].path == "/var/lib/extensions/foo.raw.v/foo_14.raw");
-    CHECK(mark_good(*target));  // again: nothing left to do
+    auto again = mark_good(*target);  // again: nothing left to do
+    CHECK(again.failure.empty());
+    CHECK(again.extensions.empty());
 
     // A plain name that exists already is not overwritten.
     t.write("var/lib/extensions/foo.raw.v/foo_15+1-0.raw", "trial");
@@ -645,8 +653,7 @@ TEST_CASE("boot counting: mark-good renames the merged trial entries to their pl
     auto clash = merged_trial(t, "foo_15+1-0.raw");
     REQUIRE(write_state(runtime->get(), clash));
     auto r = mark_good(*target);
-    CHECK_FALSE(r);
-    CHECK(contains(r.error().what(), "already exists"));
+    CHECK(contains(r.failure, "already exists"));
     CHECK(exists(t, "var/lib/extensions/foo.raw.v/foo_15+1-0.raw"));
 }
 
