@@ -82,7 +82,9 @@ int report_operation(const Options& o, const char* command, const MergeState& re
     return record.failure.empty() ? kOk : kFailed;
 }
 
-int run(const Options& o, const CmdlineSettings& c) {
+// `bad_option_policy`: why --image-policy= was set aside (status, list and
+// the other commands that use no policy go on without it).
+int run(const Options& o, const CmdlineSettings& c, const std::string& bad_option_policy) {
     auto target = Target::open(o.root);
     if (!target) {
         log_error() << target.error().what();
@@ -90,10 +92,13 @@ int run(const Options& o, const CmdlineSettings& c) {
     }
     Settings settings = settings_from(o, c);
     auto policy = load_policy_config(*target, {o.image_policy, c.of(ImageClass::Sysext).image_policy, c.of(ImageClass::Confext).image_policy});
+    std::string unusable_policy = bad_option_policy;
     if (policy)
         settings.policy = std::move(*policy);
-    else if (!uses_policy(o.command))
-        log_warning() << "image policy: " << policy.error().what() << kRefusedWithIt;
+    else if (!uses_policy(o.command)) {
+        unusable_policy = "image policy: " + policy.error().what();
+        log_warning() << unusable_policy << kRefusedWithIt;
+    }
     else {
         log_error() << "image policy: " << policy.error().what();
         return o.command == Command::Inspect ? kUsage : kFailed;
@@ -118,7 +123,7 @@ int run(const Options& o, const CmdlineSettings& c) {
         case Command::Status:
         case Command::List: {
             auto r = o.command == Command::Status ? render_status(*target, o.json)
-                                                  : render_list(*target, settings, o.json);
+                                                  : render_list(*target, settings, o.json, unusable_policy);
             if (!r) {
                 log_error() << r.error().what();
                 return kFailed;
@@ -175,6 +180,7 @@ int main(int argc, char** argv) {
     }
     setup_logging(*opts, c);
     for (const auto& w : c.warnings) log_warning() << "kernel command line: " << w;
+    std::string bad_option_policy;
     if (opts->image_policy) {
         if (auto p = parse_option_policy(*opts->image_policy); !p) {
             if (uses_policy(opts->command)) {
@@ -182,8 +188,9 @@ int main(int argc, char** argv) {
                 return kUsage;
             }
             log_warning() << p.error().what() << kRefusedWithIt;
+            bad_option_policy = p.error().what();
             opts->image_policy.reset();
         }
     }
-    return run(*opts, c);
+    return run(*opts, c, bad_option_policy);
 }

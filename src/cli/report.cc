@@ -16,8 +16,8 @@
 #include "cli/json_output.h"
 #include "discover/discover.h"
 #include "inspect/inspect.h"
-#include "merge/candidate_record.h"
-#include "merge/versioned_record.h"
+#include "record/candidate_record.h"
+#include "record/versioned_record.h"
 #include "release/release_utf8.h"
 #include "state/metadata.h"
 #include "state/state_file.h"
@@ -252,7 +252,8 @@ Result<std::string> render_status(const Target& target, JsonMode json) {
     return json_document(o.get(), json);
 }
 
-Result<std::string> render_list(const Target& target, const Settings& settings, JsonMode json) {
+Result<std::string> render_list(const Target& target, const Settings& settings, JsonMode json,
+                                const std::string& unusable_policy) {
     std::vector<ListEntry> entries;
     auto ctx = inspect_context({}, target, settings);
     if (!ctx) log_warning() << "cannot judge the images as a merge would: " << ctx.error().what();
@@ -267,6 +268,10 @@ Result<std::string> render_list(const Target& target, const Settings& settings, 
             if (!settings.class_enabled(cls) && e.rec.result == ExtensionResult::Merged) {
                 e.rec.result = ExtensionResult::Excluded;
                 e.rec.reason = std::string(class_name(cls)) + " merging is disabled on the kernel command line";
+            }
+            if (!unusable_policy.empty() && e.rec.result == ExtensionResult::Merged) {
+                e.rec.result = ExtensionResult::Skipped;
+                e.rec.reason = "a merge refuses to run: " + unusable_policy;
             }
             e.merged = is_merged(merged, c, e.rec);
             entries.push_back(std::move(e));

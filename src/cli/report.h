@@ -16,6 +16,9 @@ Result<std::string> render_status(const Target& target, JsonMode json);
 // Every image the root offers, with masked and shadowed ones, and what a
 // merge now would do with each (the entry of a versioned directory it
 // would pick, why it would not merge one) and whether it is merged now.
-Result<std::string> render_list(const Target& target, const Settings& settings, JsonMode json);
+// `unusable_policy`: why the image policy cannot be loaded ("" when it
+// can); a merge would then refuse to run, so nothing would be merged.
+Result<std::string> render_list(const Target& target, const Settings& settings, JsonMode json,
+                                const std::string& unusable_policy = "");
 
 }  // namespace rdext

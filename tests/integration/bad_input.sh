@@ -417,7 +417,7 @@ if selected messages-once; then
     expect_stderr_line '^rdext: foo: ignoring /var/lib/extensions/foo\.raw\.v/foo_1\.raw: cannot resolve it: No such file or directory$'
     run_rdext --root="$R" --json list
     expect_rc 0
-    [[ $(json_query "$TEST_DIR/last.out" "[e['reason'] for e in d if e['name'] == 'dangling']") == '["cannot resolve it: No such file or directory"]' ]] ||
+    [[ $(json_query "$TEST_DIR/last.out" "[e['reason'] for e in d['extensions'] if e['name'] == 'dangling']") == '["cannot resolve it: No such file or directory"]' ]] ||
         fail "list: the reason for dangling repeats its path or is wrong: $(last_out)"
     run_rdext --root="$R" unmerge
     expect_rc 0
@@ -558,8 +558,11 @@ if selected bad-policy-looking; then
     grep -q good-dir "$TEST_DIR/last.out" || fail "list with a bad --image-policy= does not list good-dir: $(last_out)"
     run_rdext --root="$R" --image-policy=bogus --json list
     expect_rc 0
-    [[ $(json_query "$TEST_DIR/last.out" "sorted(e['name'] for e in d)") == '["good-dir", "good-raw"]' ]] ||
+    [[ $(json_query "$TEST_DIR/last.out" "sorted(e['name'] for e in d['extensions'])") == '["good-dir", "good-raw"]' ]] ||
         fail "list --json with a bad --image-policy=: $(last_out)"
+    # A merge would refuse to run: list must not forecast a merge.
+    [[ $(json_query "$TEST_DIR/last.out" "sorted(set((e['result'], e['reason'].startswith('a merge refuses to run: ')) for e in d['extensions']))") == '[["skipped", true]]' ]] ||
+        fail "list --json with a bad --image-policy= forecasts a merge: $(last_out)"
     unmount_all_under "$R"
 fi
 

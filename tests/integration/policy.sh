@@ -163,6 +163,8 @@ for cmd in status list; do
     [[ -s $TEST_DIR/last.out ]] || fail "$cmd with a broken trusted policy.conf printed nothing"
 done
 grep -q "ext-a" "$TEST_DIR/last.out" || fail "list with a broken trusted policy.conf: $(last_out)"
+grep -q "reason: a merge refuses to run: image policy: trusted policy file" "$TEST_DIR/last.out" ||
+    fail "list with a broken trusted policy.conf forecasts a merge: $(last_out)"
 run_rdext --root="$R" inspect "$R/var/lib/extensions/ext-a.raw"
 expect_rc 2
 umount /etc

@@ -1,4 +1,4 @@
-#include "merge/versioned_record.h"
+#include "record/versioned_record.h"
 
 #include "base/log.h"
 

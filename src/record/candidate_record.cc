@@ -1,4 +1,4 @@
-#include "merge/candidate_record.h"
+#include "record/candidate_record.h"
 
 namespace rdext {
 
