@@ -7,11 +7,17 @@
 
 #include "base/fs.h"
 #include "cli/json_output.h"
+#include "release/release_utf8.h"
 
 namespace rdext {
 namespace {
 
-json_object* str(const std::string& s) { return json_object_new_string_len(s.data(), static_cast<int>(s.size())); }
+// JSON strings must be valid UTF-8; names and release fields from the
+// image may not be.
+json_object* str(const std::string& s) {
+    const std::string text = json_text(s);
+    return json_object_new_string_len(text.data(), static_cast<int>(text.size()));
+}
 json_object* str_or_null(const std::string& s) { return s.empty() ? nullptr : str(s); }
 
 // The image's class; "sysext+confext" for an image that is both (JSON:

@@ -20,7 +20,6 @@
 # doc/json/{list,inspect}.schema.json.
 source "$(dirname "$0")/lib.sh"
 require_root_env
-SCHEMAS=$LIB_DIR/../../doc/json
 /usr/bin/python3 -c 'import jsonschema' 2>/dev/null || skip "python3-jsonschema missing"
 
 R=$TEST_DIR/root
@@ -65,25 +64,7 @@ bind_root "$R"
 snapshot_state "$R" before
 
 validate() {  # validate SCHEMA FILE
-    /usr/bin/python3 - "$SCHEMAS/$1.schema.json" "$2" <<'EOF' || defer_fail "$2 does not validate against $1.schema.json"
-import json, sys, pathlib
-from jsonschema import Draft202012Validator, RefResolver
-schema_path = pathlib.Path(sys.argv[1]).resolve()
-schema = json.load(open(schema_path))
-# Every schema of doc/json by its $id and file URI: $refs between them
-# resolve offline.
-store = {}
-for f in schema_path.parent.glob("*.schema.json"):
-    s = json.load(open(f))
-    store[f.as_uri()] = s
-    if "$id" in s:
-        store[s["$id"]] = s
-resolver = RefResolver(base_uri=schema.get("$id", schema_path.as_uri()), referrer=schema, store=store)
-errors = sorted(Draft202012Validator(schema, resolver=resolver).iter_errors(json.load(open(sys.argv[2]))), key=str)
-for e in errors[:5]:
-    print(f"  {list(e.absolute_path)}: {e.message}", file=sys.stderr)
-sys.exit(1 if errors else 0)
-EOF
+    json_schema_check "$1.schema.json" <"$2" || defer_fail "$2 does not validate against $1.schema.json"
 }
 
 # The merge's verdict for an image path: "merged" when the record of the

@@ -2,7 +2,7 @@
 # Every command's --json document against its schema (doc/json, JSON Schema
 # draft 2020-12, "additionalProperties": false), with --json=short (one
 # line) and --json=pretty (indented; a bare --json too), on a small corpus:
-# merge, refresh, status, mark-good, count-tries and unmerge, a failing
+# merge, refresh, status, list, inspect, mark-good, count-tries and unmerge, a failing
 # merge (its record carries "failure") and status after it. A renamed field
 # (merged_at for time) fails validation.
 source "$(dirname "$0")/lib.sh"
@@ -10,28 +10,6 @@ require_root_env
 [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import jsonschema' 2>/dev/null ||
     skip "/usr/bin/python3 with jsonschema (Debian: python3-jsonschema) is not installed"
 
-SCHEMAS=$(cd "$(dirname "$0")/../../doc/json" && pwd)
-VALIDATOR='
-import json, pathlib, sys, warnings
-warnings.simplefilter("ignore", DeprecationWarning)
-from jsonschema import Draft202012Validator, RefResolver
-d = pathlib.Path(sys.argv[1])
-store = {f.as_uri(): json.loads(f.read_text()) for f in d.glob("*.schema.json")}
-path = d / sys.argv[2]
-schema = store[path.as_uri()]
-Draft202012Validator.check_schema(schema)
-resolver = RefResolver(base_uri=path.as_uri(), referrer=schema, store=store)
-doc = json.loads(sys.stdin.read())
-errors = sorted(Draft202012Validator(schema, resolver=resolver).iter_errors(doc), key=str)
-for e in errors:
-    print("%s: %s: %s" % (sys.argv[2], "/".join(map(str, e.absolute_path)), e.message), file=sys.stderr)
-sys.exit(1 if errors else 0)
-'
-
-# validate SCHEMA_FILE: stdin is one JSON document; valid against doc/json/SCHEMA_FILE
-validate() {
-    /usr/bin/python3 -c "$VALIDATOR" "$SCHEMAS" "$1"
-}
 
 # json_ok SCHEMA_FILE MODE: the last command's stdout is one document in MODE, valid
 json_ok() {
@@ -41,7 +19,7 @@ json_ok() {
         short) [[ $lines == 1 ]] || fail "$LAST_CMD: --json=short printed $lines lines" ;;
         pretty) (( lines > 1 )) || fail "$LAST_CMD: --json=pretty printed $lines line(s)" ;;
     esac
-    validate "$1" <"$TEST_DIR/last.out" || fail "$LAST_CMD: output does not match $1: $(last_out)"
+    json_schema_check "$1" <"$TEST_DIR/last.out" || fail "$LAST_CMD: output does not match $1: $(last_out)"
 }
 
 R=$TEST_DIR/root
@@ -96,6 +74,16 @@ for mode in short pretty; do
     run_rdext --root="$R" --json="$mode" mark-good
     expect_rc 0
     json_ok operation.schema.json "$mode"
+    run_rdext --root="$R" --json="$mode" list
+    expect_rc 0
+    json_ok list.schema.json "$mode"
+    [[ $(json_query "$TEST_DIR/last.out" "sorted((e['name'], e['result'], e['merged']) for e in d['extensions'])") == '[["a", "merged", true], ["b", "merged", true], ["broken", "skipped", false], ["c", "merged", true], ["foo", "merged", true]]' ]] ||
+        fail "list --json does not match the merge: $(last_out)"
+    for img in "$V/b.raw" "$V/foo.raw.v" "$V/broken.raw"; do
+        run_rdext --root="$R" --json="$mode" inspect "$img"
+        [[ $LAST_RC == 0 || $LAST_RC == 1 ]] || fail "$LAST_CMD: exit $LAST_RC"
+        json_ok inspect.schema.json "$mode"
+    done
     run_rdext --root="$R" --json="$mode" unmerge
     expect_rc 0
     json_ok operation.schema.json "$mode"
@@ -130,13 +118,13 @@ check "a renamed field fails validation"
 /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["merged_at"]=d.pop("time"); print(json.dumps(d))' \
     "$TEST_DIR/last.out" >"$TEST_DIR/renamed.json"
 grep -q merged_at "$TEST_DIR/renamed.json" || fail "could not rename time to merged_at"
-if validate status.schema.json <"$TEST_DIR/renamed.json" 2>"$TEST_DIR/renamed.err"; then
+if json_schema_check status.schema.json <"$TEST_DIR/renamed.json" 2>"$TEST_DIR/renamed.err"; then
     fail "status.schema.json accepts merged_at for time"
 fi
 grep -q merged_at "$TEST_DIR/renamed.err" || fail "the rejection does not name merged_at: $(cat "$TEST_DIR/renamed.err")"
 /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["extensions"][0]["image"]=d["extensions"][0].pop("path"); print(json.dumps(d))' \
     "$TEST_DIR/last.out" >"$TEST_DIR/renamed-ext.json"
-if validate status.schema.json <"$TEST_DIR/renamed-ext.json" 2>/dev/null; then
+if json_schema_check status.schema.json <"$TEST_DIR/renamed-ext.json" 2>/dev/null; then
     fail "extension.schema.json accepts image for path"
 fi
 

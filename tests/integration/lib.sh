@@ -482,3 +482,27 @@ unmount_all_under() {
     awk -v d="$1" '$5 == d || index($5, d "/") == 1 { print $5 }' /proc/self/mountinfo |
         sort -r | while read -r mp; do umount -l "$mp" 2>/dev/null || true; done
 }
+
+# json_schema_check SCHEMA_FILE: stdin is one JSON document, valid against
+# doc/json/SCHEMA_FILE (draft 2020-12; $refs between the schema files
+# resolve offline, a remote $ref fails). Needs /usr/bin/python3 with
+# jsonschema (Debian: python3-jsonschema; python3 on PATH may be another).
+RDEXT_SCHEMAS=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../doc/json" && pwd)
+json_schema_check() {
+    /usr/bin/python3 -c '
+import json, pathlib, sys, warnings
+warnings.simplefilter("ignore", DeprecationWarning)
+from jsonschema import Draft202012Validator, RefResolver
+d = pathlib.Path(sys.argv[1])
+store = {f.as_uri(): json.loads(f.read_text()) for f in d.glob("*.schema.json")}
+path = d / sys.argv[2]
+schema = store[path.as_uri()]
+Draft202012Validator.check_schema(schema)
+resolver = RefResolver(base_uri=path.as_uri(), referrer=schema, store=store,
+                       handlers={s: lambda u: sys.exit("remote $ref " + u) for s in ("http", "https", "ftp")})
+errors = sorted(Draft202012Validator(schema, resolver=resolver).iter_errors(json.loads(sys.stdin.read())), key=str)
+for e in errors[:5]:
+    print("%s: %s: %s" % (sys.argv[2], "/".join(map(str, e.absolute_path)), e.message), file=sys.stderr)
+sys.exit(1 if errors else 0)
+' "$RDEXT_SCHEMAS" "$1"
+}
