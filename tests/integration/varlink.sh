@@ -165,8 +165,8 @@ if setpriv --reuid=65534 --regid=65534 --clear-groups -- "${VCTL[@]}" call "unix
 fi
 if grep -q " $R/usr " /proc/self/mountinfo; then defer_fail "an unprivileged Merge merged /usr"; fi
 
-# raw_exchange BYTES-PYTHON-EXPR: sends the bytes, prints what came back
-# and whether the server closed the connection.
+# raw_exchange BYTES-PYTHON-EXPR: sends the bytes and hangs up its side,
+# prints what came back and whether the server closed the connection.
 raw_exchange() {
     python3 - "$SOCK" "$1" <<'EOF'
 import socket, sys
@@ -175,6 +175,7 @@ s.settimeout(10)
 s.connect(sys.argv[1])
 try:
     s.sendall(eval(sys.argv[2]))
+    s.shutdown(socket.SHUT_WR)
 except (BrokenPipeError, ConnectionResetError):
     pass
 got = b""
@@ -187,8 +188,8 @@ try:
 except ConnectionResetError:
     pass
 except socket.timeout:
-    print("open", got[:200]); sys.exit(0)
-print("closed", got[:200])
+    print("open", got[:400]); sys.exit(0)
+print("closed", got[:400])
 EOF
 }
 
