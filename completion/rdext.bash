@@ -5,7 +5,7 @@ _rdext() {
         cur=${COMP_WORDS[COMP_CWORD]}
         prev=${COMP_WORDS[COMP_CWORD-1]}
     }
-    local commands="merge unmerge refresh status list mark-good count-tries inspect"
+    local commands="merge unmerge refresh status list mark-good count-tries inspect varlink"
     local options="--root= --cmdline-file= --log-level= --image-policy= --mutable= --os-release= --certificate= --json --json= --help --version"
     case $cur in
         --root=*|--cmdline-file=*|--os-release=*|--certificate=*)

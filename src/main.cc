@@ -19,6 +19,8 @@
 #include "merge/handoff.h"
 #include "merge/merge.h"
 #include "merge/trust.h"
+#include "varlink/sysext_service.h"
+#include "varlink/varlink.h"
 #include "version.h"
 
 using namespace rdext;
@@ -34,7 +36,9 @@ enum Exit { kOk = 0, kFailed = 1, kUsage = 2 };
 
 // The commands that decide by the image policy. The others only look or
 // undo: a bad policy is worth a warning there, never a refusal.
-bool uses_policy(Command c) { return c == Command::Merge || c == Command::Refresh || c == Command::Inspect; }
+bool uses_policy(Command c) {
+    return c == Command::Merge || c == Command::Refresh || c == Command::Inspect || c == Command::Varlink;
+}
 
 // Whoever looks (status, list, inspect) reads stderr. The commands the
 // units run (merge, refresh, unmerge, count-tries, mark-good) log to the
@@ -82,6 +86,21 @@ int report_operation(const Options& o, const char* command, const MergeState& re
     return record.failure.empty() ? kOk : kFailed;
 }
 
+// varlink: io.systemd.sysext on the socket the socket unit passed, until
+// the peer hangs up (Accept=yes) or no connection came for a while.
+int serve_varlink(const Target& target, const Settings& settings) {
+    auto fd = varlink_listen_fd(false);
+    if (!fd) {
+        log_error() << fd.error().what();
+        return kUsage;
+    }
+    if (auto r = serve_sysext_varlink(*fd, target, settings); !r) {
+        log_error() << r.error().what();
+        return kFailed;
+    }
+    return kOk;
+}
+
 // `bad_option_policy`: why --image-policy= was set aside (status, list and
 // the other commands that use no policy go on without it).
 int run(const Options& o, const CmdlineSettings& c, const std::string& bad_option_policy) {
@@ -120,6 +139,8 @@ int run(const Options& o, const CmdlineSettings& c, const std::string& bad_optio
             return report_operation(o, "count-tries", count_pending_tries(*target));
         case Command::Inspect:
             return inspect(o, *target, settings);
+        case Command::Varlink:
+            return serve_varlink(*target, settings);
         case Command::Status:
         case Command::List: {
             auto r = o.command == Command::Status ? render_status(*target, o.json)

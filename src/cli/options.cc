@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "target/mutable_mode.h"
@@ -20,7 +21,7 @@ Result<Command> parse_command(const std::string& s) {
     } commands[] = {
         {"merge", Command::Merge},   {"unmerge", Command::Unmerge}, {"refresh", Command::Refresh},
         {"status", Command::Status}, {"list", Command::List},       {"mark-good", Command::MarkGood},
-        {"count-tries", Command::CountTries}, {"inspect", Command::Inspect},
+        {"count-tries", Command::CountTries}, {"inspect", Command::Inspect}, {"varlink", Command::Varlink},
     };
     for (const auto& c : commands)
         if (s == c.name) return c.cmd;
@@ -52,6 +53,7 @@ const char* usage_text() {
            "  mark-good  Mark the merged trial images (NAME_VER+LEFT-DONE.raw) as good\n"
            "  count-tries  Do the trial renames a read-only root left pending\n"
            "  inspect IMAGE  Report an image's kind, release, verity, signer and verdict\n"
+           "  varlink    Serve io.systemd.sysext on the socket a socket unit passes\n"
            "\n"
            "Options:\n"
            "  --root=DIR           Root to extend (default: /sysroot in an initrd, else /)\n"
@@ -159,8 +161,11 @@ Result<Options> parse_options(int argc, char** argv) {
         o.command = Command::Version;
         return o;
     }
-    if (optind >= argc) return Error(EINVAL) << "no command given (see rdext --help)";
-    auto cmd = parse_command(argv[optind]);
+    // As systemd-sysext: started with a socket named "varlink", serve it.
+    const char* fd_names = std::getenv("LISTEN_FDNAMES");
+    const bool socket_passed = fd_names && std::strcmp(fd_names, "varlink") == 0;
+    if (optind >= argc && !socket_passed) return Error(EINVAL) << "no command given (see rdext --help)";
+    auto cmd = optind >= argc ? Result<Command>(Command::Varlink) : parse_command(argv[optind]);
     if (!cmd) return cmd.error();
     o.command = *cmd;
     // inspect takes the image; no other command takes an argument.

@@ -14,7 +14,7 @@ namespace rdext {
 // --json is pretty.
 enum class JsonMode { Off, Short, Pretty };
 
-enum class Command { Merge, Unmerge, Refresh, Status, List, MarkGood, CountTries, Inspect, Help, Version, MutableHelp };
+enum class Command { Merge, Unmerge, Refresh, Status, List, MarkGood, CountTries, Inspect, Help, Version, MutableHelp, Varlink };
 
 struct Options {
     Command command = Command::Help;
