@@ -516,9 +516,8 @@ Result<void> prepare_class(const RunContext& rc, ImageClass cls, ClassWork& work
     auto found = discover(rc.target.root_fd.get(), cls);
     if (!found) return found.error();
     work.candidates = std::move(*found);
-    const bool refresh = rc.run.refresh();
-    if (refresh) reopen_beneath_merges(rc.target, rc.staging, work.candidates);
-    ClassBuild b{rc, cls, inputs_fingerprint(rc.target, rc.settings, cls, work.candidates, refresh)};
+    if (rc.run.refresh()) reopen_beneath_merges(rc.target, rc.staging, work.candidates);
+    ClassBuild b{rc, cls, inputs_fingerprint(rc.target, rc.settings, cls, work.candidates)};
     work.admitted = admit_all(rc, work.candidates);
     fit_layer_limit(rc.settings, cls, work.admitted, rc.state);
     UniqueFd module_index;
@@ -721,7 +720,7 @@ Result<void> merge_or_refresh(const Target& target, const Settings& settings, Me
     Run run;
     run.mode = mode;
     if (mode == MergeMode::Merge) return merge_fresh(target, settings, run, state, previous);
-    if (nothing_changed(target, settings)) {
+    if (!settings.always_refresh && nothing_changed(target, settings)) {
         log_info() << "nothing changed since the last merge, not refreshing";
         if (previous) state.extensions = previous->extensions;
         state.operation = "unchanged";

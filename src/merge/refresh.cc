@@ -1,12 +1,8 @@
 #include "merge/refresh.h"
 
-#include <dirent.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-
-#include <memory>
 
 #include "base/fs.h"
 #include "base/log.h"
@@ -23,8 +19,7 @@ namespace {
 // The inputs of a merge, a line each. Kept as text, not hashed: a few
 // hundred bytes per image cost nothing to write and compare, while
 // OpenSSL's first digest of a run costs ~0.2 ms (setting up its provider),
-// which the boot path has no other reason to pay. Only a directory
-// image's tree, walked by a refresh, goes in as a digest (TreeDigest).
+// which the boot path has no other reason to pay.
 class Inputs {
 public:
     Inputs& operator<<(const std::string& s) {
@@ -36,32 +31,6 @@ public:
 
 private:
     std::string text_;
-};
-
-// SHA-256 of a walked tree's lines.
-class TreeDigest {
-public:
-    TreeDigest() : ctx_(EVP_MD_CTX_new(), EVP_MD_CTX_free) { EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr); }
-    TreeDigest& operator<<(const std::string& s) {
-        EVP_DigestUpdate(ctx_.get(), s.data(), s.size());
-        EVP_DigestUpdate(ctx_.get(), "\n", 1);
-        return *this;
-    }
-    std::string hex() {
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned len = 0;
-        EVP_DigestFinal_ex(ctx_.get(), md, &len);
-        static const char digits[] = "0123456789abcdef";
-        std::string out;
-        for (unsigned i = 0; i < len; i++) {
-            out += digits[md[i] >> 4];
-            out += digits[md[i] & 15];
-        }
-        return out;
-    }
-
-private:
-    std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx_;
 };
 
 // Neither st_dev nor st_ino: an image under /etc/extensions is seen
@@ -76,53 +45,35 @@ std::string stat_identity(const struct stat& st) {
            std::to_string(st.st_ctim.tv_nsec);
 }
 
-// A directory image's tree: every entry's inode and times. A file changed
-// in place changes its own ctime; one added, removed or renamed changes its
-// directory's. The cost grows with the tree (readdir + fstatat per entry).
-void walk_tree(int dir_fd, const std::string& rel, TreeDigest& d, int depth) {
-    if (depth > 64) {
-        d << "too deep:" + rel;
-        return;
-    }
-    int fd = ::openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        d << "unreadable:" + rel;
-        return;
-    }
-    DIR* dir = ::fdopendir(fd);
-    if (!dir) {
-        ::close(fd);
-        return;
-    }
-    while (struct dirent* e = ::readdir(dir)) {
-        std::string name = e->d_name;
-        if (name == "." || name == "..") continue;
+// A directory image's own entries that a change a user makes touches: the
+// top of each hierarchy the class merges (an entry added, removed or
+// renamed right in usr/ changes its times), the extension-release
+// directory and the image's own release file (edited in place or
+// replaced). A fixed few fstatat calls per image, whatever the tree's
+// size, so a merge records it too and the refresh right after it can tell
+// that nothing changed. What it does not see: a change deeper in the tree
+// that leaves these alone (a file added to usr/bin/, one edited in place
+// in usr/share/...); --always-refresh=yes rebuilds anyway (README).
+void add_directory_tops(Inputs& d, int dir_fd, ImageClass cls, const std::string& name) {
+    std::vector<std::string> rels;
+    for (const auto& h : class_info(cls).hierarchies) rels.push_back(h.substr(1));
+    const std::string release_dir = cls == ImageClass::Confext ? "etc/extension-release.d" : "usr/lib/extension-release.d";
+    rels.push_back(release_dir);
+    rels.push_back(release_dir + "/extension-release." + name);
+    for (const auto& rel : rels) {
         struct stat st;
-        if (::fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
-        d << rel + "/" + name + " " + stat_identity(st);
-        if (S_ISDIR(st.st_mode)) {
-            int sub = ::openat(fd, e->d_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub < 0) continue;
-            walk_tree(sub, rel + "/" + name, d, depth + 1);
-            ::close(sub);
-        }
+        const bool there = ::fstatat(dir_fd, rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+        d << "top " + rel + " " + (there ? stat_identity(st) : std::string("absent"));
     }
-    ::closedir(dir);
 }
 
 void add_image(Inputs& d, const std::string& path, ImageKind kind, const std::shared_ptr<UniqueFd>& fd,
-               bool walk_trees) {
+               ImageClass cls, const std::string& name) {
     d << "image " + path + " " + kind_name(kind);
     if (!fd || !*fd) return;
     auto st = stat_fd(fd->get());
     if (st) d << stat_identity(*st);
-    if (kind != ImageKind::Directory) return;
-    if (walk_trees) {
-        TreeDigest tree;
-        walk_tree(fd->get(), "", tree, 0);
-        d << "tree " + tree.hex();
-    } else
-        d << "tree not walked";  // never equal to a walked tree: the next refresh rebuilds
+    if (kind == ImageKind::Directory) add_directory_tops(d, fd->get(), cls, name);
 }
 
 void add_file(Inputs& d, int root_fd, const std::string& path) {
@@ -146,9 +97,9 @@ std::string dirname_of(const std::string& p) {
 }  // namespace
 
 std::string inputs_fingerprint(const Target& target, const Settings& settings, ImageClass cls,
-                               const std::vector<Candidate>& candidates, bool walk_trees) {
+                               const std::vector<Candidate>& candidates) {
     Inputs d;
-    d << "rdext inputs 2" << class_name(cls) << target.root_path;
+    d << "rdext inputs 3" << class_name(cls) << target.root_path;
     add_file(d, target.root_fd.get(), "/etc/os-release");
     add_file(d, target.root_fd.get(), "/usr/lib/os-release");
     for (const auto& n : settings.excluded(cls)) d << "exclude " + n;
@@ -159,11 +110,11 @@ std::string inputs_fingerprint(const Target& target, const Settings& settings, I
         d << "entry " + c.name + " " + entry_state_name(c.state) + " " + c.reason;
         d << "policy " + resolve_policy(settings.policy, cls, c.name).policy.to_string();
         if (!c.versioned) {
-            add_image(d, c.path, c.kind, c.fd, walk_trees);
+            add_image(d, c.path, c.kind, c.fd, cls, c.name);
             continue;
         }
         // Every entry of a versioned directory: which one fits may change.
-        for (const auto& v : c.versioned->ranked) add_image(d, v.path, v.kind, v.fd, walk_trees);
+        for (const auto& v : c.versioned->ranked) add_image(d, v.path, v.kind, v.fd, cls, c.name);
         for (const auto& i : c.versioned->ignored) d << "ignored " + i.path;
     }
     return std::move(d).text();
@@ -172,7 +123,7 @@ std::string inputs_fingerprint(const Target& target, const Settings& settings, I
 Result<bool> class_unchanged(const Target& target, const Settings& settings, ImageClass cls) {
     auto found = discover(target.root_fd.get(), cls);
     if (!found) return found.error();
-    const std::string fp = inputs_fingerprint(target, settings, cls, *found, true);
+    const std::string fp = inputs_fingerprint(target, settings, cls, *found);
     std::vector<std::string> merged, recorded;
     for (const auto& h : class_info(cls).hierarchies) {
         auto fd = target.open_hierarchy(h);

@@ -19,18 +19,16 @@
 namespace rdext {
 
 // Fingerprint (a line of text each) of everything a class's merge is made from: each
-// discovered entry's path, kind, state and identity (a raw image's inode,
-// size and times; a directory image's whole tree, so a change inside it
-// counts), the root's os-release, and the settings that decide (exclusions,
-// pins, image policy, mutable mode, the mutable directories). Recorded in
-// the `origin` file of every hierarchy the merge covers.
-//
-// Walking directory images' trees costs a readdir and a stat per entry
-// (with hundreds of directory images, more than the merge itself), so only
-// a refresh does it (`walk_trees`); a plain merge, the boot path, records
-// that it did not walk, and the first refresh after it rebuilds once.
+// discovered entry's path, kind, state and identity (a raw image's mode,
+// size and times; a directory image's own and those of a few entries near
+// its top, see add_directory_tops in refresh.cc: not its whole tree), the
+// root's os-release, and the settings that decide (exclusions, pins,
+// image policy, mutable mode, the mutable directories). Recorded in every
+// hierarchy the merge covers (state/metadata.h). A fixed few stat calls per
+// image: a merge (the boot path) records it too, so the refresh after it
+// can tell that nothing changed.
 std::string inputs_fingerprint(const Target& target, const Settings& settings, ImageClass cls,
-                               const std::vector<Candidate>& candidates, bool walk_trees);
+                               const std::vector<Candidate>& candidates);
 
 // True when the class's current merge was made from exactly what the root
 // offers now: discovery and stat calls only, nothing is mounted.

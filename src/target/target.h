@@ -54,6 +54,10 @@ struct Settings {
     // Image policy: the trusted side (the initrd's /etc/rdext/policy.conf,
     // the command line) and the root's own file, which may only tighten.
     PolicyConfig policy;
+    // Refresh even when nothing changed (--always-refresh=yes): the
+    // "nothing changed" check does not see every change inside a directory
+    // image (merge/refresh.cc, add_directory_tops).
+    bool always_refresh = false;
 
     const ClassSettings& of(ImageClass c) const { return classes[static_cast<size_t>(c)]; }
     bool class_enabled(ImageClass c) const { return of(c).enabled; }
