@@ -6,7 +6,7 @@ _rdext() {
         prev=${COMP_WORDS[COMP_CWORD-1]}
     }
     local commands="merge unmerge refresh status list mark-good count-tries inspect varlink"
-    local options="--root= --cmdline-file= --log-level= --image-policy= --mutable= --os-release= --certificate= --json --json= --help --version"
+    local options="--root= --cmdline-file= --log-level= --image-policy= --mutable= --force --noexec= --always-refresh= --os-release= --certificate= --json --json= --help --version"
     case $cur in
         --root=*|--cmdline-file=*|--os-release=*|--certificate=*)
             local prefix=${cur%%=*}=
@@ -14,6 +14,10 @@ _rdext() {
             return ;;
         --mutable=*)
             COMPREPLY=($(compgen -P "--mutable=" -W "no auto yes import ephemeral ephemeral-import" -- "${cur#*=}"))
+            return ;;
+        --noexec=*|--always-refresh=*)
+            local prefix=${cur%%=*}=
+            COMPREPLY=($(compgen -P "$prefix" -W "yes no" -- "${cur#*=}"))
             return ;;
         --json=*)
             COMPREPLY=($(compgen -P "--json=" -W "short pretty off" -- "${cur#*=}"))

@@ -19,6 +19,7 @@
 #include "merge/handoff.h"
 #include "merge/merge.h"
 #include "merge/trust.h"
+#include "target/ext_conf.h"
 #include "varlink/sysext_service.h"
 #include "varlink/varlink.h"
 #include "version.h"
@@ -55,13 +56,16 @@ void setup_logging(const Options& o, const CmdlineSettings& cmdline) {
 }
 
 // The kernel command line's settings are the merge's; the mutable mode
-// comes from --mutable=, else the environment, else the command line
-// (target/target.h).
-Settings settings_from(const Options& o, const CmdlineSettings& c) {
+// comes from --mutable=, else the environment, else sysext.conf /
+// confext.conf, else the command line (target/target.h).
+Settings settings_from(const Options& o, const CmdlineSettings& c, const ConfSources& conf) {
     Settings s;
     s.root = o.root;
     s.classes = c.classes;
-    apply_mutable_mode_overrides(s.classes, o.mutable_mode);
+    apply_mutable_mode_overrides(s.classes, o.mutable_mode, conf_mutable_modes(conf));
+    s.force = o.force;
+    s.noexec = o.noexec;
+    s.always_refresh = o.always_refresh;
     return s;
 }
 
@@ -109,8 +113,16 @@ int run(const Options& o, const CmdlineSettings& c, const std::string& bad_optio
         log_error() << target.error().what();
         return kUsage;
     }
-    Settings settings = settings_from(o, c);
-    auto policy = load_policy_config(*target, {o.image_policy, c.of(ImageClass::Sysext).image_policy, c.of(ImageClass::Confext).image_policy});
+    auto conf = load_ext_confs(*target);
+    if (!conf && uses_policy(o.command)) {
+        log_error() << "configuration: " << conf.error().what();
+        return o.command == Command::Inspect ? kUsage : kFailed;
+    }
+    if (!conf) log_warning() << "configuration: " << conf.error().what() << "; not used";
+    const ConfSources confs = conf ? std::move(*conf) : ConfSources{};
+    Settings settings = settings_from(o, c, confs);
+    auto policy = load_policy_config(*target, {o.image_policy, c.of(ImageClass::Sysext).image_policy,
+                                               c.of(ImageClass::Confext).image_policy, &confs});
     std::string unusable_policy = bad_option_policy;
     if (policy)
         settings.policy = std::move(*policy);
@@ -200,6 +212,10 @@ int main(int argc, char** argv) {
         return kUsage;
     }
     setup_logging(*opts, c);
+    if (auto h = apply_hierarchy_overrides(); !h) {
+        log_error() << h.error().what();
+        return kUsage;
+    }
     for (const auto& w : c.warnings) log_warning() << "kernel command line: " << w;
     std::string bad_option_policy;
     if (opts->image_policy) {

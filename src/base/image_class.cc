@@ -2,12 +2,16 @@
 
 #include <sys/mount.h>
 
+#include <algorithm>
+
 namespace rdext {
 
-const ClassInfo& class_info(ImageClass c) {
+namespace {
+
+ClassInfo& mutable_class_info(ImageClass c) {
     // /usr/lib/extensions is not searched: overlayfs refuses a lower layer
     // that lives inside the hierarchy it covers.
-    static const ClassInfo sysext{
+    static ClassInfo sysext{
         "sysext",
         ".systemd-sysext",
         "extensions",
@@ -18,7 +22,7 @@ const ClassInfo& class_info(ImageClass c) {
         {"/usr", "/opt"},
         MS_RDONLY | MS_NODEV,
     };
-    static const ClassInfo confext{
+    static ClassInfo confext{
         "confext",
         ".systemd-confext",
         "confexts",
@@ -30,6 +34,22 @@ const ClassInfo& class_info(ImageClass c) {
         MS_RDONLY | MS_NODEV | MS_NOSUID | MS_NOEXEC,
     };
     return c == ImageClass::Sysext ? sysext : confext;
+}
+
+}  // namespace
+
+const ClassInfo& class_info(ImageClass c) { return mutable_class_info(c); }
+
+void set_class_hierarchies(ImageClass c, std::vector<std::string> hierarchies) {
+    mutable_class_info(c).hierarchies = std::move(hierarchies);
+}
+
+std::string hierarchy_dir_name(const std::string& hierarchy) {
+    const size_t start = hierarchy.find_first_not_of('/');
+    std::string name = start == std::string::npos ? "" : hierarchy.substr(start);
+    while (!name.empty() && name.back() == '/') name.pop_back();
+    std::replace(name.begin(), name.end(), '/', '.');
+    return name;
 }
 
 const char* class_name(ImageClass c) { return class_info(c).name; }

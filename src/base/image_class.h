@@ -25,6 +25,13 @@ struct ClassInfo {
 };
 
 const ClassInfo& class_info(ImageClass c);
+// SYSTEMD_SYSEXT_HIERARCHIES / SYSTEMD_CONFEXT_HIERARCHIES: the class's
+// hierarchies in place of the built-in ones, for the whole run (set once,
+// before anything looks at a hierarchy; target/target.h validates them).
+void set_class_hierarchies(ImageClass c, std::vector<std::string> hierarchies);
+// A hierarchy as one path component, as systemd-sysext names its mutable
+// and work directories: "/usr" -> "usr", "/nix/store" -> "nix.store".
+std::string hierarchy_dir_name(const std::string& hierarchy);
 const char* class_name(ImageClass c);
 // The class `name` ("sysext", "confext") names.
 std::optional<ImageClass> class_from_name(std::string_view name);

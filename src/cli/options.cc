@@ -4,6 +4,8 @@
 
 #include <unistd.h>
 
+#include <strings.h>
+
 #include <cstdlib>
 #include <cstring>
 
@@ -12,7 +14,8 @@
 namespace rdext {
 namespace {
 
-enum { OPT_ROOT = 0x100, OPT_CMDLINE_FILE, OPT_LOG_LEVEL, OPT_JSON, OPT_VERSION, OPT_IMAGE_POLICY, OPT_OS_RELEASE, OPT_CERTIFICATE, OPT_MUTABLE };
+enum { OPT_ROOT = 0x100, OPT_CMDLINE_FILE, OPT_LOG_LEVEL, OPT_JSON, OPT_VERSION, OPT_IMAGE_POLICY, OPT_OS_RELEASE, OPT_CERTIFICATE, OPT_MUTABLE,
+       OPT_FORCE, OPT_NOEXEC, OPT_ALWAYS_REFRESH };
 
 Result<Command> parse_command(const std::string& s) {
     static const struct {
@@ -37,6 +40,14 @@ Result<JsonMode> parse_json_mode(const char* arg) {
 }
 
 }  // namespace
+
+Result<bool> parse_boolean(const char* t, const char* option) {
+    for (const char* yes : {"1", "yes", "y", "true", "t", "on"})
+        if (strcasecmp(t, yes) == 0) return true;
+    for (const char* no : {"0", "no", "n", "false", "f", "off"})
+        if (strcasecmp(t, no) == 0) return false;
+    return Error(EINVAL) << option << " expects a boolean (yes or no), not '" << t << "'";
+}
 
 const char* usage_text() {
     return "Usage: rdext [OPTIONS] COMMAND\n"
@@ -77,10 +88,27 @@ const char* usage_text() {
            "                       a writable merge as systemd-sysext's --mutable=;\n"
            "                       overrides SYSTEMD_SYSEXT_MUTABLE_MODE and\n"
            "                       SYSTEMD_CONFEXT_MUTABLE_MODE, which override\n"
-           "                       rd.sysext.mutable= and rd.confext.mutable=\n"
-           "                       (--mutable=help lists the modes)\n"
+           "                       Mutable= of sysext.conf / confext.conf (below),\n"
+           "                       which overrides rd.sysext.mutable= and\n"
+           "                       rd.confext.mutable= (--mutable=help lists the modes)\n"
+           "  --force              merge, refresh: merge extensions whose release does not\n"
+           "                       fit the OS, or that carry none or ship os-release, as\n"
+           "                       systemd-sysext --force; the image policy still applies\n"
+           "  --noexec=BOOL        Mount the merged hierarchies noexec (yes) or not (no);\n"
+           "                       default: noexec for confext only\n"
+           "  --always-refresh=BOOL  refresh: merge again even when nothing changed\n"
+           "                       (default no: such a refresh does nothing)\n"
            "  -h, --help           Show this help\n"
            "  --version            Show the version\n"
+           "\n"
+           "Configuration (systemd v259's sysext.conf(5)): [Sysext] in sysext.conf,\n"
+           "[Confext] in confext.conf, under /etc/systemd, /run/systemd,\n"
+           "/usr/local/lib/systemd, /usr/lib/systemd (the first found), then the\n"
+           "drop-ins sysext.conf.d/*.conf (confext.conf.d/) of those directories;\n"
+           "keys Mutable= and ImagePolicy=. The running system's files are trusted; the\n"
+           "files of a root that is not the running system may only tighten the image\n"
+           "policy. Environment: SYSTEMD_SYSEXT_HIERARCHIES, SYSTEMD_CONFEXT_HIERARCHIES\n"
+           "(colon-separated absolute paths, in place of /usr:/opt and /etc).\n"
            "\n"
            "Kernel command line: rd.sysext=0|1, rd.confext=0|1, rd.sysext.exclude=NAME[,NAME...],\n"
            "rd.confext.exclude=NAME[,NAME...], rd.sysext.require=NAME[,NAME...],\n"
@@ -111,6 +139,9 @@ Result<Options> parse_options(int argc, char** argv) {
         {"mutable", required_argument, nullptr, OPT_MUTABLE},
         {"os-release", required_argument, nullptr, OPT_OS_RELEASE},
         {"certificate", required_argument, nullptr, OPT_CERTIFICATE},
+        {"force", no_argument, nullptr, OPT_FORCE},
+        {"noexec", required_argument, nullptr, OPT_NOEXEC},
+        {"always-refresh", required_argument, nullptr, OPT_ALWAYS_REFRESH},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, OPT_VERSION},
         {nullptr, 0, nullptr, 0},
@@ -143,6 +174,18 @@ Result<Options> parse_options(int argc, char** argv) {
                 auto m = parse_mutable_mode(optarg);
                 if (!m) return Error(EINVAL) << m.error().message();
                 o.mutable_mode = *m;
+                break;
+            }
+            case OPT_FORCE: o.force = true; break;
+            case OPT_NOEXEC:
+            case OPT_ALWAYS_REFRESH: {
+                const bool noexec = c == OPT_NOEXEC;
+                auto b = parse_boolean(optarg, noexec ? "--noexec=" : "--always-refresh=");
+                if (!b) return b.error();
+                if (noexec)
+                    o.noexec = *b;
+                else
+                    o.always_refresh = *b;
                 break;
             }
             case OPT_OS_RELEASE: o.os_release = optarg; break;

@@ -23,12 +23,18 @@ struct Options {
     std::optional<std::string> log_level;
     std::optional<std::string> image_policy;  // --image-policy=, for both classes
     std::optional<MutableMode> mutable_mode;  // --mutable=, for both classes
+    bool force = false;                       // --force: no compatibility check
+    std::optional<bool> noexec;               // --noexec=: noexec on (off) the merged trees
+    bool always_refresh = false;              // --always-refresh=: no "unchanged" shortcut
     JsonMode json = JsonMode::Off;
     // inspect: the image, the OS to check it against, the trust anchors.
     std::string image;
     std::optional<std::string> os_release;  // --os-release=FILE
     std::vector<std::string> certificates;  // --certificate=FILE (repeatable)
 };
+
+// systemd's booleans: 1/yes/y/true/t/on and 0/no/n/false/f/off.
+Result<bool> parse_boolean(const char* text, const char* option);
 
 // Usage errors carry EINVAL and a message fit for stderr.
 Result<Options> parse_options(int argc, char** argv);

@@ -1,6 +1,7 @@
 #include "merge/merge.h"
 
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -68,9 +69,14 @@ Result<StagedImage> admit(const RunContext& rc, const Candidate& c, const std::s
     // Again with what the image turned out to offer (a signature may fail).
     RDEXT_TRY(policy(img->offered));
     if (auto why = os_release_conflict(img->tree_fd.get(), c.cls); !why.empty()) return Error() << why;
-    auto release = read_extension_release(img->tree_fd.get(), c.cls, c.name);
-    if (!release) return release.error();
-    RDEXT_TRY(check_compatible(c.cls, c.name, *release, rc.compat));
+    // --force, as systemd-sysext's: whether the release fits the OS (or
+    // there is one) is not asked. An image shipping os-release stays
+    // refused: systemd 257 cannot read its metadata and merges nothing.
+    if (!settings.force) {
+        auto release = read_extension_release(img->tree_fd.get(), c.cls, c.name);
+        if (!release) return release.error();
+        RDEXT_TRY(check_compatible(c.cls, c.name, *release, rc.compat));
+    }
     // Where its layers are, while on this thread: an image whose /usr leads
     // elsewhere is refused here, alone, instead of failing the whole merge.
     RDEXT_TRY(img->resolve_layers(class_info(c.cls).hierarchies));
@@ -111,7 +117,8 @@ void admit_versioned(const RunContext& rc, const Candidate& c, size_t index, Dec
     auto try_entry = [&](size_t k) -> Result<void> {
         std::string slot = std::string(class_name(c.cls)) + "-" + std::to_string(index) + "." + std::to_string(k);
         Candidate entry = versioned_entry_candidate(c, k);
-        if (entry.kind == ImageKind::Directory) RDEXT_TRY(check_directory_release(entry, rc.compat));
+        if (entry.kind == ImageKind::Directory && !rc.settings.force)
+            RDEXT_TRY(check_directory_release(entry, rc.compat));
         auto img = admit(rc, entry, slot);
         if (!img) return img.error();
         d.staged = std::move(img);
@@ -355,6 +362,7 @@ Result<PreparedOverlay> prepare_hierarchy(const ClassBuild& b, const std::string
     OverlaySpec spec;
     spec.source = class_name(cls);
     spec.flags = class_info(cls).overlay_flags;
+    if (const auto noexec = rc.settings.noexec) spec.flags = *noexec ? spec.flags | MS_NOEXEC : spec.flags & ~MS_NOEXEC;
     // Every layer goes in as its fd's /proc/self/fd link (stage_image.h):
     // the kernel takes what was checked and walks no path of the root again.
     spec.lowers.push_back(proc_fd_path(meta->get()));

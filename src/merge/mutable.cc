@@ -113,7 +113,7 @@ Result<MutableLayers> mutable_layers(int root_fd, int current_fd, Staging& stagi
                                      const std::string& hierarchy, int base_fd, MutableMode mode) {
     MutableLayers out;
     if (mode == MutableMode::No) return out;
-    const std::string hname = hierarchy.substr(1);
+    const std::string hname = hierarchy_dir_name(hierarchy);
     auto dir = find_persistent(root_fd, current_fd, hname);
     if (!dir) return dir.error();
     auto base_st = stat_fd(base_fd);

@@ -83,7 +83,7 @@ void add_file(Inputs& d, int root_fd, const std::string& path) {
 }
 
 void add_mutable_dir(Inputs& d, int root_fd, const std::string& hierarchy) {
-    const std::string rel = "/var/lib/extensions.mutable" + hierarchy;
+    const std::string rel = "/var/lib/extensions.mutable/" + hierarchy_dir_name(hierarchy);
     auto fd = open_in_root_nofollow(root_fd, rel, O_PATH);
     auto st = fd ? stat_fd(fd->get()) : Result<struct stat>(fd.error());
     d << rel + " " + (st ? std::to_string(st->st_ino) + ":" + std::to_string(st->st_mode) : "absent");
@@ -105,6 +105,8 @@ std::string inputs_fingerprint(const Target& target, const Settings& settings, I
     for (const auto& n : settings.excluded(cls)) d << "exclude " + n;
     for (const auto& [n, v] : settings.of(cls).pin) d << "pin " + n + "=" + v;
     d << std::string("mutable ") + mutable_mode_name(settings.mutable_mode(cls));
+    if (settings.force) d << "force";
+    if (settings.noexec) d << std::string("noexec ") + (*settings.noexec ? "yes" : "no");
     for (const auto& h : class_info(cls).hierarchies) add_mutable_dir(d, target.root_fd.get(), h);
     for (const auto& c : candidates) {
         d << "entry " + c.name + " " + entry_state_name(c.state) + " " + c.reason;

@@ -20,6 +20,26 @@ std::optional<ImagePolicy> command_line_policy(const std::optional<std::string>&
 }
 
 
+// ImagePolicy= of the configuration files into `config`.
+void add_conf_policies(const ConfSources& conf, PolicyConfig& config) {
+    for (ImageClass c : all_classes()) {
+        const size_t i = static_cast<size_t>(c);
+        if (const auto& v = conf.trusted[i].image_policy) {
+            const std::string key = v->origin + ": ImagePolicy=";
+            config.trusted_conf[i] = PolicyConfig::ConfPolicy{*command_line_policy(v->value, key.c_str()), v->origin};
+        }
+        const auto& v = conf.root[i].image_policy;
+        if (!v || config.sysroot_unusable) continue;
+        auto p = parse_image_policy(v->value);
+        if (p)
+            config.sysroot_conf[i] = PolicyConfig::ConfPolicy{std::move(*p), v->origin};
+        else
+            config.sysroot_unusable = "root's " + v->origin + ": ImagePolicy= is not a valid image policy (" +
+                                      p.error().what() + ")";
+    }
+    if (!config.sysroot_unusable && conf.root_unusable) config.sysroot_unusable = conf.root_unusable;
+}
+
 }  // namespace
 
 Result<ImagePolicy> parse_option_policy(const std::string& text) {
@@ -51,6 +71,13 @@ Result<PolicyConfig> load_policy_config(const Target& target, const PolicySource
                           << "; unusable, and it may only tighten the image policy: every image is refused";
         } else if (*untrusted)
             config.sysroot = std::move(**untrusted);
+    }
+    if (sources.conf) {
+        const bool was_unusable = config.sysroot_unusable.has_value();
+        add_conf_policies(*sources.conf, config);
+        if (!was_unusable && config.sysroot_unusable)
+            log_warning() << *config.sysroot_unusable
+                          << "; unusable, and it may only tighten the image policy: every image is refused";
     }
     return config;
 }

@@ -148,9 +148,13 @@ Result<std::optional<PolicyFile>> read_policy_file(int root_fd, const std::strin
 ResolvedPolicy resolve_policy(const PolicyConfig& config, ImageClass c, std::string_view name) {
     ResolvedPolicy out;
     const auto& cmdline = c == ImageClass::Sysext ? config.sysext_cmdline : config.confext_cmdline;
+    const auto& conf = config.trusted_conf[static_cast<size_t>(c)];
     if (const PolicyRule* r = find_rule(config.trusted, name)) {
         out.policy = r->policy;
         out.source = describe_rule(config.trusted, r->line, r->pattern);
+    } else if (conf && !(cmdline && config.from_option)) {
+        out.policy = conf->policy;
+        out.source = conf->origin + " (ImagePolicy=)";
     } else if (cmdline) {
         out.policy = *cmdline;
         out.source = config.from_option ? "--image-policy=" : std::string("rd.") + class_name(c) + ".image_policy=";
@@ -165,6 +169,11 @@ ResolvedPolicy resolve_policy(const PolicyConfig& config, ImageClass c, std::str
         out.policy = ImagePolicy::deny_all();
         out.source = *config.sysroot_unusable + " (unusable; it may only tighten: nothing allowed)";
         return out;
+    }
+    if (const auto& rc = config.sysroot_conf[static_cast<size_t>(c)]) {
+        const std::string where = rc->origin + " (ImagePolicy=)";
+        out.policy = intersect_policies(out.policy, rc->policy, where + " for " + std::string(name), &out.warnings);
+        out.source += ", tightened by " + where;
     }
     if (!config.sysroot) return out;
 

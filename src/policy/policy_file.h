@@ -23,6 +23,7 @@
 //   5. then the rule written first.
 #pragma once
 
+#include <array>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -84,6 +85,15 @@ struct PolicyConfig {
     // command line's): the source that messages name.
     bool from_option = false;
     std::optional<PolicyFile> sysroot;
+    // ImagePolicy= of sysext.conf / confext.conf (target/ext_conf.h), by
+    // ImageClass: the running system's (trusted, below --image-policy=,
+    // above rd.*.image_policy=) and the root's (may only tighten).
+    struct ConfPolicy {
+        ImagePolicy policy;
+        std::string origin;  // "/etc/systemd/sysext.conf:2"
+    };
+    std::array<std::optional<ConfPolicy>, 2> trusted_conf;
+    std::array<std::optional<ConfPolicy>, 2> sysroot_conf;
     // Why the sysroot's file exists but cannot be used (not a regular file,
     // unreadable, invalid), naming it. It may only tighten, so ignoring it would
     // loosen what it says: every image of both classes is refused instead.
@@ -91,14 +101,16 @@ struct PolicyConfig {
 };
 
 // Trusted resolution, first that applies: the trusted file's most specific
-// matching pattern; --image-policy=, else the class's kernel command line
-// policy; the trusted file's default; systemd's default for the class.
+// matching pattern; --image-policy=, else the running system's ImagePolicy=
+// (sysext.conf), else the class's kernel command line policy; the trusted
+// file's default; systemd's default for the class.
 //
 // An unusable sysroot file (sysroot_unusable) makes the result "~", which
 // refuses every image (each offers a root or usr partition).
 //
 // Then, if a sysroot file is present and one of its rules applies (pattern
-// or default), the result is intersect_policies(trusted, sysroot rule): the
+// or default), the result is intersect_policies(trusted, sysroot rule), and
+// likewise with the root's ImagePolicy= (sysroot_conf): the
 // sysroot can only remove allowed flags; flags it adds are dropped and
 // reported in `warnings`. The combination is done per extension name rather
 // than by merging the two files, because globs of the two files overlap in

@@ -11,9 +11,11 @@
 
 namespace rdext {
 
-void apply_mutable_mode_overrides(PerClassSettings& classes, std::optional<MutableMode> option) {
+void apply_mutable_mode_overrides(PerClassSettings& classes, std::optional<MutableMode> option,
+                                  const PerClassMode& conf) {
     for (ImageClass c : {ImageClass::Sysext, ImageClass::Confext}) {
         auto& mode = classes[static_cast<size_t>(c)].mutable_mode;
+        if (conf[static_cast<size_t>(c)]) mode = *conf[static_cast<size_t>(c)];
         const char* var = c == ImageClass::Sysext ? "SYSTEMD_SYSEXT_MUTABLE_MODE" : "SYSTEMD_CONFEXT_MUTABLE_MODE";
         if (const char* env = std::getenv(var)) {
             auto m = parse_mutable_mode(env);
@@ -24,6 +26,57 @@ void apply_mutable_mode_overrides(PerClassSettings& classes, std::optional<Mutab
         }
         if (option) mode = *option;
     }
+}
+
+namespace {
+
+bool path_normalized(const std::string& p) {
+    if (p.find("//") != std::string::npos) return false;
+    for (const auto& part : split(p, '/'))
+        if (part == "." || part == "..") return false;
+    return true;
+}
+
+// "/usr" inside "/usr" or "/usr/share" (either way round).
+bool nested(const std::string& a, const std::string& b) {
+    const std::string& shorter = a.size() <= b.size() ? a : b;
+    const std::string& longer = a.size() <= b.size() ? b : a;
+    return longer == shorter || starts_with(longer, shorter + "/");
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> parse_hierarchy_list(const std::string& var, const std::string& value) {
+    std::vector<std::string> out;
+    for (std::string p : split(value, ':')) {
+        auto bad = [&] { return Error(EINVAL) << var << ": '" << p << "' "; };
+        if (!path_is_absolute(p)) return bad() << "is not an absolute path";
+        if (!path_normalized(p)) return bad() << "is not a normalized path";
+        while (p.size() > 1 && p.back() == '/') p.pop_back();
+        if (p == "/") return bad() << "is the root directory";
+        for (const auto& q : out)
+            if (nested(p, q)) return bad() << "overlaps '" << q << "'";
+        out.push_back(p);
+    }
+    if (out.empty()) return Error(EINVAL) << var << ": no paths";
+    return out;
+}
+
+Result<void> apply_hierarchy_overrides() {
+    for (ImageClass c : all_classes()) {
+        const char* var = c == ImageClass::Sysext ? "SYSTEMD_SYSEXT_HIERARCHIES" : "SYSTEMD_CONFEXT_HIERARCHIES";
+        const char* env = std::getenv(var);
+        if (!env) continue;
+        auto list = parse_hierarchy_list(var, env);
+        if (!list) return list.error();
+        set_class_hierarchies(c, std::move(*list));
+    }
+    for (const auto& s : class_info(ImageClass::Sysext).hierarchies)
+        for (const auto& c : class_info(ImageClass::Confext).hierarchies)
+            if (nested(s, c))
+                return Error(EINVAL) << "hierarchy " << s << " (sysext) overlaps " << c
+                                     << " (confext): both classes would merge there";
+    return {};
 }
 
 bool running_in_initrd() { return ::access("/etc/initrd-release", F_OK) == 0; }

@@ -6,6 +6,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "base/fd.h"
 #include "base/image_class.h"
@@ -42,11 +43,26 @@ struct ClassSettings {
 // Indexed by ImageClass.
 using PerClassSettings = std::array<ClassSettings, 2>;
 
+// Mutable= of sysext.conf / confext.conf per class (target/ext_conf.h).
+using PerClassMode = std::array<std::optional<MutableMode>, 2>;
+
 // The mutable mode per class, as systemd-sysext takes it: --mutable= (both
 // classes) over SYSTEMD_SYSEXT_MUTABLE_MODE / SYSTEMD_CONFEXT_MUTABLE_MODE
-// over what `classes` holds (rd.sysext.mutable=, rd.confext.mutable=, or
-// no). An unknown mode in the environment is warned about and ignored.
-void apply_mutable_mode_overrides(PerClassSettings& classes, std::optional<MutableMode> option);
+// over Mutable= of the configuration files (`conf`) over what `classes`
+// holds (rd.sysext.mutable=, rd.confext.mutable=, or no). An unknown mode
+// in the environment is warned about and ignored.
+void apply_mutable_mode_overrides(PerClassSettings& classes, std::optional<MutableMode> option,
+                                  const PerClassMode& conf = {});
+
+// SYSTEMD_SYSEXT_HIERARCHIES / SYSTEMD_CONFEXT_HIERARCHIES, as systemd
+// reads them: colon-separated absolute, normalized paths (no "." or ".."
+// component, no "//"), not "/", at least one, in place of the class's
+// built-in hierarchies (base/image_class.h). Beyond systemd: a hierarchy
+// given twice, one inside another, or one both classes claim is refused
+// (rdext merges both classes in one run). EINVAL names the variable.
+Result<void> apply_hierarchy_overrides();
+// The list one variable holds (exposed for the unit tests).
+Result<std::vector<std::string>> parse_hierarchy_list(const std::string& var, const std::string& value);
 
 struct Settings {
     std::string root = "/";
@@ -54,9 +70,11 @@ struct Settings {
     // Image policy: the trusted side (the initrd's /etc/rdext/policy.conf,
     // the command line) and the root's own file, which may only tighten.
     PolicyConfig policy;
-    // Refresh even when nothing changed (--always-refresh=yes): the
-    // "nothing changed" check does not see every change inside a directory
-    // image (merge/refresh.cc, add_directory_tops).
+    bool force = false;          // --force: no release/compatibility check
+    std::optional<bool> noexec;  // --noexec=: MS_NOEXEC set (true) or cleared on every overlay
+    // --always-refresh=yes: a refresh never stops at "unchanged" (that check
+    // does not see every change inside a directory image: merge/refresh.cc,
+    // add_directory_tops).
     bool always_refresh = false;
 
     const ClassSettings& of(ImageClass c) const { return classes[static_cast<size_t>(c)]; }

@@ -118,21 +118,11 @@ std::optional<bool> flag(const VarlinkCall& call, const char* name) {
     return json_object_get_boolean(v);
 }
 
-// rdext has no --force (merge extensions that do not fit the OS) and its
-// noexec is the class's (confext noexec, sysext not): a call asking for
-// anything else is refused rather than served as something it did not ask.
-// noReload is honoured: rdext does not reload the service manager.
-bool supported_flags(const VarlinkCall& call, ImageClass cls, VarlinkReplier& r) {
-    const bool class_noexec = class_info(cls).overlay_flags & MS_NOEXEC;
-    const auto noexec = flag(call, "noexec");
-    if (flag(call, "force").value_or(false) || noexec.value_or(class_noexec) != class_noexec) {
-        log_warning() << "varlink: " << call.method << ": force and a noexec other than the class's are not supported";
-        json_object* p = json_object_new_object();
-        json_object_object_add(p, "errno", json_object_new_int(EOPNOTSUPP));
-        r.error("io.systemd.System", p);
-        return false;
-    }
-    return true;
+// force and noexec as the command line's --force and --noexec= (absent:
+// the command line's own); noReload is the caller's to ask, as --no-reload.
+void apply_flags(const VarlinkCall& call, Settings& s) {
+    if (auto force = flag(call, "force")) s.force = *force;
+    if (auto noexec = flag(call, "noexec")) s.noexec = *noexec;
 }
 
 // The command line's settings for the call's class alone; the other class
@@ -172,14 +162,16 @@ void method_merge(const Context& ctx, const VarlinkCall& call, VarlinkReplier& r
     for (const char* n : kMergeParams) specs.push_back({n, n == kMergeParams[0] ? ParamType::String : ParamType::Bool});
     if (!check_parameters(call, specs, r)) return;
     auto cls = call_class(call, r);
-    if (!cls || !supported_flags(call, *cls, r)) return;
+    if (!cls) return;
     if (mode == MergeMode::Merge)
         if (auto h = merged_hierarchy(ctx.target, *cls)) {
             json_object* p = json_object_new_object();
             json_object_object_add(p, "hierarchy", jstr(*h));
             return r.error("io.systemd.sysext.AlreadyMerged", p);
         }
-    reply_record(merge(ctx.target, only_class(ctx.settings, *cls), mode), call, r);
+    Settings settings = only_class(ctx.settings, *cls);
+    apply_flags(call, settings);
+    reply_record(merge(ctx.target, settings, mode), call, r);
 }
 
 void method_unmerge(const Context& ctx, const VarlinkCall& call, VarlinkReplier& r) {

@@ -51,6 +51,7 @@ c() { local name=$1; shift; local out rc=0
       echo "$name: rc=$rc $(printf "%s\n" "$out" | sort | norm)"; }
 d() { local out; out=$("${V[@]}" introspect "$S" "$1" 2>&1); echo "describe $1: $(printf "%s" "$out" | md5sum | cut -c1-12)"; }
 m() { local h out=""; for h in usr opt etc; do grep -q " $R/$h " /proc/self/mountinfo && out+="$h "; done; echo "merged: ${out:-none}"; }
+n() { local o; o=$(awk -v p="$R/usr" "\$5 == p { o = \$6 } END { print o }" /proc/self/mountinfo); [[ $o == *noexec* ]] && echo "usr: noexec" || echo "usr: exec"; }
 echo "interfaces: $("${V[@]}" info "$S" | sed -n "/Interfaces:/,\$p" | tr -s " \n" " ")"
 d io.systemd.sysext; d org.varlink.service; d io.systemd
 c list            call --more "$S" io.systemd.sysext.List "{}"
@@ -76,6 +77,10 @@ c merge-again     call "$S" io.systemd.sysext.Merge "{}"
 c refresh         call "$S" io.systemd.sysext.Refresh "{\"noReload\":true,\"class\":\"sysext\"}"
 m
 c unmerge         call "$S" io.systemd.sysext.Unmerge "{}"
+m
+c merge-noexec    call "$S" io.systemd.sysext.Merge "{\"noexec\":true}"
+n
+c unmerge-noexec  call "$S" io.systemd.sysext.Unmerge "{}"
 m
 c merge-confext   call "$S" io.systemd.sysext.Merge "{\"class\":\"confext\"}"
 m
@@ -146,6 +151,8 @@ printf '%s\n' "$out_sd" >"$TEST_DIR/sd257.calls"
 n_calls=$(grep -c . <<<"$out_sd")
 n_diff=$(grep -c '^>' <<<"$diffs" || true)
 log "$n_calls calls, $n_diff replies differ"
+[[ $out_sd == *"usr: noexec"* && $out_rd == *"usr: noexec"* ]] ||
+    defer_fail "Merge with noexec: true did not mount /usr noexec (257: $(grep -o 'usr: [a-z]*' <<<"$out_sd"), rdext: $(grep -o 'usr: [a-z]*' <<<"$out_rd"))"
 [[ -z $diffs ]] || defer_fail "rdext's varlink replies differ from systemd-sysext 257's (< 257, > rdext):
 $diffs"
 
