@@ -14,7 +14,7 @@ namespace rdext {
 // --json is pretty.
 enum class JsonMode { Off, Short, Pretty };
 
-enum class Command { Merge, Unmerge, Refresh, Status, List, MarkGood, CountTries, Inspect, Help, Version, MutableHelp };
+enum class Command { Merge, Unmerge, Refresh, Status, List, MarkGood, CountTries, Inspect, Fetch, Help, Version, MutableHelp };
 
 struct Options {
     Command command = Command::Help;
@@ -28,6 +28,9 @@ struct Options {
     std::string image;
     std::optional<std::string> os_release;  // --os-release=FILE
     std::vector<std::string> certificates;  // --certificate=FILE (repeatable)
+    // fetch: the OpenPGP keyring for SHA256SUMS.gpg, and a refresh after it.
+    std::optional<std::string> keyring;  // --keyring=FILE
+    bool refresh = false;                // --refresh
 };
 
 // Usage errors carry EINVAL and a message fit for stderr.
