@@ -159,11 +159,6 @@ std::string relative_link(const std::string& from, const std::string& to) {
     return out;
 }
 
-std::string dirname_of(const std::string& p) {
-    size_t slash = p.rfind('/');
-    return slash == 0 ? "/" : p.substr(0, slash);
-}
-std::string basename_of(const std::string& p) { return p.substr(p.rfind('/') + 1); }
 
 std::string read_link(int dir_fd, const std::string& name) {
     char buf[PATH_MAX];

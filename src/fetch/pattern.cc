@@ -28,13 +28,6 @@ std::optional<uint64_t> parse_number(const std::string& s, int base) {
     return v;
 }
 
-// systemd's parse_boolean().
-std::optional<bool> parse_bool(std::string s) {
-    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (s == "1" || s == "yes" || s == "y" || s == "true" || s == "t" || s == "on") return true;
-    if (s == "0" || s == "no" || s == "n" || s == "false" || s == "f" || s == "off") return false;
-    return std::nullopt;
-}
 
 bool is_uuid(std::string& s) {
     std::string hex;
@@ -73,9 +66,9 @@ bool take_field(char field, std::string t, PatternFields& f) {
             f.mode = m;
             return true;
         }
-        case 'a': return (f.no_auto = parse_bool(t)).has_value();
-        case 'r': return (f.read_only = parse_bool(t)).has_value();
-        case 'g': return (f.growfs = parse_bool(t)).has_value();
+        case 'a': return (f.no_auto = parse_boolean(t)).has_value();
+        case 'r': return (f.read_only = parse_boolean(t)).has_value();
+        case 'g': return (f.growfs = parse_boolean(t)).has_value();
         case 'h':
             if (t.size() != 64 || t.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) return false;
             for (auto& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -93,6 +86,13 @@ Result<void> put(std::string& out, const std::optional<T>& v, char field) {
 }
 
 }  // namespace
+
+std::optional<bool> parse_boolean(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (s == "1" || s == "yes" || s == "y" || s == "true" || s == "t" || s == "on") return true;
+    if (s == "0" || s == "no" || s == "n" || s == "false" || s == "f" || s == "off") return false;
+    return std::nullopt;
+}
 
 Result<Pattern> Pattern::parse(const std::string& text) {
     Pattern p;

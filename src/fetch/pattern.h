@@ -31,6 +31,9 @@ struct PatternFields {
     std::optional<std::string> sha256;    // @h, 64 lowercase hex digits
 };
 
+// systemd's parse_boolean(): 1/yes/y/true/t/on, 0/no/n/false/f/off.
+std::optional<bool> parse_boolean(std::string s);
+
 class Pattern {
 public:
     // EINVAL with the reason, as sysupdate refuses it: an unknown "@x",

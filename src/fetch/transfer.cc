@@ -66,13 +66,6 @@ std::vector<std::string> words(const std::string& v) {
     return out;
 }
 
-// systemd's parse_boolean().
-std::optional<bool> parse_bool(std::string s) {
-    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (s == "1" || s == "yes" || s == "y" || s == "true" || s == "t" || s == "on") return true;
-    if (s == "0" || s == "no" || s == "n" || s == "false" || s == "f" || s == "off") return false;
-    return std::nullopt;
-}
 
 std::optional<uint64_t> parse_u64(const std::string& s) {
     if (s.empty() || s.size() > 19 || s.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
@@ -88,11 +81,6 @@ bool normalize_path(std::string& p) {
     return true;
 }
 
-std::string dirname_of(const std::string& p) {
-    size_t slash = p.rfind('/');
-    return slash == 0 ? "/" : p.substr(0, slash);
-}
-std::string basename_of(const std::string& p) { return p.substr(p.rfind('/') + 1); }
 
 std::optional<ImageClass> search_dir_class(const std::string& dir) {
     for (ImageClass cls : all_classes())
@@ -217,7 +205,7 @@ Result<void> apply(Transfer& t, const IniEntry& e, const SpecifierValues& v, Fie
             return {};
         }
         if (k == "Verify") {
-            auto b = parse_bool(e.value);
+            auto b = parse_boolean(e.value);
             if (!b) return at(e) << "Verify= expects a boolean, not '" << e.value << "'";
             t.verify = *b;
             return {};
@@ -390,7 +378,7 @@ std::map<std::string, Feature> read_features(int root_fd, const std::string& sub
                 break;
             }
             if (e.key != "Enabled") continue;
-            auto b = parse_bool(e.value);
+            auto b = parse_boolean(e.value);
             if (!b) {
                 error = e.where() + ": Enabled= expects a boolean, not '" + e.value + "'";
                 break;
@@ -461,6 +449,12 @@ std::string read_first_line(int root_fd, const std::string& path) {
 }
 
 }  // namespace
+
+std::string dirname_of(const std::string& p) {
+    size_t slash = p.rfind('/');
+    return slash == 0 || slash == std::string::npos ? "/" : p.substr(0, slash);
+}
+std::string basename_of(const std::string& p) { return p.substr(p.rfind('/') + 1); }
 
 Result<std::vector<IniEntry>> parse_ini(const std::string& text, const std::string& file) {
     if (text.find('\0') != std::string::npos) return Error(EBADMSG) << file << ": binary content";

@@ -26,6 +26,10 @@
 
 namespace rdext {
 
+// The directory and the last component of an absolute path in the root.
+std::string dirname_of(const std::string& p);
+std::string basename_of(const std::string& p);
+
 // One "Key=Value" of a definition file, and where it was written.
 struct IniEntry {
     std::string section;
