@@ -5,10 +5,10 @@ _rdext() {
         cur=${COMP_WORDS[COMP_CWORD]}
         prev=${COMP_WORDS[COMP_CWORD-1]}
     }
-    local commands="merge unmerge refresh status list mark-good count-tries inspect varlink"
-    local options="--root= --cmdline-file= --log-level= --image-policy= --mutable= --force --noexec= --always-refresh= --os-release= --certificate= --json --json= --help --version"
+    local commands="merge unmerge refresh status list mark-good count-tries inspect varlink fetch"
+    local options="--root= --cmdline-file= --log-level= --image-policy= --mutable= --force --noexec= --always-refresh= --os-release= --certificate= --keyring= --refresh --json --json= --help --version"
     case $cur in
-        --root=*|--cmdline-file=*|--os-release=*|--certificate=*)
+        --root=*|--cmdline-file=*|--os-release=*|--certificate=*|--keyring=*)
             local prefix=${cur%%=*}=
             COMPREPLY=($(compgen -P "$prefix" -f -- "${cur#*=}"))
             return ;;

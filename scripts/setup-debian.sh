@@ -23,6 +23,8 @@ packages=(
     attr python3 man-db
     # tests/integration/json_schema.sh validates every --json document (doc/json)
     python3-jsonschema
+    # tests/integration/fetch.sh signs manifests (gpg); rdext fetch checks them with gpgv
+    gpg gpgv
     # dm-verity test images (veritysetup format) and their keys
     cryptsetup-bin openssl
     # VM tests (tests/vm): QEMU, the guest root, the busybox initrd, the

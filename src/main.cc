@@ -16,6 +16,7 @@
 #include "cli/options.h"
 #include "cli/report.h"
 #include "cmdline/cmdline.h"
+#include "fetch/fetch.h"
 #include "merge/handoff.h"
 #include "merge/merge.h"
 #include "merge/trust.h"
@@ -38,7 +39,8 @@ enum Exit { kOk = 0, kFailed = 1, kUsage = 2 };
 // The commands that decide by the image policy. The others only look or
 // undo: a bad policy is worth a warning there, never a refusal.
 bool uses_policy(Command c) {
-    return c == Command::Merge || c == Command::Refresh || c == Command::Inspect || c == Command::Varlink;
+    return c == Command::Merge || c == Command::Refresh || c == Command::Inspect || c == Command::Varlink ||
+           c == Command::Fetch;
 }
 
 // Whoever looks (status, list, inspect) reads stderr. The commands the
@@ -105,6 +107,25 @@ int serve_varlink(const Target& target, const Settings& settings) {
     return kOk;
 }
 
+// fetch: the record on stdout with --json; --refresh then refreshes the
+// merge (its own record is not printed: one document per command).
+int fetch_command(const Options& o, const Target& target, const Settings& settings) {
+    FetchOptions fo;
+    fo.keyring = o.keyring;
+    FetchRecord r = fetch(target, settings, fo);
+    if (!r.failure.empty()) log_error() << "fetch failed: " << r.failure;
+    if (o.json != JsonMode::Off) std::fputs((fetch_to_json(r, o.json == JsonMode::Pretty) + "\n").c_str(), stdout);
+    int rc = r.failure.empty() ? kOk : kFailed;
+    if (o.refresh) {
+        auto m = merge(target, settings, MergeMode::Refresh);
+        if (!m.failure.empty()) {
+            log_error() << "refresh failed: " << m.failure;
+            rc = kFailed;
+        }
+    }
+    return rc;
+}
+
 // `bad_option_policy`: why --image-policy= was set aside (status, list and
 // the other commands that use no policy go on without it).
 int run(const Options& o, const CmdlineSettings& c, const std::string& bad_option_policy) {
@@ -153,6 +174,8 @@ int run(const Options& o, const CmdlineSettings& c, const std::string& bad_optio
             return inspect(o, *target, settings);
         case Command::Varlink:
             return serve_varlink(*target, settings);
+        case Command::Fetch:
+            return fetch_command(o, *target, settings);
         case Command::Status:
         case Command::List: {
             auto r = o.command == Command::Status ? render_status(*target, o.json)

@@ -15,7 +15,7 @@ namespace rdext {
 namespace {
 
 enum { OPT_ROOT = 0x100, OPT_CMDLINE_FILE, OPT_LOG_LEVEL, OPT_JSON, OPT_VERSION, OPT_IMAGE_POLICY, OPT_OS_RELEASE, OPT_CERTIFICATE, OPT_MUTABLE,
-       OPT_FORCE, OPT_NOEXEC, OPT_ALWAYS_REFRESH };
+       OPT_FORCE, OPT_NOEXEC, OPT_ALWAYS_REFRESH, OPT_KEYRING, OPT_REFRESH };
 
 Result<Command> parse_command(const std::string& s) {
     static const struct {
@@ -25,6 +25,7 @@ Result<Command> parse_command(const std::string& s) {
         {"merge", Command::Merge},   {"unmerge", Command::Unmerge}, {"refresh", Command::Refresh},
         {"status", Command::Status}, {"list", Command::List},       {"mark-good", Command::MarkGood},
         {"count-tries", Command::CountTries}, {"inspect", Command::Inspect}, {"varlink", Command::Varlink},
+        {"fetch", Command::Fetch},
     };
     for (const auto& c : commands)
         if (s == c.name) return c.cmd;
@@ -65,6 +66,7 @@ const char* usage_text() {
            "  count-tries  Do the trial renames a read-only root left pending\n"
            "  inspect IMAGE  Report an image's kind, release, verity, signer and verdict\n"
            "  varlink    Serve io.systemd.sysext on the socket a socket unit passes\n"
+           "  fetch      Download the extensions the root's sysupdate transfer files name\n"
            "\n"
            "Options:\n"
            "  --root=DIR           Root to extend (default: /sysroot in an initrd, else /)\n"
@@ -84,6 +86,10 @@ const char* usage_text() {
            "  --os-release=FILE    inspect: check against this os-release, not the root's\n"
            "  --certificate=FILE   inspect: trust this PEM certificate (repeatable), not\n"
            "                       the running system's verity.d\n"
+           "  --keyring=FILE       fetch: the OpenPGP keyring SHA256SUMS.gpg is checked with\n"
+           "                       (default: /etc/rdext/fetch-keyring.gpg of the running\n"
+           "                       system, never the root's own)\n"
+           "  --refresh            fetch: refresh the merge afterwards\n"
            "  --mutable=MODE       no, auto, yes, import, ephemeral or ephemeral-import:\n"
            "                       a writable merge as systemd-sysext's --mutable=;\n"
            "                       overrides SYSTEMD_SYSEXT_MUTABLE_MODE and\n"
@@ -142,6 +148,8 @@ Result<Options> parse_options(int argc, char** argv) {
         {"force", no_argument, nullptr, OPT_FORCE},
         {"noexec", required_argument, nullptr, OPT_NOEXEC},
         {"always-refresh", required_argument, nullptr, OPT_ALWAYS_REFRESH},
+        {"keyring", required_argument, nullptr, OPT_KEYRING},
+        {"refresh", no_argument, nullptr, OPT_REFRESH},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, OPT_VERSION},
         {nullptr, 0, nullptr, 0},
@@ -190,6 +198,8 @@ Result<Options> parse_options(int argc, char** argv) {
             }
             case OPT_OS_RELEASE: o.os_release = optarg; break;
             case OPT_CERTIFICATE: o.certificates.push_back(optarg); break;
+            case OPT_KEYRING: o.keyring = optarg; break;
+            case OPT_REFRESH: o.refresh = true; break;
             case 'h': help = true; break;
             case OPT_VERSION: version = true; break;
             default:
@@ -218,6 +228,8 @@ Result<Options> parse_options(int argc, char** argv) {
     if (o.command == Command::Inspect) o.image = argv[optind + 1];
     if (o.command != Command::Inspect && (o.os_release || !o.certificates.empty()))
         return Error(EINVAL) << "--os-release= and --certificate= are options of inspect only";
+    if (o.command != Command::Fetch && (o.keyring || o.refresh))
+        return Error(EINVAL) << "--keyring= and --refresh are options of fetch only";
     if (o.root.empty()) o.root = ::access("/etc/initrd-release", F_OK) == 0 ? "/sysroot" : "/";
     return o;
 }

@@ -14,7 +14,7 @@ namespace rdext {
 // --json is pretty.
 enum class JsonMode { Off, Short, Pretty };
 
-enum class Command { Merge, Unmerge, Refresh, Status, List, MarkGood, CountTries, Inspect, Help, Version, MutableHelp, Varlink };
+enum class Command { Merge, Unmerge, Refresh, Status, List, MarkGood, CountTries, Inspect, Fetch, Help, Version, MutableHelp, Varlink };
 
 struct Options {
     Command command = Command::Help;
@@ -31,6 +31,9 @@ struct Options {
     std::string image;
     std::optional<std::string> os_release;  // --os-release=FILE
     std::vector<std::string> certificates;  // --certificate=FILE (repeatable)
+    // fetch: the OpenPGP keyring for SHA256SUMS.gpg, and a refresh after it.
+    std::optional<std::string> keyring;  // --keyring=FILE
+    bool refresh = false;                // --refresh
 };
 
 // systemd's booleans: 1/yes/y/true/t/on and 0/no/n/false/f/off.

@@ -19,6 +19,7 @@
 #include "record/candidate_record.h"
 #include "record/versioned_record.h"
 #include "release/release_utf8.h"
+#include "state/fetch_record.h"
 #include "state/metadata.h"
 #include "state/state_file.h"
 
@@ -118,6 +119,27 @@ std::string status_text(const std::vector<HierarchyStatus>& hs, const MergeState
             s << "\n";
         }
     }
+    return s.str();
+}
+
+// The last fetch, one line a transfer: what is current, what it replaced
+// and what went (retracted, over InstancesMax, refused downloads).
+std::string fetch_text(const FetchRecord& f) {
+    std::ostringstream s;
+    s << "\nLast fetch: " << cescape(f.time);
+    if (!f.failure.empty()) s << ", failed: " << cescape(f.failure);
+    s << "\n";
+    for (const auto& t : f.transfers) {
+        s << "  " << cescape(t.name) << " (" << class_name(t.cls) << "): " << t.result;
+        if (!t.version.empty()) s << ", version " << cescape(t.version);
+        if (!t.previous_version.empty()) s << ", replaced " << cescape(t.previous_version);
+        if (!t.reason.empty()) s << " (" << cescape(t.reason) << ")";
+        for (const auto& r : t.removed) s << "; removed " << cescape(r.path) << ": " << cescape(r.reason);
+        for (const auto& r : t.refused) s << "; refused " << cescape(r.path) << ": " << cescape(r.reason);
+        s << "\n";
+    }
+    for (const auto& d : f.definitions)
+        if (d.refused) s << "  refused: " << cescape(d.reason) << "\n";
     return s.str();
 }
 
@@ -247,8 +269,13 @@ Result<std::string> render_status(const Target& target, JsonMode json) {
     if (auto runtime = target.runtime_dir(false); runtime)
         if (auto s = read_state(runtime->get()); s) st = std::move(*s);
     const MergeState* sp = st ? &*st : nullptr;
-    if (json == JsonMode::Off) return status_text(hs, sp);
+    std::optional<FetchRecord> fetched;
+    if (auto runtime = target.runtime_dir(false); runtime)
+        if (auto f = read_fetch_record(runtime->get()); f) fetched = std::move(*f);
+    if (json == JsonMode::Off) return status_text(hs, sp) + (fetched ? fetch_text(*fetched) : "");
     JsonPtr o(status_json(target, hs, sp), &json_object_put);
+    if (fetched)
+        json_object_object_add(o.get(), "fetch", json_tokener_parse(fetch_to_json(*fetched, false).c_str()));
     return json_document(o.get(), json);
 }
 

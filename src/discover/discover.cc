@@ -119,6 +119,7 @@ void classify_versioned(int root_fd, const std::string& entry, ImageClass cls, C
     }
     const auto archs = local_architectures();
     for (const auto& file : *names) {
+        if (is_partial_download(file)) continue;
         VersionedImage img;
         if (read_versioned_entry(root_fd, dir->get(), *dn, file, archs, v, &img)) v.ranked.push_back(std::move(img));
     }
@@ -223,6 +224,10 @@ std::string raw_image_name(const std::string& file) {
     return n;
 }
 
+bool is_partial_download(const std::string& entry) {
+    return starts_with(entry, ".#") && ends_with(entry, kPartialSuffix);
+}
+
 std::string image_identity(int fd) {
     auto st = stat_fd(fd);
     if (!st) return "";
@@ -297,6 +302,7 @@ Result<std::vector<Candidate>> discover(int root_fd, ImageClass cls) {
         listing->fd = std::move(*dfd);
         listing->names.insert(names->begin(), names->end());
         for (const auto& entry : *names) {
+            if (is_partial_download(entry)) continue;
             Candidate c;
             if (!classify(root_fd, listing, dir, entry, cls, &c)) continue;
             // A broken entry holds no name: nothing could be read from it.

@@ -92,6 +92,13 @@ struct Candidate {
 // ("foo"); a name without ".raw" is used whole.
 std::string raw_image_name(const std::string& file);
 
+// Names `rdext fetch` writes a download (or a new CurrentSymlink=) under
+// until it is complete and checked: ".#NAME.XXXXXX.rdext-partial". Discovery
+// passes them over in search directories and versioned directories alike,
+// so a merge never takes a half-written image.
+inline constexpr const char* kPartialSuffix = ".rdext-partial";
+bool is_partial_download(const std::string& entry);
+
 // "MAJOR:MINOR:INODE" of a stat result: which inode a name referred to.
 std::string entry_identity(const struct stat& st);
 

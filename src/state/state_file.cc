@@ -11,6 +11,7 @@
 #include "base/fault.h"
 #include "base/fs.h"
 #include "release/release_utf8.h"
+#include "state/fetch_record.h"
 
 namespace rdext {
 namespace {
@@ -274,6 +275,117 @@ Result<MergeState> read_state(int runtime_fd) {
 Result<void> remove_state(int runtime_fd) {
     if (::unlinkat(runtime_fd, kStateFile, 0) < 0 && errno != ENOENT) return ErrnoError() << "remove state.json";
     return {};
+}
+
+// The fetch record (state/fetch_record.h), with the helpers above.
+namespace {
+
+constexpr const char* kFetchFile = "fetch.json";
+
+json_object* instances_to_json(const std::vector<FetchInstance>& v) {
+    json_object* a = json_object_new_array();
+    for (const auto& i : v) {
+        json_object* o = json_object_new_object();
+        add_string(o, "path", i.path);
+        add_string(o, "version", i.version);
+        add_string(o, "reason", i.reason);
+        json_object_array_add(a, o);
+    }
+    return a;
+}
+
+std::vector<FetchInstance> instances_from_json(json_object* o, const char* key) {
+    std::vector<FetchInstance> out;
+    for (json_object* e : objects(o, key))
+        out.push_back({get_string(e, "path"), get_string(e, "version"), get_string(e, "reason")});
+    return out;
+}
+
+json_object* transfer_to_json(const FetchTransferRecord& t) {
+    json_object* o = json_object_new_object();
+    add_string(o, "transfer", t.transfer);
+    add_string(o, "name", t.name);
+    add_string(o, "class", class_name(t.cls));
+    add_string(o, "source", t.source);
+    add_string(o, "path", t.path);
+    add_string(o, "version", t.version);
+    add_string(o, "previous_version", t.previous_version);
+    add_string(o, "result", t.result);
+    add_string(o, "reason", t.reason);
+    json_object_object_add(o, "removed", instances_to_json(t.removed));
+    json_object_object_add(o, "refused", instances_to_json(t.refused));
+    return o;
+}
+
+FetchTransferRecord transfer_from_json(json_object* o) {
+    FetchTransferRecord t;
+    t.transfer = get_string(o, "transfer");
+    t.name = get_string(o, "name");
+    t.cls = class_from_name(get_string(o, "class")).value_or(ImageClass::Sysext);
+    t.source = get_string(o, "source");
+    t.path = get_string(o, "path");
+    t.version = get_string(o, "version");
+    t.previous_version = get_string(o, "previous_version");
+    t.result = get_string(o, "result");
+    t.reason = get_string(o, "reason");
+    t.removed = instances_from_json(o, "removed");
+    t.refused = instances_from_json(o, "refused");
+    return t;
+}
+
+}  // namespace
+
+std::string fetch_to_json(const FetchRecord& r, bool pretty) {
+    JsonPtr root(json_object_new_object(), &json_object_put);
+    add_string(root.get(), "operation", "fetch");
+    add_string(root.get(), "root", r.root);
+    add_string(root.get(), "time", r.time);
+    add_string(root.get(), "boot_id", r.boot_id);
+    if (!r.failure.empty()) add_string(root.get(), "failure", r.failure);
+    json_object* ts = json_object_new_array();
+    for (const auto& t : r.transfers) json_object_array_add(ts, transfer_to_json(t));
+    json_object_object_add(root.get(), "transfers", ts);
+    json_object* ds = json_object_new_array();
+    for (const auto& d : r.definitions) {
+        json_object* o = json_object_new_object();
+        add_string(o, "path", d.path);
+        add_string(o, "reason", d.reason);
+        json_object_object_add(o, "refused", json_object_new_boolean(d.refused));
+        json_object_array_add(ds, o);
+    }
+    json_object_object_add(root.get(), "definitions", ds);
+    int flags = (pretty ? JSON_C_TO_STRING_PRETTY : JSON_C_TO_STRING_PLAIN) | JSON_C_TO_STRING_NOSLASHESCAPE;
+    return json_object_to_json_string_ext(root.get(), flags);
+}
+
+Result<FetchRecord> fetch_from_json(const std::string& text) {
+    JsonPtr root(json_tokener_parse(text.c_str()), &json_object_put);
+    if (!root || !json_object_is_type(root.get(), json_type_object))
+        return Error(EBADMSG) << "fetch record is not a JSON object";
+    FetchRecord r;
+    r.root = get_string(root.get(), "root");
+    r.time = get_string(root.get(), "time");
+    r.boot_id = get_string(root.get(), "boot_id");
+    r.failure = get_string(root.get(), "failure");
+    for (json_object* t : objects(root.get(), "transfers")) r.transfers.push_back(transfer_from_json(t));
+    for (json_object* d : objects(root.get(), "definitions")) {
+        json_object* v = nullptr;
+        bool refused = json_object_object_get_ex(d, "refused", &v) && json_object_get_boolean(v);
+        r.definitions.push_back({get_string(d, "path"), get_string(d, "reason"), refused});
+    }
+    return r;
+}
+
+Result<void> write_fetch_record(int runtime_fd, const FetchRecord& r) {
+    return write_file_atomic(runtime_fd, kFetchFile, fetch_to_json(r, true) + "\n");
+}
+
+Result<FetchRecord> read_fetch_record(int runtime_fd) {
+    auto fd = open_regular_in_root(runtime_fd, kFetchFile, true);
+    if (!fd) return fd.error();
+    auto text = read_regular_file(fd->get(), 16 << 20);
+    if (!text) return text.error().prefix("fetch.json: ");
+    return fetch_from_json(*text);
 }
 
 }  // namespace rdext
