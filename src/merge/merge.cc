@@ -28,6 +28,7 @@
 #include "release/compat.h"
 #include "release/extension_release.h"
 #include "state/metadata.h"
+#include "state/sysext_origin.h"
 
 namespace rdext {
 namespace {
@@ -519,6 +520,17 @@ struct ClassWork {
     std::vector<Admitted> admitted;
 };
 
+// systemd 260's origin object for the class's merge (state/sysext_origin.h).
+std::string systemd_origin_for(const RunContext& rc, ImageClass cls, const std::vector<Admitted>& admitted) {
+    std::vector<OriginImage> images;
+    const int root_fd = rc.target.root_fd.get();
+    for (const auto& a : admitted) {
+        const ExtensionRecord& rec = rc.state.extensions[a.record];
+        images.push_back({rec.name, systemd_image_path(root_fd, rec.path, rec.versioned_dir), a.image.verity_root_hash});
+    }
+    return systemd_origin_json(root_fd, cls, rc.settings.mutable_mode(cls), images);
+}
+
 Result<void> prepare_class(const RunContext& rc, ImageClass cls, ClassWork& work,
                            std::vector<PreparedOverlay>& overlays) {
     auto found = discover(rc.target.root_fd.get(), cls);
@@ -543,10 +555,12 @@ Result<void> prepare_class(const RunContext& rc, ImageClass cls, ClassWork& work
         overlays.push_back(std::move(*p));
     }
     // Every hierarchy's origin names them all: a refresh compares the set.
+    const std::string systemd_origin = systemd_origin_for(rc, cls, work.admitted);
     for (size_t i = first; i < overlays.size(); i++) {
         auto& p = overlays[i];
         if (p.overlay_fd)
-            RDEXT_TRY(write_meta_origin(p.meta_fd.get(), cls, p.merged, origin_for(b, p.work_dir, covered)));
+            RDEXT_TRY(write_meta_origin(p.meta_fd.get(), cls, p.merged, origin_for(b, p.work_dir, covered),
+                                        systemd_origin));
     }
     return {};
 }

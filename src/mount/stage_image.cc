@@ -117,6 +117,7 @@ Result<UniqueFd> mount_verity(const Candidate& c, StagedImage& img, const Partit
     for (auto& loop : active->loops) img.loops.push_back(std::move(loop));
     std::string name = active->device.name();
     img.verity.push_back(std::move(active->device));
+    img.verity_root_hash = plan.root_hash.hex;
     log_debug() << c.name << ": dm-verity device " << name
                 << (active->is_signed ? ", signature accepted by " + active->signed_by : ", unsigned");
     auto dev = open_verity_device(img.verity.back());

@@ -34,6 +34,9 @@ struct StagedImage {
     // dm-verity devices the mounts sit on; removed with the mounts, or
     // (deferred) when the last user goes if something still holds them.
     std::vector<VerityDevice> verity;
+    // The root hash the mounted partition was checked against (lower-case
+    // hex), for systemd's origin file (state/sysext_origin.h); empty without.
+    std::string verity_root_hash;
 
     // Layer for a hierarchy ("/usr"), resolved inside the image so a
     // symlink in the image cannot point the layer elsewhere; empty when the

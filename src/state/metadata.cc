@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <json-c/json.h>
+#include <optional>
 #include <sys/sysmacros.h>
 
 #include "base/fault.h"
@@ -32,11 +33,40 @@ bool parse_devnum(const std::string& s, dev_t* out) {
     return true;
 }
 
+// The record in `name`; nullopt when there is no such file or it is not
+// rdext's (no "inputs": systemd 260's own origin).
+Result<std::optional<OriginInfo>> read_record(int hier_fd, ImageClass cls, const std::string& name) {
+    auto fd = open_regular_in_root(hier_fd, std::string(class_info(cls).dot_dir) + "/" + name, true);
+    if (!fd) {
+        // Missing, or not a regular file: not ours.
+        if (fd.error().code() == ENOENT || fd.error().code() == EBADFD) return std::optional<OriginInfo>();
+        return fd.error();
+    }
+    auto text = read_regular_file(fd->get(), 1 << 20);
+    if (!text) return text.error();
+    json_object* o = json_tokener_parse(text->c_str());
+    if (!o) return std::optional<OriginInfo>();
+    OriginInfo info;
+    json_object* v = nullptr;
+    const bool ours = json_object_object_get_ex(o, "inputs", &v) && json_object_is_type(v, json_type_string);
+    if (ours) info.inputs = json_object_get_string(v);
+    if (json_object_object_get_ex(o, "mutable", &v) && json_object_is_type(v, json_type_string))
+        info.mutable_mode = json_object_get_string(v);
+    if (json_object_object_get_ex(o, "hierarchies", &v) && json_object_is_type(v, json_type_array))
+        for (size_t i = 0; i < json_object_array_length(v); i++) {
+            json_object* h = json_object_array_get_idx(v, i);
+            if (json_object_is_type(h, json_type_string)) info.hierarchies.push_back(json_object_get_string(h));
+        }
+    json_object_put(o);
+    if (!ours) return std::optional<OriginInfo>();
+    return std::optional<OriginInfo>(std::move(info));
+}
+
 }  // namespace
 
 std::string format_devnum(dev_t d) { return std::to_string(major(d)) + ":" + std::to_string(minor(d)); }
 
-std::string origin_json(ImageClass cls, const std::vector<ExtensionRecord>& merged, const OriginInfo& info) {
+std::string rdext_record_json(ImageClass cls, const std::vector<ExtensionRecord>& merged, const OriginInfo& info) {
     json_object* o = json_object_new_object();
     json_object_object_add(o, "class", json_object_new_string(class_name(cls)));
     json_object_object_add(o, "mutable", json_object_new_string(info.mutable_mode.c_str()));
@@ -63,29 +93,12 @@ std::string origin_json(ImageClass cls, const std::vector<ExtensionRecord>& merg
 }
 
 Result<OriginInfo> read_origin(int hier_fd, ImageClass cls) {
-    OriginInfo info;
-    auto fd = open_regular_in_root(hier_fd, std::string(class_info(cls).dot_dir) + "/origin", true);
-    if (!fd) {
-        // Missing, or not a regular file: not ours, "unknown inputs".
-        if (fd.error().code() == ENOENT || fd.error().code() == EBADFD) return info;
-        return fd.error();
+    for (const char* name : {"rdext", "origin"}) {
+        auto r = read_record(hier_fd, cls, name);
+        if (!r) return r.error();
+        if (*r) return std::move(**r);
     }
-    auto text = read_regular_file(fd->get(), 1 << 20);
-    if (!text) return text.error();
-    json_object* o = json_tokener_parse(text->c_str());
-    if (!o) return info;  // not ours: treat as "unknown inputs"
-    json_object* v = nullptr;
-    if (json_object_object_get_ex(o, "mutable", &v) && json_object_is_type(v, json_type_string))
-        info.mutable_mode = json_object_get_string(v);
-    if (json_object_object_get_ex(o, "inputs", &v) && json_object_is_type(v, json_type_string))
-        info.inputs = json_object_get_string(v);
-    if (json_object_object_get_ex(o, "hierarchies", &v) && json_object_is_type(v, json_type_array))
-        for (size_t i = 0; i < json_object_array_length(v); i++) {
-            json_object* h = json_object_array_get_idx(v, i);
-            if (json_object_is_type(h, json_type_string)) info.hierarchies.push_back(json_object_get_string(h));
-        }
-    json_object_put(o);
-    return info;
+    return OriginInfo{};  // a merge by systemd-sysext: "unknown inputs"
 }
 
 Result<void> write_meta_layer(int meta_fd, ImageClass cls, const std::vector<ExtensionRecord>& merged,
@@ -98,14 +111,15 @@ Result<void> write_meta_layer(int meta_fd, ImageClass cls, const std::vector<Ext
     RDEXT_TRY(write_in(dot->get(), class_info(cls).list_file, list));
     RDEXT_TRY(write_in(dot->get(), "backing", format_devnum(backing) + "\n"));
     if (!info.work_dir.empty()) RDEXT_TRY(write_in(dot->get(), "work_dir", info.work_dir + "\n"));
-    return write_in(dot->get(), "origin", origin_json(cls, merged, info));
+    return write_in(dot->get(), "rdext", rdext_record_json(cls, merged, info));
 }
 
 Result<void> write_meta_origin(int meta_fd, ImageClass cls, const std::vector<ExtensionRecord>& merged,
-                               const OriginInfo& info) {
+                               const OriginInfo& info, const std::string& systemd_origin) {
     auto dot = open_dot_dir(meta_fd, cls);
     if (!dot) return dot.error();
-    return write_in(dot->get(), "origin", origin_json(cls, merged, info));
+    RDEXT_TRY(write_in(dot->get(), "rdext", rdext_record_json(cls, merged, info)));
+    return write_in(dot->get(), "origin", systemd_origin);
 }
 
 Result<void> write_meta_dev(int meta_fd, ImageClass cls, dev_t overlay_dev) {

@@ -23,24 +23,29 @@ struct OriginInfo {
     std::vector<std::string> hierarchies;  // every hierarchy the class's merge covers
 };
 
-// Writes <meta>/<dot_dir>/{extensions|confexts, backing, origin} (and
+// Writes <meta>/<dot_dir>/{extensions|confexts, backing, rdext} (and
 // work_dir in a mutable merge) before the overlay exists. `merged` are the
 // merged images in layer order (every hierarchy gets the full list, as
 // systemd does).
 Result<void> write_meta_layer(int meta_fd, ImageClass cls, const std::vector<ExtensionRecord>& merged,
                               dev_t backing, const OriginInfo& info = {});
 
-// The `origin` file (systemd v260): how the merge was made and from what
-// (each image's path and identity, and the fingerprint of all the inputs),
-// so a refresh can tell "nothing changed" without mounting anything.
-std::string origin_json(ImageClass cls, const std::vector<ExtensionRecord>& merged, const OriginInfo& info = {});
+// rdext's own record of a merge, the `rdext` file: how it was made and
+// from what (each image's path and identity, and the fingerprint of all
+// the inputs), so rdext's refresh can tell "nothing changed" without
+// mounting anything. systemd reads no file there but dev, the list,
+// work_dir and origin, so an extra one is left alone. (Older rdext
+// wrote this into `origin`, which systemd 260 took for its own.)
+std::string rdext_record_json(ImageClass cls, const std::vector<ExtensionRecord>& merged, const OriginInfo& info = {});
 
-// Rewrites the origin file once every hierarchy of the merge is known.
+// Writes the `rdext` record and systemd's `origin` (state/sysext_origin.h)
+// once every hierarchy of the merge is known.
 Result<void> write_meta_origin(int meta_fd, ImageClass cls, const std::vector<ExtensionRecord>& merged,
-                               const OriginInfo& info);
+                               const OriginInfo& info, const std::string& systemd_origin);
 
-// The origin of the merge on the hierarchy hier_fd refers to; empty
-// `inputs` when there is none (a merge by systemd-sysext, or an older one).
+// rdext's record of the merge on the hierarchy hier_fd refers to, from
+// `rdext`, or from `origin` as older rdext wrote it; empty `inputs` when
+// there is none (a merge by systemd-sysext).
 Result<OriginInfo> read_origin(int hier_fd, ImageClass cls);
 
 // Writes <meta>/<dot_dir>/dev once the overlay exists: systemd treats a

@@ -41,9 +41,9 @@ fe_indent() {
 # contents; not the metadata files that name the mount
 digest() {
     (cd "$R" && find usr opt etc -printf '%p %y %m %U %G %l\n' | sort |
-        grep -vE '/\.systemd-(sysext|confext)/(dev|backing|origin) ') || true
+        grep -vE '/\.systemd-(sysext|confext)/(dev|backing|origin|rdext) ') || true
     (cd "$R" && find usr opt etc -type f ! -path '*/.systemd-*/dev' ! -path '*/.systemd-*/backing' \
-        ! -path '*/.systemd-*/origin' -exec md5sum {} + | sort -k2) || true
+        ! -path '*/.systemd-*/origin' ! -path '*/.systemd-*/rdext' -exec md5sum {} + | sort -k2) || true
 }
 
 # merged_set: the names merged now, one line each, sorted

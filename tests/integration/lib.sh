@@ -450,13 +450,14 @@ merged_names() {
 
 # tree_digest ROOT HIER...: a listing of ROOT/HIER with types, modes, owners,
 # link targets and content hashes, leaving out the metadata files that name
-# the mount (dev) or are newer than systemd 252 (backing v258, origin v260).
+# the mount (dev) or are newer than systemd 252 (backing v258, origin v260)
+# or rdext's own (rdext).
 tree_digest() {
     python3 - "$@" <<'PYEOF'
 import hashlib, os, stat, sys
 root = sys.argv[1]
 skip = tuple(f"/.systemd-{c}/{f}" for c in ("sysext", "confext")
-             for f in ("dev", "backing", "origin"))
+             for f in ("dev", "backing", "origin", "rdext"))
 for top in sys.argv[2:]:
     for d, subdirs, files in os.walk(os.path.join(root, top)):
         subdirs.sort()

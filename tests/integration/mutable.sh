@@ -54,7 +54,8 @@ assert_file_content "$M/usr/share/w-yes" yes
 [[ -d $M/.systemd-usr-workdir ]] || fail "work dir $M/.systemd-usr-workdir missing"
 [[ $(cat "$R/usr/.systemd-sysext/work_dir") == /var/lib/extensions.mutable/.systemd-usr-workdir ]] ||
     fail "work_dir metadata says '$(cat "$R/usr/.systemd-sysext/work_dir")'"
-grep -q '"mutable":"yes"' "$R/usr/.systemd-sysext/origin" || fail "origin does not record mode yes"
+grep -q '"mutable":"yes"' "$R/usr/.systemd-sysext/rdext" || fail "rdext's record does not say mode yes"
+grep -q '"mode":"yes"' <(tr -d ' \t\n' <"$R/usr/.systemd-sysext/origin") || fail "origin does not record mode yes"
 expect_readonly "$R/usr/.systemd-sysext/extensions" "the metadata must stay read-only"
 expect_writable "$R/opt/w-yes" yes "/opt in mode yes"
 assert_file_content "$M/opt/w-yes" yes

@@ -1,5 +1,6 @@
 // The metadata layer (state/metadata.h): the files systemd-sysext reads in
-// a merged hierarchy, and the origin file a refresh compares.
+// a merged hierarchy, rdext's own record a refresh compares, and systemd
+// 260's origin object (state/sysext_origin.h) beside it.
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <sys/sysmacros.h>
@@ -38,10 +39,12 @@ TEST_CASE("metadata: the meta layer carries the list and backing files systemd r
     CHECK(slurp(".systemd-sysext/dev") == "0:50\n");
     CHECK(slurp(".systemd-sysext/backing") == "8:1\n");
     CHECK(slurp(".systemd-confext/confexts") == "c\n");
-    CHECK(slurp(".systemd-sysext/origin").find("\"name\":\"b\"") != std::string::npos);
+    CHECK(slurp(".systemd-sysext/rdext").find("\"name\":\"b\"") != std::string::npos);
+    // systemd 260's origin is written once the merge's hierarchies are known.
+    CHECK(slurp(".systemd-sysext/origin").empty());
 }
 
-TEST_CASE("origin: what a refresh compares survives a write and a read") {
+TEST_CASE("rdext record: what a refresh compares survives a write and a read") {
     rdext::test::TempDir t;
     auto fd = t.open_root();
     ExtensionRecord a;
@@ -67,4 +70,43 @@ TEST_CASE("origin: what a refresh compares survives a write and a read") {
     auto empty = read_origin(none->get(), ImageClass::Sysext);
     REQUIRE(empty);
     CHECK(empty->inputs.empty());
+}
+
+TEST_CASE("rdext record: beside systemd's origin, and read from an older rdext's origin") {
+    rdext::test::TempDir t;
+    auto fd = t.open_root();
+    ExtensionRecord a;
+    a.name = "a";
+    OriginInfo info;
+    info.inputs = "inputs v3";
+    info.hierarchies = {"/usr"};
+    const std::string systemd = "{\"mutable\":{\"mode\":\"no\"}}\n";
+    REQUIRE(write_meta_origin(fd.get(), ImageClass::Sysext, {a}, info, systemd));
+    auto slurp = [&](const std::string& rel) {
+        std::ifstream in(t / rel);
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+    CHECK(slurp(".systemd-sysext/origin") == systemd);
+    auto back = read_origin(fd.get(), ImageClass::Sysext);
+    REQUIRE(back);
+    CHECK(back->inputs == "inputs v3");
+    CHECK(back->hierarchies == std::vector<std::string>{"/usr"});
+
+    // A merge made by an older rdext: its record is in `origin`, no `rdext`.
+    rdext::test::TempDir old;
+    auto old_fd = old.open_root();
+    REQUIRE(make_dirs(old_fd.get(), ".systemd-sysext", 0755));
+    auto dot = open_path(old / ".systemd-sysext", O_PATH | O_DIRECTORY);
+    REQUIRE(dot);
+    REQUIRE(write_file(dot->get(), "origin", rdext_record_json(ImageClass::Sysext, {a}, info)));
+    auto legacy = read_origin(old_fd.get(), ImageClass::Sysext);
+    REQUIRE(legacy);
+    CHECK(legacy->inputs == "inputs v3");
+    CHECK(legacy->hierarchies == std::vector<std::string>{"/usr"});
+
+    // systemd 260's own origin, no `rdext`: not rdext's inputs.
+    REQUIRE(write_file(dot->get(), "origin", systemd));
+    auto theirs = read_origin(old_fd.get(), ImageClass::Sysext);
+    REQUIRE(theirs);
+    CHECK(theirs->inputs.empty());
 }
