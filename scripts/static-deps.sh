@@ -6,10 +6,12 @@
 # (with Debian's patches): util-linux (libmount, libblkid, libuuid), lvm2
 # (libdevmapper only), kmod (libkmod, and the static kmod tool
 # <prefix>/libexec/rdext-kmod that rdext runs as depmod), cryptsetup
-# (libcryptsetup, OpenSSL backend) and openssl (libcrypto, trimmed: see
-# build_openssl). json-c, zlib, liblzma and libzstd come as static archives
-# with Debian's -dev packages (the decompressors only for the kmod tool:
-# rdext's libkmod leaves decompression to the kernel, see build_kmod).
+# (libcryptsetup, OpenSSL backend), openssl (libcrypto, trimmed: see
+# build_openssl) and dbus (libdbus-1 without its systemd support: Debian's
+# libdbus-1.a calls libsystemd, which has no static archive). json-c, zlib,
+# liblzma and libzstd come as static archives with Debian's -dev packages
+# (the decompressors only for the kmod tool: rdext's libkmod leaves
+# decompression to the kernel, see build_kmod).
 #
 # Everything is installed into ONE prefix, <cache>/<stamp>, where
 # <stamp> hashes this script, the source package versions and the compiler
@@ -25,6 +27,7 @@
 #   RDEXT_KMOD_VERSION            would pick, resolved once and remembered in
 #   RDEXT_CRYPTSETUP_VERSION      <cache>/apt/default-versions; a version
 #   RDEXT_OPENSSL_VERSION         the mirror no longer serves is passed over)
+#   RDEXT_DBUS_VERSION
 #   RDEXT_STATIC_DEPS_UPDATE=1  refresh the source index and the default versions
 #   RDEXT_STATIC_DEPS_CFLAGS    CFLAGS for the libraries
 #                               (default -Os -ffunction-sections -fdata-sections:
@@ -46,7 +49,7 @@ set -euo pipefail
 {
 
 self=$(readlink -f "${BASH_SOURCE[0]}")
-packages=(util-linux lvm2 kmod cryptsetup openssl)
+packages=(util-linux lvm2 kmod cryptsetup openssl dbus)
 
 say() { printf 'static-deps: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -191,7 +194,7 @@ for p in "${packages[@]}"; do say "  $p ${version[$p]}"; done
 
 # --- build tools and the -dev packages whose static archives are linked
 tools=(build-essential dpkg-dev autoconf automake libtool autopoint gettext pkgconf
-       libssl-dev libjson-c-dev zlib1g-dev liblzma-dev libzstd-dev)
+       libssl-dev libjson-c-dev zlib1g-dev liblzma-dev libzstd-dev libexpat1-dev)
 missing=()
 for t in "${tools[@]}"; do
     dpkg-query -W -f='${Status}\n' "$t" 2>/dev/null | grep -q "install ok installed" || missing+=("$t")
@@ -403,6 +406,26 @@ build_cryptsetup() {
     make install
 }
 
+build_dbus() {
+    cd "$work/dbus"
+    # Only the client library, for the manager reload after a merge on a
+    # booted system (reload/reload.h). configure insists on expat (the bus
+    # daemon parses its XML configuration with it); libdbus-1 does not use
+    # it, and the daemon is not built. No systemd, SELinux, AppArmor or
+    # audit support: those serve the daemon or session tracking, and
+    # libsystemd has no static archive.
+    ./configure "${common[@]}" --sysconfdir=/etc --localstatedir=/var --runstatedir=/run \
+        --with-system-socket=/run/dbus/system_bus_socket \
+        --disable-systemd --disable-selinux --disable-apparmor --disable-libaudit \
+        --disable-inotify --disable-kqueue --disable-launchd --disable-user-session \
+        --without-x --disable-x11-autolaunch --disable-tests --disable-modular-tests \
+        --disable-embedded-tests --disable-installed-tests --disable-verbose-mode \
+        --disable-asserts --disable-doxygen-docs --disable-xml-docs --disable-ducktype-docs
+    make -j"$jobs" -C dbus V=1 libdbus-1.la
+    make -C dbus install-libLTLIBRARIES install-dbusincludeHEADERS install-nodist_dbusarchincludeHEADERS
+    make install-pkgconfigDATA
+}
+
 # run_build NAME: build_NAME with its output in $logs/NAME.log. Not to be
 # called as a condition: errexit would be off inside it.
 run_build() {
@@ -432,7 +455,7 @@ run_parallel() {
 }
 
 # kmod needs openssl; cryptsetup needs util-linux, lvm2 and openssl.
-run_parallel util-linux lvm2 openssl
+run_parallel util-linux lvm2 openssl dbus
 run_parallel kmod cryptsetup
 
 # libkmod.pc does not name libcrypto, which libkmod uses with --with-openssl.
@@ -447,18 +470,20 @@ rm -f "$prefix"/lib/*.la
 rm -rf "${prefix:?}/share" "${prefix:?}/sbin" "${prefix:?}/bin" "${prefix:?}/etc" "${prefix:?}/lib/tmpfiles.d"
 
 # Proof that the whole chain links statically.
-mods=(mount blkid uuid devmapper libcryptsetup libkmod)
+mods=(mount blkid uuid devmapper libcryptsetup libkmod dbus-1)
 cat >"$work/smoke.c" <<'EOF'
 #include <blkid.h>
 #include <libcryptsetup.h>
 #include <libkmod.h>
 #include <libmount.h>
+#include <dbus/dbus.h>
 int main(void) {
     struct crypt_device *cd = 0;
     crypt_init(&cd, "/nonexistent");
     mnt_free_context(mnt_new_context());
     blkid_free_probe(blkid_new_probe());
     kmod_unref(kmod_new(0, 0));
+    dbus_message_unref(dbus_message_new_signal("/a", "a.b", "c"));
     return 0;
 }
 EOF
@@ -475,6 +500,9 @@ for f in +XZ +ZSTD +ZLIB; do
 done
 if nm "$prefix/lib/libkmod.a" 2>/dev/null | grep -qE ' U (lzma_|ZSTD_|gz|inflate)'; then
     die "$prefix/lib/libkmod.a uses a decompressor; it should leave decompression to the kernel"
+fi
+if nm "$prefix/lib/libdbus-1.a" 2>/dev/null | grep -q ' U sd_'; then
+    die "$prefix/lib/libdbus-1.a calls libsystemd, which has no static archive"
 fi
 grep -q MODULE_INIT_COMPRESSED_FILE "$work/kmod/libkmod/libkmod-module.c" ||
     die "libkmod lacks the kernel-decompression change"

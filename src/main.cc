@@ -19,6 +19,7 @@
 #include "merge/handoff.h"
 #include "merge/merge.h"
 #include "merge/trust.h"
+#include "reload/reload.h"
 #include "version.h"
 
 using namespace rdext;
@@ -49,6 +50,20 @@ Settings settings_from(const Options& o, const CmdlineSettings& c) {
     return s;
 }
 
+// As systemd-sysext: the service manager hears of a merge only on the
+// running system's own root, never from the initrd (there is no manager
+// of the real root yet), and not with --no-reload.
+bool tells_manager(const Options& o, const Target& target) {
+    return !o.no_reload && !target.in_initrd && target.is_running_root();
+}
+
+// After the mounts changed: the merge stays whatever the manager says.
+bool notify(const std::vector<ExtensionRelease>& extensions) {
+    auto r = notify_manager(extensions);
+    if (!r) log_error() << "service manager: " << r.error().what();
+    return static_cast<bool>(r);
+}
+
 // inspect's exit status says the verdict: 0 accept, 1 refuse; a request
 // that cannot be answered (no such image, unreadable os-release) is 2.
 int inspect(const Options& o, const Target& target, const PolicyConfig& policy) {
@@ -77,6 +92,11 @@ int run(const Options& o, const CmdlineSettings& c) {
     switch (o.command) {
         case Command::Merge:
         case Command::Refresh: {
+            bool tell = tells_manager(o, *target);
+            // A refresh may take away an extension that asked: the manager
+            // must also forget its units.
+            std::vector<ExtensionRelease> releases;
+            if (tell && o.command == Command::Refresh) releases = merged_extension_releases(*target, settings);
             auto r = merge(*target, settings, o.command == Command::Merge ? MergeMode::Merge : MergeMode::Refresh);
             if (!r) {
                 log_error() << (o.command == Command::Merge ? "merge" : "refresh") << " failed: " << r.error().what();
@@ -84,15 +104,19 @@ int run(const Options& o, const CmdlineSettings& c) {
             }
             if (o.json) std::fputs((state_to_json(*r, true) + "\n").c_str(), stdout);
             if (target->in_initrd) hand_off(*target);
-            return kOk;
+            if (!tell || r->operation == "unchanged") return kOk;
+            for (auto& e : merged_extension_releases(*target, settings)) releases.push_back(std::move(e));
+            return notify(releases) ? kOk : kFailed;
         }
         case Command::Unmerge: {
+            // What asks for a reload is what is merged now, read before it goes.
+            std::vector<ExtensionRelease> releases;
+            if (tells_manager(o, *target)) releases = merged_extension_releases(*target, settings);
             auto r = unmerge(*target, settings);
-            if (!r) {
-                log_error() << "unmerge failed: " << r.error().what();
-                return kFailed;
-            }
-            return kOk;
+            if (!r) log_error() << "unmerge failed: " << r.error().what();
+            // Told even after a partial unmerge, as systemd-sysext does: some hierarchies may be gone.
+            bool told = notify(releases);
+            return r && told ? kOk : kFailed;
         }
         case Command::MarkGood: {
             auto r = mark_good(*target);

@@ -11,7 +11,7 @@
 namespace rdext {
 namespace {
 
-enum { OPT_ROOT = 0x100, OPT_CMDLINE_FILE, OPT_LOG_LEVEL, OPT_JSON, OPT_VERSION, OPT_IMAGE_POLICY, OPT_OS_RELEASE, OPT_CERTIFICATE, OPT_MUTABLE };
+enum { OPT_ROOT = 0x100, OPT_CMDLINE_FILE, OPT_LOG_LEVEL, OPT_JSON, OPT_VERSION, OPT_IMAGE_POLICY, OPT_OS_RELEASE, OPT_CERTIFICATE, OPT_MUTABLE, OPT_NO_RELOAD };
 
 Result<Command> parse_command(const std::string& s) {
     static const struct {
@@ -60,6 +60,10 @@ const char* usage_text() {
            "  --mutable=MODE       no, auto, yes, import, ephemeral or ephemeral-import:\n"
            "                       a writable merge as systemd-sysext's --mutable=;\n"
            "                       overrides rd.sysext.mutable= and rd.confext.mutable=\n"
+           "  --no-reload          Do not reload the service manager or restart units after\n"
+           "                       merge, refresh or unmerge, even when an extension asks\n"
+           "                       (EXTENSION_RELOAD_MANAGER=, EXTENSION_RESTART_UNITS=,\n"
+           "                       EXTENSION_RELOAD_OR_RESTART_UNITS=)\n"
            "  -h, --help           Show this help\n"
            "  --version            Show the version\n"
            "\n"
@@ -84,6 +88,7 @@ Result<Options> parse_options(int argc, char** argv) {
         {"json", no_argument, nullptr, OPT_JSON},
         {"image-policy", required_argument, nullptr, OPT_IMAGE_POLICY},
         {"mutable", required_argument, nullptr, OPT_MUTABLE},
+        {"no-reload", no_argument, nullptr, OPT_NO_RELOAD},
         {"os-release", required_argument, nullptr, OPT_OS_RELEASE},
         {"certificate", required_argument, nullptr, OPT_CERTIFICATE},
         {"help", no_argument, nullptr, 'h'},
@@ -110,6 +115,7 @@ Result<Options> parse_options(int argc, char** argv) {
                 o.mutable_mode = *m;
                 break;
             }
+            case OPT_NO_RELOAD: o.no_reload = true; break;
             case OPT_OS_RELEASE: o.os_release = optarg; break;
             case OPT_CERTIFICATE: o.certificates.push_back(optarg); break;
             case 'h': help = true; break;

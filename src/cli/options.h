@@ -20,6 +20,9 @@ struct Options {
     std::optional<std::string> image_policy;  // --image-policy=, for both classes
     std::optional<MutableMode> mutable_mode;  // --mutable=, for both classes
     bool json = false;
+    // --no-reload: no service manager reload or unit restarts after merge,
+    // refresh or unmerge, whatever the extensions ask (reload/reload.h).
+    bool no_reload = false;
     // inspect: the image, the OS to check it against, the trust anchors.
     std::string image;
     std::optional<std::string> os_release;  // --os-release=FILE
