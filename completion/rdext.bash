@@ -6,7 +6,7 @@ _rdext() {
         prev=${COMP_WORDS[COMP_CWORD-1]}
     }
     local commands="merge unmerge refresh status list mark-good count-tries inspect"
-    local options="--root= --cmdline-file= --log-level= --image-policy= --mutable= --os-release= --certificate= --json --help --version"
+    local options="--root= --cmdline-file= --log-level= --image-policy= --mutable= --no-reload --os-release= --certificate= --json --help --version"
     case $cur in
         --root=*|--cmdline-file=*|--os-release=*|--certificate=*)
             local prefix=${cur%%=*}=
