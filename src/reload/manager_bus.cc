@@ -49,6 +49,18 @@ Message method_call(const char* method) {
                                                 "org.freedesktop.systemd1.Manager", method));
 }
 
+// METHOD(unit, "replace"); a null reply with `err` set when it failed.
+Message unit_call(DBusConnection* c, const char* method, const std::string& unit, DBusError* err) {
+    Message m = method_call(method);
+    const char* name = unit.c_str();
+    const char* mode = "replace";
+    if (!m || !dbus_message_append_args(m.get(), DBUS_TYPE_STRING, &name, DBUS_TYPE_STRING, &mode, DBUS_TYPE_INVALID)) {
+        dbus_set_error_const(err, DBUS_ERROR_NO_MEMORY, "out of memory");
+        return nullptr;
+    }
+    return Message(dbus_connection_send_with_reply_and_block(c, m.get(), kUnitTimeoutMs, err));
+}
+
 }  // namespace
 
 Result<ManagerBus> ManagerBus::connect() {
@@ -78,26 +90,16 @@ Result<void> ManagerBus::reload() {
 
 Result<void> ManagerBus::restart_unit(const std::string& unit, bool reload_allowed) {
     const char* method = reload_allowed ? "ReloadOrRestartUnit" : "RestartUnit";
-    for (int attempt = 0; attempt < 2; ++attempt) {
-        Message m = method_call(method);
-        const char* name = unit.c_str();
-        const char* mode = "replace";
-        if (!m || !dbus_message_append_args(m.get(), DBUS_TYPE_STRING, &name, DBUS_TYPE_STRING, &mode,
-                                            DBUS_TYPE_INVALID))
-            return Error(ENOMEM) << "unit " << unit << ": out of memory";
-        ErrorGuard err;
-        Message reply(dbus_connection_send_with_reply_and_block(c_, m.get(), kUnitTimeoutMs, &err.e));
-        if (reply) {
-            log_info() << "unit " << unit << ": " << method;
-            return {};
-        }
-        // The unit left with the extension: stop what still runs of it.
-        if (attempt == 0 && (err.is("org.freedesktop.systemd1.NoSuchUnit") || err.is("org.freedesktop.systemd1.LoadFailed"))) {
-            method = "StopUnit";
-            continue;
-        }
-        return Error(EIO) << "unit " << unit << ": " << method << " failed: " << err.text();
+    ErrorGuard err;
+    Message reply = unit_call(c_, method, unit, &err.e);
+    // The unit left with the extension: stop what still runs of it.
+    if (!reply && (err.is("org.freedesktop.systemd1.NoSuchUnit") || err.is("org.freedesktop.systemd1.LoadFailed"))) {
+        dbus_error_free(&err.e);
+        method = "StopUnit";
+        reply = unit_call(c_, method, unit, &err.e);
     }
+    if (!reply) return Error(EIO) << "unit " << unit << ": " << method << " failed: " << err.text();
+    log_info() << "unit " << unit << ": " << method << " queued";
     return {};
 }
 
