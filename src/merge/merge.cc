@@ -28,7 +28,7 @@
 #include "release/compat.h"
 #include "release/extension_release.h"
 #include "state/metadata.h"
-#include "state/sysext_origin.h"
+#include "merge/sysext_origin.h"
 
 namespace rdext {
 namespace {
@@ -520,7 +520,7 @@ struct ClassWork {
     std::vector<Admitted> admitted;
 };
 
-// systemd 260's origin object for the class's merge (state/sysext_origin.h).
+// systemd 260's origin object for the class's merge (merge/sysext_origin.h).
 std::string systemd_origin_for(const RunContext& rc, ImageClass cls, const std::vector<Admitted>& admitted) {
     std::vector<OriginImage> images;
     const int root_fd = rc.target.root_fd.get();

@@ -104,6 +104,8 @@ std::string inputs_fingerprint(const Target& target, const Settings& settings, I
     add_file(d, target.root_fd.get(), "/usr/lib/os-release");
     for (const auto& n : settings.excluded(cls)) d << "exclude " + n;
     for (const auto& [n, v] : settings.of(cls).pin) d << "pin " + n + "=" + v;
+    // A refresh with other required names is checked again, never "unchanged".
+    for (const auto& n : settings.required(cls)) d << "require " + n;
     d << std::string("mutable ") + mutable_mode_name(settings.mutable_mode(cls));
     if (settings.force) d << "force";
     if (settings.noexec) d << std::string("noexec ") + (*settings.noexec ? "yes" : "no");

@@ -35,7 +35,7 @@ struct StagedImage {
     // (deferred) when the last user goes if something still holds them.
     std::vector<VerityDevice> verity;
     // The root hash the mounted partition was checked against (lower-case
-    // hex), for systemd's origin file (state/sysext_origin.h); empty without.
+    // hex), for systemd's origin file (merge/sysext_origin.h); empty without.
     std::string verity_root_hash;
 
     // Layer for a hierarchy ("/usr"), resolved inside the image so a

@@ -38,7 +38,7 @@ Result<void> write_meta_layer(int meta_fd, ImageClass cls, const std::vector<Ext
 // wrote this into `origin`, which systemd 260 took for its own.)
 std::string rdext_record_json(ImageClass cls, const std::vector<ExtensionRecord>& merged, const OriginInfo& info = {});
 
-// Writes the `rdext` record and systemd's `origin` (state/sysext_origin.h)
+// Writes the `rdext` record and systemd's `origin` (merge/sysext_origin.h)
 // once every hierarchy of the merge is known.
 Result<void> write_meta_origin(int meta_fd, ImageClass cls, const std::vector<ExtensionRecord>& merged,
                                const OriginInfo& info, const std::string& systemd_origin);

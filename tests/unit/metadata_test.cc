@@ -1,6 +1,6 @@
 // The metadata layer (state/metadata.h): the files systemd-sysext reads in
 // a merged hierarchy, rdext's own record a refresh compares, and systemd
-// 260's origin object (state/sysext_origin.h) beside it.
+// 260's origin object (merge/sysext_origin.h) beside it.
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <sys/sysmacros.h>

@@ -1,4 +1,4 @@
-#include "state/sysext_origin.h"
+#include "merge/sysext_origin.h"
 
 #include <endian.h>
 #include <fcntl.h>
