@@ -19,9 +19,10 @@ constexpr const char* kMutableDir = "/var/lib/extensions.mutable";
 struct PersistentDir {
     bool exists = false;
     bool links_to_hierarchy = false;
-    UniqueFd fd;         // O_PATH of the directory (when it exists and is not the link)
-    UniqueFd parent_fd;  // where the work directory goes (beside the upper)
-    std::string refused; // non-empty: exists but is not used, and why
+    UniqueFd fd;          // O_PATH of the directory (when it exists and is not the link)
+    UniqueFd parent_fd;   // where the work directory goes (beside the upper)
+    UniqueFd link_target; // a link's target directory elsewhere in the root (import only)
+    std::string refused;  // non-empty: exists but is not used as the upper layer, and why
 };
 
 bool same_inode(int a, int b) {
@@ -33,8 +34,9 @@ bool same_inode(int a, int b) {
 // extensions.mutable/<h>: absent, a directory, or a link to the hierarchy
 // itself (then the hierarchy is its own upper layer). Everything is
 // resolved inside the root; a link anywhere else (even inside the root) is
-// refused, since its target would take the writes and its parent the work
-// directory.
+// refused as the upper layer, since its target would take the writes and
+// its parent the work directory. The import modes read its target as
+// systemd-sysext does: a read-only layer of the root's own files.
 Result<PersistentDir> find_persistent(int root_fd, int current_fd, const std::string& hname) {
     PersistentDir d;
     auto parent = open_in_root(root_fd, kMutableDir, O_PATH | O_DIRECTORY);
@@ -58,6 +60,7 @@ Result<PersistentDir> find_persistent(int root_fd, int current_fd, const std::st
         d.links_to_hierarchy = true;
     } else {
         d.refused = "is a symlink that does not lead to /" + hname;
+        if (target) d.link_target = std::move(*target);
     }
     return d;
 }
@@ -126,11 +129,12 @@ Result<MutableLayers> mutable_layers(int root_fd, int current_fd, Staging& stagi
         return Error(ELOOP) << kMutableDir << "/" << hname << " points to the hierarchy itself, which cannot be imported";
     if ((mode == MutableMode::Yes || mode == MutableMode::Auto) && dir->fd)
         RDEXT_TRY(check_mode(dir->fd.get(), *base_st, hname));
-    if (!dir->refused.empty() && (imports || !ephemeral))
+    const int import_fd = dir->fd ? dir->fd.get() : dir->link_target.get();
+    if (!dir->refused.empty() && (imports ? import_fd < 0 : !ephemeral))
         log_warning() << kMutableDir << "/" << hname << " " << dir->refused << ": not used, " << hierarchy
-                      << (ephemeral ? " gets no import layer" : " is merged read-only");
-    if (imports && dir->fd) {
-        auto d = same_dir(dir->fd.get());
+                      << (imports ? " gets no import layer" : " is merged read-only");
+    if (imports && import_fd >= 0) {
+        auto d = same_dir(import_fd);
         if (!d) return d.error();
         out.import_dir = std::move(*d);
     }

@@ -131,7 +131,13 @@ mv "$B/mutable-usr.away" "$M/usr"
 rm -rf "$R/.systemd-usr-workdir"  # the linked case's, so a new one shows
 for link in / ../../../../../.. /usr/bin; do
     for mode in auto yes import; do
-        check "extensions.mutable/usr -> $link, mode $mode: refused, read-only, nothing created outside the root"
+        if [[ $mode == import ]]; then
+            # import reads the link's target inside the root, as systemd-sysext
+            # 257 does; these targets overlap /usr, which overlayfs refuses
+            check "extensions.mutable/usr -> $link, mode import: the merge fails, nothing merged or created"
+        else
+            check "extensions.mutable/usr -> $link, mode $mode: refused, read-only, nothing created outside the root"
+        fi
         mv "$M/usr" "$B/mutable-usr.away"
         ln -s "$link" "$M/usr"
         before_outside=$(ls -A "$TEST_DIR" /)
@@ -139,17 +145,43 @@ for link in / ../../../../../.. /usr/bin; do
         for d in "$TEST_DIR" / "$R" "$R/usr"; do
             [[ ! -e $d/.systemd-usr-workdir ]] || fail "work dir created in $d for a link to $link"
         done
-        expect_rc 0
-        expect_stderr_line 'extensions\.mutable/usr' 'symlink'
-        assert_merged "$R" /usr one
-        expect_readonly "$R/usr/share/w-link" "extensions.mutable/usr -> $link"
+        if [[ $mode == import ]]; then
+            expect_rc 1
+            assert_not_merged "$R" /usr
+            assert_not_merged "$R" /opt
+        else
+            expect_rc 0
+            expect_stderr_line 'extensions\.mutable/usr' 'symlink'
+            assert_merged "$R" /usr one
+            expect_readonly "$R/usr/share/w-link" "extensions.mutable/usr -> $link"
+            unmerge
+        fi
         [[ ! -e $R/usr/share/base-file/w-link && ! -e $R/w-link ]] || fail "a write went through the link"
         [[ $(ls -A "$TEST_DIR" /) == "$before_outside" ]] || fail "the merge created files outside the root"
-        unmerge
         rm -f "$M/usr"
         mv "$B/mutable-usr.away" "$M/usr"
     done
 done
+
+check "import and ephemeral-import with extensions.mutable/usr -> /srv/imp: its files are one more layer"
+mv "$M/usr" "$B/mutable-usr.away"
+mkdir -p "$R/srv/imp"
+echo imp >"$R/srv/imp/imported"
+ln -s /srv/imp "$M/usr"
+for mode in import ephemeral-import; do
+    merge_mode "$mode"
+    [[ -f $R/$T/one ]] || fail "$mode: extension file missing"
+    assert_file_content "$R/usr/imported" imp
+    if [[ $mode == import ]]; then
+        expect_readonly "$R/usr/share/w-imp" "import through a link"
+    else
+        expect_writable "$R/usr/share/w-imp" x "ephemeral-import through a link"
+    fi
+    unmerge
+    [[ ! -e $R/srv/imp/share ]] || fail "$mode: a write reached the link's target"
+done
+rm -rf "$M/usr" "$R/srv/imp"
+mv "$B/mutable-usr.away" "$M/usr"
 
 check "rd.confext.mutable=yes: /etc writable into extensions.mutable/etc, /usr stays read-only"
 echo "rd.confext.mutable=yes" >"$TEST_DIR/cmdline"

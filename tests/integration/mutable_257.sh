@@ -4,9 +4,12 @@
 # where rdext once differed: a hierarchy missing from the root, the mode
 # from SYSTEMD_SYSEXT_MUTABLE_MODE (and --mutable= over it), auto with a
 # dangling extensions.mutable/usr, import modes with extensions.mutable/usr
-# linked to /usr, yes/auto with its mode not the hierarchy's. Per case both
-# must agree on: exit status, whether /usr and /opt are merged, whether
-# /usr is writable, where a write lands, and /opt's mode.
+# linked to /usr (refused), elsewhere in the root (imported) or to a
+# directory that overlaps /usr (the kernel refuses), yes/auto with its mode
+# not the hierarchy's. Per case both must agree on: exit status, whether
+# /usr and /opt are merged, whether /usr is writable, where a write lands,
+# /opt's mode, and whether a base-tool shows at the top of /usr (imported
+# through the link).
 source "$(dirname "$0")/lib.sh"
 require_root_env
 SRC_DIR=$(cd "$LIB_DIR/../.." && pwd)
@@ -23,7 +26,8 @@ m() { mountpoint -q "$R$1" && echo merged || { [[ -e $R$1 ]] && echo plain || ec
 w=ro; ( echo x >"$R/usr/share/probe" ) 2>/dev/null && w=rw
 land=none; [[ -f $R/var/lib/extensions.mutable/usr/share/probe ]] && land=extensions.mutable
 [[ -f $R/usr/share/probe && $w == rw ]] && [[ $(m /usr) == merged ]] && [[ $land == none ]] && land=elsewhere
-echo "usr=$(m /usr) opt=$(m /opt) usr-write=$w lands=$land opt-mode=$(stat -c %a "$R/opt" 2>/dev/null || echo -)"'
+imp=no; [[ -e $R/usr/base-tool ]] && imp=yes
+echo "usr=$(m /usr) opt=$(m /opt) usr-write=$w lands=$land opt-mode=$(stat -c %a "$R/opt" 2>/dev/null || echo -) imported=$imp"'
 
 # case NAME SETUP ENV ARGS: SETUP runs in the root (cd'ed), ENV is "VAR=VALUE" or "".
 declare -a DIFFS=()
@@ -67,6 +71,11 @@ case_ auto-dangling        'ln -s /nonexistent var/lib/extensions.mutable/usr' '
 case_ auto-absent          ':'                                    ''                                 '--mutable=auto'
 case_ import-linked        'ln -s /usr var/lib/extensions.mutable/usr' ''                          '--mutable=import'
 case_ eph-import-linked    'ln -s /usr var/lib/extensions.mutable/usr' ''                          '--mutable=ephemeral-import'
+case_ import-link-usrbin    'ln -s /usr/bin var/lib/extensions.mutable/usr' ''                      '--mutable=import'
+case_ import-link-srv       'mkdir -p srv/imp && echo i >srv/imp/base-tool && ln -s /srv/imp var/lib/extensions.mutable/usr' '' '--mutable=import'
+case_ eph-import-link-srv   'mkdir -p srv/imp && echo i >srv/imp/base-tool && ln -s /srv/imp var/lib/extensions.mutable/usr' '' '--mutable=ephemeral-import'
+case_ import-link-root      'ln -s / var/lib/extensions.mutable/usr'  ''                             '--mutable=import'
+case_ import-link-dotdot    'ln -s ../../../../../.. var/lib/extensions.mutable/usr' ''              '--mutable=import'
 case_ yes-linked           'ln -s /usr var/lib/extensions.mutable/usr' ''                          '--mutable=yes'
 case_ yes-mode-differs     'mkdir -m 0700 var/lib/extensions.mutable/usr' ''                       '--mutable=yes'
 case_ auto-mode-differs    'mkdir -m 0700 var/lib/extensions.mutable/usr' ''                       '--mutable=auto'
