@@ -507,3 +507,11 @@ for e in errors[:5]:
 sys.exit(1 if errors else 0)
 ' "$RDEXT_SCHEMAS" "$1"
 }
+
+# find_trixie_tree: set TREE to the builders' trixie tree with systemd-sysext
+# 257 (scripts/builders-env.sh builds it on first use), or skip the test.
+find_trixie_tree() {
+    TREE=$(bash -c 'source "$1/scripts/builders-env.sh"; builders_tree trixie' _ "$(cd "$LIB_DIR/../.." && pwd)") ||
+        skip "no trixie tree (scripts/builders-env.sh)"
+    [[ -x $TREE/usr/bin/systemd-sysext ]] || fail "the trixie tree has no systemd-sysext"
+}

@@ -12,10 +12,7 @@
 # through the link).
 source "$(dirname "$0")/lib.sh"
 require_root_env
-SRC_DIR=$(cd "$LIB_DIR/../.." && pwd)
-TREE=$(bash -c 'source "$1/scripts/builders-env.sh"; builders_tree trixie' _ "$SRC_DIR") ||
-    skip "no trixie tree (scripts/builders-env.sh)"
-[[ -x $TREE/usr/bin/systemd-sysext ]] || fail "the trixie tree has no systemd-sysext"
+find_trixie_tree
 
 B=$TEST_DIR/build
 make_ext_tree "$B/one" one sysext -- "usr/share/one/f=one" "opt/one/f=one"
