@@ -13,6 +13,8 @@ packages=(
     build-essential cmake ninja-build pkgconf
     libmount-dev libblkid-dev libcryptsetup-dev libkmod-dev libssl-dev
     libjson-c-dev doctest-dev
+    # rdext fetch over http(s) (src/fetch/http_source.cc): libcurl with OpenSSL
+    libcurl4-openssl-dev
     # fuzzers (tests/fuzz): clang with libFuzzer and the sanitizer runtimes
     clang-14 libclang-rt-14-dev
     # static build (scripts/static-deps.sh, cmake -DRDEXT_STATIC=ON)

@@ -6,7 +6,10 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <string>
 
 #include <openssl/crypto.h>
 
@@ -17,6 +20,10 @@
 #include "cli/report.h"
 #include "cmdline/cmdline.h"
 #include "fetch/fetch.h"
+#if RDEXT_WITH_HTTP
+#include "fetch/http_source.h"
+#endif
+#include "fetch/source.h"
 #include "merge/handoff.h"
 #include "merge/merge.h"
 #include "merge/trust.h"
@@ -107,11 +114,29 @@ int serve_varlink(const Target& target, const Settings& settings) {
     return kOk;
 }
 
+// A binary without the network transport (the static merge binary) hands
+// `rdext fetch` to rdext-fetch beside it, the same program with libcurl
+// and TLS, which the initrd carries only when fetching is enabled. Without
+// it the fetch goes on here, with file sources only (http(s) transfers
+// then fail saying so).
+void exec_fetch_binary(char** argv) {
+    char self[4096];
+    const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return;
+    std::string path(self, static_cast<size_t>(n));
+    path = path.substr(0, path.rfind('/') + 1) + "rdext-fetch";
+    argv[0] = path.data();
+    ::execv(path.c_str(), argv);
+    if (errno != ENOENT) log_warning() << "cannot run " << path << ": " << std::strerror(errno);
+}
+
 // fetch: the record on stdout with --json; --refresh then refreshes the
 // merge (its own record is not printed: one document per command).
 int fetch_command(const Options& o, const Target& target, const Settings& settings) {
     FetchOptions fo;
     fo.keyring = o.keyring;
+    fo.ca = o.ca;
+    if (o.timeout) fo.timeout = std::chrono::seconds(*o.timeout);
     FetchRecord r = fetch(target, settings, fo);
     if (!r.failure.empty()) log_error() << "fetch failed: " << r.failure;
     if (o.json != JsonMode::Off) std::fputs((fetch_to_json(r, o.json == JsonMode::Pretty) + "\n").c_str(), stdout);
@@ -201,6 +226,9 @@ int main(int argc, char** argv) {
     // Its configuration file is not ours to follow either: the trust
     // anchors are the initrd's verity.d.
     OPENSSL_init_crypto(OPENSSL_INIT_NO_ADD_ALL_CIPHERS | OPENSSL_INIT_NO_LOAD_CONFIG, nullptr);
+#if RDEXT_WITH_HTTP
+    enable_http_sources();
+#endif
     auto opts = parse_options(argc, argv);
     if (!opts) {
         std::fprintf(stderr, "rdext: %s\n", opts.error().message().c_str());
@@ -218,6 +246,7 @@ int main(int argc, char** argv) {
         std::printf("rdext %s\n", RDEXT_VERSION);
         return kOk;
     }
+    if (opts->command == Command::Fetch && !network_sources_available()) exec_fetch_binary(argv);
     if (opts->log_level) {
         LogLevel l;
         if (!parse_log_level(*opts->log_level, &l)) {
