@@ -14,6 +14,7 @@
 #  - a 404 on the manifest and a 500 are reported naming the URL;
 #  - http_proxy & co in the environment are not used.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/fetch_lib.sh"
 require_root_env
 
 command -v gpg >/dev/null || skip "no gpg (scripts/setup-debian.sh installs it)"
@@ -35,17 +36,7 @@ WEB=$TEST_DIR/web
 MODE=$TEST_DIR/mode
 make_root "$R"
 mkdir -p "$WEB" "$B"
-case $(uname -m) in
-    x86_64) ARCH=x86-64 ;;
-    aarch64) ARCH=arm64 ;;
-    *) skip "architecture $(uname -m) not covered" ;;
-esac
-
-export GNUPGHOME=$TEST_DIR/gnupg
-mkdir -m 700 "$GNUPGHOME"
-gpg --batch --quiet --passphrase '' --quick-gen-key 'rdext test <good@example.org>' ed25519 sign never 2>/dev/null
-KEYRING=$TEST_DIR/trusted.gpg
-gpg --batch --export good@example.org >"$KEYRING"
+fetch_setup
 
 # Two CAs: the server's certificate is signed by the first; the second is
 # one rdext may be told to trust instead.
@@ -84,11 +75,6 @@ for port in 8080 8443; do
     done
 done
 
-image() {
-    rm -rf "$B/tree"
-    make_ext_tree "$B/tree" "$1" sysext ID=debian "VERSION_ID=${4:-12}" -- "$T/$1=$2"
-    make_erofs "$B/tree" "$3"
-}
 publish() {
     (cd "$WEB" && rm -f SHA256SUMS SHA256SUMS.gpg && sha256sum -- *.raw >SHA256SUMS)
     gpg --batch --quiet --local-user good@example.org --detach-sign -o "$WEB/SHA256SUMS.gpg" "$WEB/SHA256SUMS"
