@@ -1,5 +1,6 @@
 #include "fetch/http_source.h"
 
+#include <strings.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -40,15 +41,20 @@ struct Get {
     std::string url;
     uint64_t received = 0;
     std::string status_line;  // of the last response (redirects have their own)
+    std::string location;     // where the last response redirected to
     std::optional<Error> error;
 };
 
 size_t on_header(char* data, size_t size, size_t n, void* p) {
     auto* g = static_cast<Get*>(p);
     std::string line(data, size * n);
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
     if (starts_with(line, "HTTP/")) {
-        while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
         g->status_line = line;
+        g->location.clear();
+    } else if (line.size() > 9 && strncasecmp(line.c_str(), "location:", 9) == 0) {
+        g->location = line.substr(line.find_first_not_of(" \t", 9) == std::string::npos ? line.size()
+                                                                                      : line.find_first_not_of(" \t", 9));
     }
     return size * n;
 }
@@ -80,31 +86,42 @@ size_t on_body(char* data, size_t size, size_t n, void* p) {
     return len;
 }
 
-// libcurl's result as an errno and a message naming the URL.
+// libcurl's result as an errno and a message naming the URL, in rdext's
+// words: a libcurl built without verbose strings explains nothing itself.
 Error curl_error(const Get& g, CURLcode rc, const char* detail) {
-    const std::string why = *detail ? detail : curl_easy_strerror(rc);
+    const std::string more = *detail ? std::string(" (") + detail + ")" : "";
+    if (!g.location.empty() && !starts_with(g.location, "http://") && !starts_with(g.location, "https://") &&
+        g.location.find("://") != std::string::npos)
+        return Error(EPROTONOSUPPORT) << g.url << ": the redirect to " << g.location
+                                      << " is refused: rdext follows redirects to http and https only";
     switch (rc) {
         case CURLE_OPERATION_TIMEDOUT:
-            return Error(ETIMEDOUT) << g.url << ": the fetch timed out or stalled (" << why << ")";
+            return Error(ETIMEDOUT) << g.url << ": the fetch timed out, or the server stalled" << more;
         case CURLE_FILESIZE_EXCEEDED:
             return Error(g.too_big) << g.url << " is larger than " << g.max << " bytes";
         case CURLE_COULDNT_CONNECT:
-            return Error(ECONNREFUSED) << g.url << ": cannot connect (" << why << ")";
+            return Error(ECONNREFUSED) << g.url << ": cannot connect to the server" << more;
         case CURLE_COULDNT_RESOLVE_HOST:
-            return Error(EHOSTUNREACH) << g.url << ": " << why;
+            return Error(EHOSTUNREACH) << g.url << ": cannot resolve the host name" << more;
         case CURLE_UNSUPPORTED_PROTOCOL:
-            return Error(EPROTONOSUPPORT) << g.url << ": refused (" << why
-                                          << "): rdext follows redirects to http and https only, "
-                                             "and from https to https only";
+        case CURLE_URL_MALFORMAT:
+            return Error(EPROTONOSUPPORT) << g.url << ": refused: rdext fetches and follows redirects over http and "
+                                             "https only, and from https to https only" << more;
         case CURLE_TOO_MANY_REDIRECTS:
             return Error(ELOOP) << g.url << ": more than " << kMaxRedirects << " redirects";
+        case CURLE_PARTIAL_FILE:
+        case CURLE_RECV_ERROR:
+        case CURLE_GOT_NOTHING:
+            return Error(EIO) << g.url << ": the connection ended before the whole file arrived (" << g.received
+                              << " bytes)" << more;
         case CURLE_PEER_FAILED_VERIFICATION:
         case CURLE_SSL_CONNECT_ERROR:
         case CURLE_SSL_CACERT_BADFILE:
         case CURLE_SSL_CERTPROBLEM:
-            return Error(EPROTO) << g.url << ": TLS: " << why;
+            return Error(EPROTO) << g.url << ": TLS: the server's certificate is not trusted, or the handshake failed"
+                                 << more;
         default:
-            return Error(EIO) << g.url << ": " << why;
+            return Error(EIO) << g.url << ": libcurl error " << static_cast<int>(rc) << more;
     }
 }
 
