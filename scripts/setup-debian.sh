@@ -27,6 +27,8 @@ packages=(
     python3-jsonschema
     # tests/integration/fetch.sh signs manifests (gpg); rdext fetch checks them with gpgv
     gpg gpgv
+    # tests/integration/fetch_http.sh: its network namespace (ip), its CA (openssl, below)
+    iproute2
     # dm-verity test images (veritysetup format) and their keys
     cryptsetup-bin openssl
     # VM tests (tests/vm): QEMU, the guest root, the busybox initrd, the
