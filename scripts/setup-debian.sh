@@ -13,6 +13,8 @@ packages=(
     build-essential cmake ninja-build pkgconf
     libmount-dev libblkid-dev libcryptsetup-dev libkmod-dev libssl-dev
     libjson-c-dev libdbus-1-dev doctest-dev
+    # rdext fetch over http(s) (src/fetch/http_source.cc): libcurl with OpenSSL
+    libcurl4-openssl-dev
     # fuzzers (tests/fuzz): clang with libFuzzer and the sanitizer runtimes
     clang-14 libclang-rt-14-dev
     # static build (scripts/static-deps.sh, cmake -DRDEXT_STATIC=ON)
@@ -25,6 +27,8 @@ packages=(
     python3-jsonschema
     # tests/integration/fetch.sh signs manifests (gpg); rdext fetch checks them with gpgv
     gpg gpgv
+    # tests/integration/fetch_http.sh: its network namespace (ip), its CA (openssl, below)
+    iproute2
     # dm-verity test images (veritysetup format) and their keys
     cryptsetup-bin openssl
     # VM tests (tests/vm): QEMU, the guest root, the busybox initrd, the

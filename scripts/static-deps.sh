@@ -9,7 +9,11 @@
 # (libcryptsetup, OpenSSL backend), openssl (libcrypto, trimmed: see
 # build_openssl) and dbus (libdbus-1 without its systemd support: Debian's
 # libdbus-1.a calls libsystemd, which has no static archive; and cut down
-# to a unix-socket client, see build_dbus). json-c, zlib,
+# to a unix-socket client, see build_dbus). For `rdext-fetch`, the second
+# static binary that fetches over http(s), also curl (libcurl for HTTP and
+# HTTPS only, see build_curl) against a second OpenSSL with TLS
+# (build_openssl_tls), both installed under <prefix>/fetch so that the
+# merge binary's libcrypto stays as trimmed as it is. json-c, zlib,
 # liblzma and libzstd come as static archives with Debian's -dev packages
 # (the decompressors only for the kmod tool: rdext's libkmod leaves
 # decompression to the kernel, see build_kmod).
@@ -29,6 +33,7 @@
 #   RDEXT_CRYPTSETUP_VERSION      <cache>/apt/default-versions; a version
 #   RDEXT_OPENSSL_VERSION         the mirror no longer serves is passed over)
 #   RDEXT_DBUS_VERSION
+#   RDEXT_CURL_VERSION
 #   RDEXT_STATIC_DEPS_UPDATE=1  refresh the source index and the default versions
 #   RDEXT_STATIC_DEPS_CFLAGS    CFLAGS for the libraries
 #                               (default -Os -ffunction-sections -fdata-sections:
@@ -50,7 +55,7 @@ set -euo pipefail
 {
 
 self=$(readlink -f "${BASH_SOURCE[0]}")
-packages=(util-linux lvm2 kmod cryptsetup openssl dbus)
+packages=(util-linux lvm2 kmod cryptsetup openssl dbus curl)
 
 say() { printf 'static-deps: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -231,6 +236,9 @@ for p in "${packages[@]}"; do
     dpkg-source -x "$(dsc_of "$p" "${version[$p]}")" "$work/$p" >"$logs/$p.log" 2>&1 ||
         { tail -n 30 "$logs/$p.log" >&2; die "dpkg-source -x $p failed"; }
 done
+# The TLS OpenSSL for rdext-fetch: the same source, a tree of its own.
+dpkg-source -x "$(dsc_of openssl "${version[openssl]}")" "$work/openssl-tls" >"$logs/openssl-tls.log" 2>&1 ||
+    { tail -n 30 "$logs/openssl-tls.log" >&2; die "dpkg-source -x openssl (TLS tree) failed"; }
 
 jobs=$(nproc)
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
@@ -364,32 +372,85 @@ build_kmod() {
     make install-libLTLIBRARIES install-includeHEADERS install-pkgconfigDATA
 }
 
+# What rdext needs from libcrypto: X.509 and PKCS#7 (signature check of
+# root hashes: RSA, ECDSA, EdDSA), SHA-2 digests, and what libcryptsetup's
+# and libkmod's OpenSSL backends call. Debian's full libcrypto.a puts 3.2
+# MiB into the static binary; without TLS, sockets, engines, legacy ciphers
+# and the assembler variants (nothing here hashes bulk data: the kernel
+# checks verity) it puts 1.3 MiB. Also left out: RFC 3779 (IP address and
+# AS number certificate extensions), CMAC, async jobs, the secure heap (-28
+# KiB together), source file names in error records and the unrolled
+# tables and loops of AES, SHA and the modes (OPENSSL_SMALL_FOOTPRINT;
+# rdext hashes a few KiB, -60 KiB together). Kept: the error strings (rdext
+# shows them when a signature fails). (OpenSSL 3.0 has no switch for
+# X25519/Ed25519/Ed448 alone: no-ecx came with 3.2.)
+openssl_trim=(no-shared no-module no-dso no-engine no-tests no-ui-console no-autoload-config
+    no-legacy no-deprecated no-ssl3 no-tls1 no-tls1_1
+    no-dtls no-srtp no-srp no-ct no-ocsp no-cmp no-cms no-ts no-comp
+    no-aria no-bf no-blake2 no-camellia no-cast no-chacha no-poly1305 no-des no-dh
+    no-dsa no-ec2m no-gost no-idea no-md4 no-mdc2 no-ocb no-rc2 no-rc4 no-rc5
+    no-rmd160 no-scrypt no-seed no-siphash no-siv no-sm2 no-sm3 no-sm4 no-whirlpool
+    no-asm no-rfc3779 no-cmac no-async no-secure-memory no-filenames
+    -DOPENSSL_SMALL_FOOTPRINT)
+
 build_openssl() {
     cd "$work/openssl"
-    # rdext needs from libcrypto: X.509 and PKCS#7 (signature check of root
-    # hashes: RSA, ECDSA, EdDSA), SHA-2 digests, and what libcryptsetup's
-    # and libkmod's OpenSSL backends call. Debian's full libcrypto.a puts
-    # 3.2 MiB into the static binary; without TLS, sockets, engines,
-    # legacy ciphers and the assembler variants (nothing here hashes bulk
-    # data: the kernel checks verity) it puts 1.3 MiB. Also left out: RFC
-    # 3779 (IP address and AS number certificate extensions), CMAC, async
-    # jobs, the secure heap (-28 KiB together), source file names in error
-    # records and the unrolled tables and loops of AES, SHA and the modes
-    # (OPENSSL_SMALL_FOOTPRINT; rdext hashes a few KiB, -60 KiB together).
-    # Kept: the error strings (rdext shows them when a signature fails).
-    # (OpenSSL 3.0 has no switch for X25519/Ed25519/Ed448 alone: no-ecx
-    # came with 3.2.)
+    # The merge binary's: no TLS and no sockets at all.
     ./Configure linux-x86_64 --prefix="$prefix" --libdir=lib --openssldir=/usr/lib/ssl \
-        no-shared no-module no-dso no-engine no-tests no-ui-console no-autoload-config \
-        no-legacy no-deprecated no-sock no-ssl3 no-tls1 no-tls1_1 no-tls1_2 no-tls1_3 \
-        no-dtls no-srtp no-srp no-ct no-ocsp no-cmp no-cms no-ts no-comp \
-        no-aria no-bf no-blake2 no-camellia no-cast no-chacha no-poly1305 no-des no-dh \
-        no-dsa no-ec2m no-gost no-idea no-md4 no-mdc2 no-ocb no-rc2 no-rc4 no-rc5 \
-        no-rmd160 no-scrypt no-seed no-siphash no-siv no-sm2 no-sm3 no-sm4 no-whirlpool \
-        no-asm no-rfc3779 no-cmac no-async no-secure-memory no-filenames \
-        -DOPENSSL_SMALL_FOOTPRINT
+        "${openssl_trim[@]}" no-sock no-tls1_2 no-tls1_3
     make -j"$jobs" build_libs
     make install_dev
+}
+
+# rdext-fetch's OpenSSL (libssl for libcurl): the same trimmed libcrypto
+# plus sockets and TLS 1.2 and 1.3 (AES-GCM, ECDHE; no DHE, no ChaCha20),
+# into <prefix>/fetch. It is a superset of the one above, so rdext-fetch
+# links the whole chain (libcryptsetup, libkmod) against it instead.
+build_openssl_tls() {
+    cd "$work/openssl-tls"
+    ./Configure linux-x86_64 --prefix="$prefix/fetch" --libdir=lib --openssldir=/usr/lib/ssl \
+        "${openssl_trim[@]}"
+    make -j"$jobs" build_libs
+    make install_dev
+}
+
+# libcurl for rdext-fetch (src/fetch/http_source.cc): HTTP and HTTPS with
+# OpenSSL and nothing else. No other protocol, no proxy (rdext sets none and
+# a proxy from the environment must not redirect the boot's downloads), no
+# compression, HTTP/2, IDN, PSL, cookies, HSTS, alt-svc, authentication,
+# netrc or DoH: what a GET of a public update source does not use. The CA
+# bundle is always set by rdext (no compiled-in default). Threaded
+# resolver: name lookups obey the deadline too.
+build_curl() {
+    cd "$work/curl"
+    # Debian's last two patches turn the tree into its GnuTLS and NSS
+    # flavours (libcurl-gnutls, libcurl-nss); its OpenSSL libcurl is built
+    # without them, as debian/rules does.
+    local last
+    last=$(grep -v '^#' debian/patches/series | grep . | tail -n 2 | tr '\n' ' ')
+    [ "$last" = "90_gnutls.patch 99_nss.patch " ] || { echo "curl: unexpected last patches: $last"; return 1; }
+    patch -R -p1 --no-backup-if-mismatch <debian/patches/99_nss.patch
+    patch -R -p1 --no-backup-if-mismatch <debian/patches/90_gnutls.patch
+    autoreconf -fi
+    PKG_CONFIG_PATH="$prefix/fetch/lib/pkgconfig" ./configure "${common[@]}" \
+        --prefix="$prefix/fetch" --libdir="$prefix/fetch/lib" --includedir="$prefix/fetch/include" \
+        --with-openssl="$prefix/fetch" --disable-openssl-auto-load-config \
+        --enable-http --disable-ftp --disable-file --disable-ldap --disable-ldaps --disable-rtsp \
+        --disable-dict --disable-telnet --disable-tftp --disable-pop3 --disable-imap --disable-smb \
+        --disable-smtp --disable-gopher --disable-mqtt --disable-proxy --disable-manual \
+        --disable-libcurl-option --disable-verbose --disable-sspi --disable-crypto-auth --disable-ntlm \
+        --disable-ntlm-wb --disable-tls-srp --disable-unix-sockets --disable-cookies \
+        --disable-http-auth --disable-doh --disable-mime --disable-netrc --disable-progress-meter \
+        --disable-dnsshuffle --disable-get-easy-options --disable-alt-svc --disable-headers-api \
+        --disable-hsts --disable-websockets --enable-threaded-resolver --enable-ipv6 \
+        --without-ca-bundle --without-ca-path --without-ca-fallback \
+        --without-zlib --without-brotli --without-zstd --without-libpsl --without-libgsasl \
+        --without-libssh2 --without-libssh --without-librtmp --without-libidn2 --without-nghttp2 \
+        --without-ngtcp2 --without-nghttp3 --without-hyper --without-gssapi
+    make -j"$jobs" -C lib V=1
+    make -C lib install
+    make -C include install
+    install -D -m 0644 libcurl.pc "$prefix/fetch/lib/pkgconfig/libcurl.pc"
 }
 
 build_cryptsetup() {
@@ -554,9 +615,10 @@ run_parallel() {
     [ $failed = 0 ] || die "build failed (logs in $logs)"
 }
 
-# kmod needs openssl; cryptsetup needs util-linux, lvm2 and openssl.
-run_parallel util-linux lvm2 openssl dbus
-run_parallel kmod cryptsetup
+# kmod needs openssl; cryptsetup needs util-linux, lvm2 and openssl; curl
+# needs the TLS OpenSSL.
+run_parallel util-linux lvm2 openssl openssl-tls dbus
+run_parallel kmod cryptsetup curl
 
 # libkmod.pc does not name libcrypto, which libkmod uses with --with-openssl.
 pc=$prefix/lib/pkgconfig/libkmod.pc
@@ -567,7 +629,9 @@ grep -q '^Requires.private:.*libcrypto' "$pc" ||
         echo 'Requires.private: libcrypto' >>"$pc"
     fi
 rm -f "$prefix"/lib/*.la
+rm -f "$prefix"/fetch/lib/*.la
 rm -rf "${prefix:?}/share" "${prefix:?}/sbin" "${prefix:?}/bin" "${prefix:?}/etc" "${prefix:?}/lib/tmpfiles.d"
+rm -rf "${prefix:?}/fetch/share" "${prefix:?}/fetch/bin"
 
 # Proof that the whole chain links statically.
 mods=(mount blkid uuid devmapper libcryptsetup libkmod dbus-1)
@@ -629,6 +693,23 @@ for sym in _dbus_connect_tcp_socket _dbus_connect_exec _dbus_sha_compute getaddr
 done
 grep -q MODULE_INIT_COMPRESSED_FILE "$work/kmod/libkmod/libkmod-module.c" ||
     die "libkmod lacks the kernel-decompression change"
+# libcurl links statically against the TLS OpenSSL and speaks HTTP(S) only.
+cat >"$work/smoke-curl.c" <<'EOF'
+#include <curl/curl.h>
+#include <stdio.h>
+int main(void) {
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    for (const char *const *p = v->protocols; *p; p++) printf("%s ", *p);
+    printf("%s\n", v->ssl_version);
+    return curl_easy_init() ? 0 : 1;
+}
+EOF
+# shellcheck disable=SC2046
+"$CC" -o "$work/smoke-curl" "$work/smoke-curl.c" -static \
+    $(PKG_CONFIG_PATH=$prefix/fetch/lib/pkgconfig pkg-config --static --cflags --libs libcurl) \
+    >>"$logs/smoke.log" 2>&1 || { tail -n 40 "$logs/smoke.log" >&2; die "static libcurl link test failed"; }
+curl_says=$("$work/smoke-curl") || die "the static libcurl smoke test failed"
+[[ $curl_says == "http https OpenSSL/"* ]] || die "libcurl offers more or less than http and https: $curl_says"
 
 {
     printf '%s\n' "$stamp_input"

@@ -6,7 +6,10 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <string>
 
 #include <openssl/crypto.h>
 
@@ -16,7 +19,10 @@
 #include "cli/options.h"
 #include "cli/report.h"
 #include "cmdline/cmdline.h"
+#if RDEXT_WITH_FETCH
 #include "fetch/fetch.h"
+#include "fetch/http_source.h"
+#endif
 #include "merge/handoff.h"
 #include "merge/merge.h"
 #include "merge/trust.h"
@@ -115,11 +121,30 @@ int serve_varlink(const Target& target, const Settings& settings) {
     return kOk;
 }
 
+// The static merge binary carries no fetching (src/fetch, libcurl, TLS:
+// its size budget): it hands `rdext fetch` to rdext-fetch beside it, the
+// same program with them, which the initrd carries only when fetching is
+// enabled. Returns only when that cannot be run.
+[[maybe_unused]] int exec_fetch_binary(char** argv) {
+    char self[4096];
+    const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+    std::string path = n > 0 ? std::string(self, static_cast<size_t>(n)) : std::string("/usr/bin/rdext");
+    path = path.substr(0, path.rfind('/') + 1) + "rdext-fetch";
+    argv[0] = path.data();
+    ::execv(path.c_str(), argv);
+    std::fprintf(stderr, "rdext: fetch: cannot run %s: %s (fetching is in rdext-fetch, installed beside rdext)\n",
+                 path.c_str(), std::strerror(errno));
+    return kFailed;
+}
+
+#if RDEXT_WITH_FETCH
 // fetch: the record on stdout with --json; --refresh then refreshes the
 // merge (its own record is not printed: one document per command).
 int fetch_command(const Options& o, const Target& target, const Settings& settings) {
     FetchOptions fo;
     fo.keyring = o.keyring;
+    fo.ca = o.ca;
+    if (o.timeout) fo.timeout = std::chrono::seconds(*o.timeout);
     FetchRecord r = fetch(target, settings, fo);
     if (!r.failure.empty()) log_error() << "fetch failed: " << r.failure;
     if (o.json != JsonMode::Off) std::fputs((fetch_to_json(r, o.json == JsonMode::Pretty) + "\n").c_str(), stdout);
@@ -133,6 +158,7 @@ int fetch_command(const Options& o, const Target& target, const Settings& settin
     }
     return rc;
 }
+#endif
 
 // `bad_option_policy`: why --image-policy= was set aside (status, list and
 // the other commands that use no policy go on without it).
@@ -189,8 +215,10 @@ int run(const Options& o, const CmdlineSettings& c, const std::string& bad_optio
             return inspect(o, *target, settings);
         case Command::Varlink:
             return serve_varlink(*target, settings);
+#if RDEXT_WITH_FETCH
         case Command::Fetch:
             return fetch_command(o, *target, settings);
+#endif
         case Command::Status:
         case Command::List: {
             auto r = o.command == Command::Status ? render_status(*target, o.json)
@@ -216,6 +244,9 @@ int main(int argc, char** argv) {
     // Its configuration file is not ours to follow either: the trust
     // anchors are the initrd's verity.d.
     OPENSSL_init_crypto(OPENSSL_INIT_NO_ADD_ALL_CIPHERS | OPENSSL_INIT_NO_LOAD_CONFIG, nullptr);
+#if RDEXT_WITH_FETCH
+    enable_http_sources();
+#endif
     auto opts = parse_options(argc, argv);
     if (!opts) {
         std::fprintf(stderr, "rdext: %s\n", opts.error().message().c_str());
@@ -233,6 +264,9 @@ int main(int argc, char** argv) {
         std::printf("rdext %s\n", RDEXT_VERSION);
         return kOk;
     }
+#if !RDEXT_WITH_FETCH
+    if (opts->command == Command::Fetch) return exec_fetch_binary(argv);
+#endif
     if (opts->log_level) {
         LogLevel l;
         if (!parse_log_level(*opts->log_level, &l)) {

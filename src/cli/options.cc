@@ -15,7 +15,7 @@ namespace rdext {
 namespace {
 
 enum { OPT_ROOT = 0x100, OPT_CMDLINE_FILE, OPT_LOG_LEVEL, OPT_JSON, OPT_VERSION, OPT_IMAGE_POLICY, OPT_OS_RELEASE, OPT_CERTIFICATE, OPT_MUTABLE,
-       OPT_FORCE, OPT_NOEXEC, OPT_ALWAYS_REFRESH, OPT_KEYRING, OPT_REFRESH, OPT_NO_RELOAD };
+       OPT_FORCE, OPT_NOEXEC, OPT_ALWAYS_REFRESH, OPT_KEYRING, OPT_REFRESH, OPT_CA, OPT_TIMEOUT, OPT_NO_RELOAD };
 
 Result<Command> parse_command(const std::string& s) {
     static const struct {
@@ -89,6 +89,10 @@ const char* usage_text() {
            "  --keyring=FILE       fetch: the OpenPGP keyring SHA256SUMS.gpg is checked with\n"
            "                       (default: /etc/rdext/fetch-keyring.gpg of the running\n"
            "                       system, never the root's own)\n"
+           "  --ca=FILE            fetch: the only CA (PEM) https servers are checked with\n"
+           "                       (default: /etc/rdext/fetch-ca.pem of the running\n"
+           "                       system, else its CA bundle; never the root's own)\n"
+           "  --timeout=SECONDS    fetch: the time the whole fetch may take (default 300)\n"
            "  --refresh            fetch: refresh the merge afterwards\n"
            "  --mutable=MODE       no, auto, yes, import, ephemeral or ephemeral-import:\n"
            "                       a writable merge as systemd-sysext's --mutable=;\n"
@@ -156,6 +160,8 @@ Result<Options> parse_options(int argc, char** argv) {
         {"always-refresh", required_argument, nullptr, OPT_ALWAYS_REFRESH},
         {"keyring", required_argument, nullptr, OPT_KEYRING},
         {"refresh", no_argument, nullptr, OPT_REFRESH},
+        {"ca", required_argument, nullptr, OPT_CA},
+        {"timeout", required_argument, nullptr, OPT_TIMEOUT},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, OPT_VERSION},
         {nullptr, 0, nullptr, 0},
@@ -207,6 +213,16 @@ Result<Options> parse_options(int argc, char** argv) {
             case OPT_CERTIFICATE: o.certificates.push_back(optarg); break;
             case OPT_KEYRING: o.keyring = optarg; break;
             case OPT_REFRESH: o.refresh = true; break;
+            case OPT_CA: o.ca = optarg; break;
+            case OPT_TIMEOUT: {
+                char* end = nullptr;
+                errno = 0;
+                unsigned long v = std::strtoul(optarg, &end, 10);
+                if (errno || end == optarg || *end || v == 0 || v > 86400 || optarg[0] == '-')
+                    return Error(EINVAL) << "--timeout=" << optarg << ": not a number of seconds from 1 to 86400";
+                o.timeout = static_cast<unsigned>(v);
+                break;
+            }
             case 'h': help = true; break;
             case OPT_VERSION: version = true; break;
             default:
@@ -235,8 +251,8 @@ Result<Options> parse_options(int argc, char** argv) {
     if (o.command == Command::Inspect) o.image = argv[optind + 1];
     if (o.command != Command::Inspect && (o.os_release || !o.certificates.empty()))
         return Error(EINVAL) << "--os-release= and --certificate= are options of inspect only";
-    if (o.command != Command::Fetch && (o.keyring || o.refresh))
-        return Error(EINVAL) << "--keyring= and --refresh are options of fetch only";
+    if (o.command != Command::Fetch && (o.keyring || o.ca || o.timeout || o.refresh))
+        return Error(EINVAL) << "--keyring=, --ca=, --timeout= and --refresh are options of fetch only";
     if (o.root.empty()) o.root = ::access("/etc/initrd-release", F_OK) == 0 ? "/sysroot" : "/";
     return o;
 }

@@ -34,8 +34,11 @@ struct Options {
     std::string image;
     std::optional<std::string> os_release;  // --os-release=FILE
     std::vector<std::string> certificates;  // --certificate=FILE (repeatable)
-    // fetch: the OpenPGP keyring for SHA256SUMS.gpg, and a refresh after it.
+    // fetch: the OpenPGP keyring for SHA256SUMS.gpg, the CA for https,
+    // the time the whole fetch may take, and a refresh after it.
     std::optional<std::string> keyring;  // --keyring=FILE
+    std::optional<std::string> ca;       // --ca=FILE
+    std::optional<unsigned> timeout;     // --timeout=SECONDS
     bool refresh = false;                // --refresh
 };
 

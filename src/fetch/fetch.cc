@@ -307,7 +307,7 @@ std::string previous_current(Ctx& ctx, const Transfer& t, const std::vector<Inst
 
 Result<void> run_transfer(Ctx& ctx, const Transfer& t, FetchTransferRecord& rec) {
     const int root_fd = ctx.target.root_fd.get();
-    auto src = open_source(t, root_fd);
+    auto src = open_source(t, root_fd, {ctx.options.ca});
     if (!src) return src.error();
     rec.source = (*src)->describe();
     auto manifest_text = read_verified(ctx, t, **src, kManifestName);

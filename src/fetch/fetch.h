@@ -24,6 +24,7 @@ namespace rdext {
 
 struct FetchOptions {
     std::optional<std::string> keyring;  // --keyring=; default: default_keyring()
+    std::optional<std::string> ca;       // --ca=; default: default_ca_file() (fetch/http_source.h)
     std::chrono::seconds timeout{300};   // the whole fetch
     uint64_t max_image_size = uint64_t(16) << 30;
 };

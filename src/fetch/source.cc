@@ -92,9 +92,15 @@ std::optional<std::string> file_url_path(const std::string& url) {
     return out;
 }
 
+NetworkSourceFactory network_factory = nullptr;
+
 }  // namespace
 
-Result<std::unique_ptr<Source>> open_source(const Transfer& t, int root_fd) {
+void set_network_source_factory(NetworkSourceFactory f) { network_factory = f; }
+
+bool network_sources_available() { return network_factory != nullptr; }
+
+Result<std::unique_ptr<Source>> open_source(const Transfer& t, int root_fd, const NetworkOptions& net) {
     if (t.source_type == SourceType::RegularFile)
         return std::unique_ptr<Source>(new DirectorySource(root_fd, t.source_path, t.source_path));
     if (starts_with(t.source_path, "file://")) {
@@ -102,7 +108,13 @@ Result<std::unique_ptr<Source>> open_source(const Transfer& t, int root_fd) {
         if (!path) return Error(EINVAL) << t.source_path << " is not a local file URL";
         return std::unique_ptr<Source>(new DirectorySource(root_fd, *path, t.source_path));
     }
-    return Error(EPROTONOSUPPORT) << t.source_path << ": rdext fetch does not download over the network yet";
+    if (starts_with(t.source_path, "http://") || starts_with(t.source_path, "https://")) {
+        if (network_factory) return network_factory(t.source_path, net);
+        return Error(EPROTONOSUPPORT) << t.source_path
+                                      << ": this rdext fetches from files only; http and https are in rdext-fetch, "
+                                         "which is not installed beside it";
+    }
+    return Error(EPROTONOSUPPORT) << t.source_path << ": rdext fetches from file://, http:// and https:// URLs only";
 }
 
 }  // namespace rdext

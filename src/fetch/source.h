@@ -4,12 +4,16 @@
 // now: a directory in the root (Type=regular-file, an update partition or
 // a removable medium mounted there) and file:// URLs, resolved inside the
 // root as well (the root's config must not make rdext copy the initrd's
-// files into the root). http(s) plugs in behind the same interface.
+// files into the root). http:// and https:// come from libcurl
+// (fetch/http_source.h), linked only into the binaries that fetch over the
+// network: the static merge binary does without it (see
+// network_sources_available()).
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "base/result.h"
@@ -39,8 +43,20 @@ public:
     virtual Result<void> fetch(const std::string& name, uint64_t max, Deadline deadline, Sink& sink) = 0;
 };
 
+// What the network transports are told: the trust anchors of TLS, which
+// come from the running system (the initrd), never from the root.
+struct NetworkOptions {
+    std::optional<std::string> ca_file;  // --ca=; default: default_ca_file()
+};
+
+// The http(s) transport, once a binary that links it has installed it
+// (enable_http_sources()).
+using NetworkSourceFactory = Result<std::unique_ptr<Source>> (*)(const std::string& url, const NetworkOptions& o);
+void set_network_source_factory(NetworkSourceFactory f);
+bool network_sources_available();
+
 // The source of a transfer; EPROTONOSUPPORT for a URL scheme rdext does
-// not fetch (yet).
-Result<std::unique_ptr<Source>> open_source(const Transfer& t, int root_fd);
+// not fetch, or http(s) in a binary without the network transport.
+Result<std::unique_ptr<Source>> open_source(const Transfer& t, int root_fd, const NetworkOptions& net = {});
 
 }  // namespace rdext

@@ -14,6 +14,7 @@
 #  - --json validates against doc/json/fetch.schema.json, status shows the
 #    record, and `rdext merge` merges what was fetched.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/fetch_lib.sh"
 require_root_env
 
 command -v gpg >/dev/null || skip "no gpg (scripts/setup-debian.sh installs it)"
@@ -26,28 +27,8 @@ WEB=$R/srv/web
 UPD=$R/srv/upd
 make_root "$R"
 mkdir -p "$WEB" "$UPD" "$B"
-case $(uname -m) in
-    x86_64) ARCH=x86-64 ;;
-    aarch64) ARCH=arm64 ;;
-    *) skip "architecture $(uname -m) not covered" ;;
-esac
+fetch_setup
 
-# Two signing keys in a private GNUPGHOME: the trusted one's public key is
-# the keyring rdext gets, the other signs what must be refused.
-export GNUPGHOME=$TEST_DIR/gnupg
-mkdir -m 700 "$GNUPGHOME"
-gpg --batch --quiet --passphrase '' --quick-gen-key 'rdext test <good@example.org>' ed25519 sign never 2>/dev/null
-gpg --batch --quiet --passphrase '' --quick-gen-key 'rdext test <evil@example.org>' ed25519 sign never 2>/dev/null
-KEYRING=$TEST_DIR/trusted.gpg
-gpg --batch --export good@example.org >"$KEYRING"
-[[ -s $KEYRING ]] || fail "test setup: no keyring exported"
-
-# image NAME VERSION OUT [VERSION_ID]: an erofs sysext NAME saying VERSION
-image() {
-    rm -rf "$B/tree"
-    make_ext_tree "$B/tree" "$1" sysext ID=debian "VERSION_ID=${4:-12}" -- "$T/$1=$2"
-    make_erofs "$B/tree" "$3"
-}
 # publish DIR [KEY]: SHA256SUMS of DIR's images, signed by KEY (default good)
 publish() {
     (cd "$1" && rm -f SHA256SUMS SHA256SUMS.gpg && sha256sum -- *.raw >SHA256SUMS)

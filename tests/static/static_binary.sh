@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The fully static rdext (cmake -DRDEXT_STATIC=ON), as it goes into an
 # initramfs: configures and builds it in a build directory of its own, checks
-# that it is statically linked, then runs `--version` and `--help` in a chroot
+# that it is statically linked (rdext-fetch, the fetching binary, is built
+# beside it and checked by static_fetch.sh), then runs `--version` and `--help` in a chroot
 # holding nothing but the binary, and prints its size.
 #
 # The first run builds the static C libraries (scripts/static-deps.sh, about
@@ -41,7 +42,8 @@ if ! "$cmake" -S "$src" -B "$build" -G "$generator" "${config[@]}" >"$tmp/config
     tail -n 60 "$tmp/configure.log" >&2
     fail "configure with RDEXT_STATIC=ON failed"
 fi
-if ! "$cmake" --build "$build" --target rdext >"$tmp/build.log" 2>&1; then
+# rdext-fetch too: static_fetch checks it, and the VM tests' initrds fetch with it.
+if ! "$cmake" --build "$build" --target rdext rdext-fetch >"$tmp/build.log" 2>&1; then
     tail -n 60 "$tmp/build.log" >&2
     fail "static build failed"
 fi

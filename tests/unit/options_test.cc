@@ -77,3 +77,15 @@ TEST_CASE("options: usage errors") {
     CHECK_FALSE(parse_args({"rdext", "merge", "extra"}));
     CHECK_FALSE(parse_args({"rdext", "--root"}));
 }
+
+TEST_CASE("fetch options: --ca=, --timeout= (seconds, 1 to 86400), fetch only") {
+    auto o = parse_args({"rdext", "--ca=/etc/my-ca.pem", "--timeout=20", "fetch"});
+    REQUIRE(o);
+    CHECK(o->command == Command::Fetch);
+    CHECK(o->ca == "/etc/my-ca.pem");
+    CHECK(o->timeout == 20u);
+    for (const char* bad : {"--timeout=0", "--timeout=-5", "--timeout=5s", "--timeout=", "--timeout=86401"})
+        CHECK_FALSE(parse_args({"rdext", bad, "fetch"}));
+    CHECK_FALSE(parse_args({"rdext", "--ca=/x.pem", "merge"}));
+    CHECK_FALSE(parse_args({"rdext", "--timeout=5", "merge"}));
+}
