@@ -6,7 +6,7 @@ _rdext() {
         prev=${COMP_WORDS[COMP_CWORD-1]}
     }
     local commands="merge unmerge refresh status list mark-good count-tries inspect varlink fetch"
-    local options="--root= --cmdline-file= --log-level= --image-policy= --mutable= --no-reload --force --noexec= --always-refresh= --os-release= --certificate= --keyring= --ca= --timeout= --refresh --json --json= --help --version"
+    local options="--root= --cmdline-file= --log-level= --image-policy= --mutable= --force --noexec= --always-refresh= --os-release= --certificate= --keyring= --ca= --timeout= --refresh --json --json= --help --version"
     case $cur in
         --root=*|--cmdline-file=*|--os-release=*|--certificate=*|--keyring=*|--ca=*)
             local prefix=${cur%%=*}=

@@ -12,14 +12,14 @@ packages=(
     # build
     build-essential cmake ninja-build pkgconf
     libmount-dev libblkid-dev libcryptsetup-dev libkmod-dev libssl-dev
-    libjson-c-dev libdbus-1-dev doctest-dev
+    libjson-c-dev doctest-dev
     # rdext fetch over http(s) (src/fetch/http_source.cc): libcurl with OpenSSL
     libcurl4-openssl-dev
     # fuzzers (tests/fuzz): clang with libFuzzer and the sanitizer runtimes
     clang-14 libclang-rt-14-dev
     # static build (scripts/static-deps.sh, cmake -DRDEXT_STATIC=ON)
     dpkg-dev autoconf automake libtool autopoint gettext
-    zlib1g-dev liblzma-dev libzstd-dev libexpat1-dev
+    zlib1g-dev liblzma-dev libzstd-dev
     # image tools used by the tests and the demo
     erofs-utils squashfs-tools e2fsprogs fdisk util-linux systemd
     attr python3 man-db

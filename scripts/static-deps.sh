@@ -6,17 +6,14 @@
 # (with Debian's patches): util-linux (libmount, libblkid, libuuid), lvm2
 # (libdevmapper only), kmod (libkmod, and the static kmod tool
 # <prefix>/libexec/rdext-kmod that rdext runs as depmod), cryptsetup
-# (libcryptsetup, OpenSSL backend), openssl (libcrypto, trimmed: see
-# build_openssl) and dbus (libdbus-1 without its systemd support: Debian's
-# libdbus-1.a calls libsystemd, which has no static archive; and cut down
-# to a unix-socket client, see build_dbus). For `rdext-fetch`, the second
-# static binary that fetches over http(s), also curl (libcurl for HTTP and
-# HTTPS only, see build_curl) against a second OpenSSL with TLS
-# (build_openssl_tls), both installed under <prefix>/fetch so that the
-# merge binary's libcrypto stays as trimmed as it is. json-c, zlib,
-# liblzma and libzstd come as static archives with Debian's -dev packages
-# (the decompressors only for the kmod tool: rdext's libkmod leaves
-# decompression to the kernel, see build_kmod).
+# (libcryptsetup, OpenSSL backend) and openssl (libcrypto, trimmed: see
+# build_openssl). For `rdext-fetch`, the second static binary that fetches
+# over http(s), also curl (libcurl for HTTP and HTTPS only, see build_curl)
+# against a second OpenSSL with TLS (build_openssl_tls), both installed
+# under <prefix>/fetch so that the merge binary's libcrypto stays as
+# trimmed as it is. json-c, zlib, liblzma and libzstd come as static archives
+# with Debian's -dev packages (the decompressors only for the kmod tool:
+# rdext's libkmod leaves decompression to the kernel, see build_kmod).
 #
 # Everything is installed into ONE prefix, <cache>/<stamp>, where
 # <stamp> hashes this script, the source package versions and the compiler
@@ -32,7 +29,6 @@
 #   RDEXT_KMOD_VERSION            would pick, resolved once and remembered in
 #   RDEXT_CRYPTSETUP_VERSION      <cache>/apt/default-versions; a version
 #   RDEXT_OPENSSL_VERSION         the mirror no longer serves is passed over)
-#   RDEXT_DBUS_VERSION
 #   RDEXT_CURL_VERSION
 #   RDEXT_STATIC_DEPS_UPDATE=1  refresh the source index and the default versions
 #   RDEXT_STATIC_DEPS_CFLAGS    CFLAGS for the libraries
@@ -55,7 +51,7 @@ set -euo pipefail
 {
 
 self=$(readlink -f "${BASH_SOURCE[0]}")
-packages=(util-linux lvm2 kmod cryptsetup openssl dbus curl)
+packages=(util-linux lvm2 kmod cryptsetup openssl curl)
 
 say() { printf 'static-deps: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -200,7 +196,7 @@ for p in "${packages[@]}"; do say "  $p ${version[$p]}"; done
 
 # --- build tools and the -dev packages whose static archives are linked
 tools=(build-essential dpkg-dev autoconf automake libtool autopoint gettext pkgconf
-       libssl-dev libjson-c-dev zlib1g-dev liblzma-dev libzstd-dev libexpat1-dev)
+       libssl-dev libjson-c-dev zlib1g-dev liblzma-dev libzstd-dev)
 missing=()
 for t in "${tools[@]}"; do
     dpkg-query -W -f='${Status}\n' "$t" 2>/dev/null | grep -q "install ok installed" || missing+=("$t")
@@ -468,125 +464,6 @@ build_cryptsetup() {
     make install
 }
 
-# dbus_client_only_patch: libdbus-1 cut down to the client rdext is (see
-# build_dbus). libdbus picks the transport and the authentication mechanism
-# at run time from tables, so the linker keeps every entry's code and the
-# glibc parts it calls, whether rdext uses it or not. Left out:
-# - the tcp, nonce-tcp and autolaunch transports (getaddrinfo, the resolver,
-#   the nonce file; autolaunch starts dbus-launch) and unixexec (fork and
-#   exec of a bridge program): only unix: addresses remain;
-# - the DBUS_COOKIE_SHA1 mechanism (SHA-1, the keyring in the home
-#   directory: a user database lookup) and ANONYMOUS: only EXTERNAL remains,
-#   which is what systemd and dbus-daemon accept on a unix socket;
-# - user names in credentials: a non-numeric identity is refused instead of
-#   looked up through NSS (getpwnam_r, getgrouplist). EXTERNAL sends and
-#   expects numeric uids; only the cookie mechanism looked names up.
-dbus_client_only_patch() {
-    cat <<'PATCH'
---- a/dbus/dbus-transport.c
-+++ b/dbus/dbus-transport.c
-@@ -347,9 +347,8 @@
-                                     DBusTransport   **transport_p,
-                                     DBusError        *error);
- } open_funcs[] = {
--  { _dbus_transport_open_socket },
--  { _dbus_transport_open_platform_specific },
--  { _dbus_transport_open_autolaunch }
-+  /* rdext: unix: addresses only (no tcp, nonce-tcp, autolaunch) */
-+  { _dbus_transport_open_platform_specific }
- #ifdef DBUS_ENABLE_EMBEDDED_TESTS
-   , { _dbus_transport_open_debug_pipe }
- #endif
---- a/dbus/dbus-transport-unix.c
-+++ b/dbus/dbus-transport-unix.c
-@@ -272,7 +272,7 @@
-           return DBUS_TRANSPORT_OPEN_OK;
-         }
-     }
--  else if (strcmp (method, "unixexec") == 0)
-+  else if (0 && strcmp (method, "unixexec") == 0) /* rdext: no unixexec */
-     {
-       const char *path;
-       unsigned i;
---- a/dbus/dbus-auth.c
-+++ b/dbus/dbus-auth.c
-@@ -1393,22 +1393,7 @@
-     handle_client_data_external_mech,
-     NULL, NULL,
-     handle_client_shutdown_external_mech },
--  { "DBUS_COOKIE_SHA1",
--    handle_server_data_cookie_sha1_mech,
--    NULL, NULL,
--    handle_server_shutdown_cookie_sha1_mech,
--    handle_client_initial_response_cookie_sha1_mech,
--    handle_client_data_cookie_sha1_mech,
--    NULL, NULL,
--    handle_client_shutdown_cookie_sha1_mech },
--  { "ANONYMOUS",
--    handle_server_data_anonymous_mech,
--    NULL, NULL,
--    handle_server_shutdown_anonymous_mech,
--    handle_client_initial_response_anonymous_mech,
--    handle_client_data_anonymous_mech,
--    NULL, NULL,
--    handle_client_shutdown_anonymous_mech },
-+  /* rdext: EXTERNAL only (no DBUS_COOKIE_SHA1, no ANONYMOUS) */
-   { NULL, NULL }
- };
- 
---- a/dbus/dbus-userdb.c
-+++ b/dbus/dbus-userdb.c
-@@ -548,7 +548,7 @@
-     }
- 
-   /* If we aren't allowed to look in NSS or /etc/passwd, fail now. */
--  if (!(flags & DBUS_CREDENTIALS_ADD_FLAGS_USER_DATABASE))
-+  if (1) /* rdext: never (no NSS lookups) */
-     {
-       dbus_set_error (error, DBUS_ERROR_INVALID_ARGS,
-                       "Expected a numeric Unix uid");
-PATCH
-}
-
-build_dbus() {
-    cd "$work/dbus"
-    # Only the client library, for the manager reload after a merge on a
-    # booted system (reload/reload.h): rdext connects to systemd's private
-    # socket or the system bus socket, as root, with EXTERNAL. Debian's
-    # libdbus-1 put 212 KiB into the static rdext; this one about 80 KiB
-    # (the steps and their sizes: git log of this function). configure
-    # insists on expat (the bus daemon parses its XML configuration with
-    # it); libdbus-1 does not use it, and the daemon is not built. No
-    # systemd, SELinux, AppArmor or audit support: those serve the daemon
-    # or session tracking, and libsystemd has no static archive. Also:
-    # - dbus_client_only_patch (-57 KiB);
-    # - no syslog (ac_cv_header_syslog_h=no): only the daemon logs there, a
-    #   client logs to stderr either way (-4 KiB);
-    # - no unwind tables: nothing unwinds through libdbus (rdext registers
-    #   no callbacks, and libdbus is C), yet .eh_frame was 22 KiB of it;
-    # - --disable-checks: no argument checks on the public API (-16 KiB).
-    #   They catch a caller's programming errors (a null pointer, a name
-    #   that is no bus name, invalid UTF-8) with a warning; rdext passes
-    #   constants and unit names it validated (ASCII only). Messages from
-    #   the peer are validated all the same.
-    # -l: a removed line of dbus-auth.c ends in blanks, which the patch text
-    # here does not keep.
-    dbus_client_only_patch | patch -p1 -l --forward --no-backup-if-mismatch ||
-        { echo "dbus: the client-only change does not apply to dbus ${version[dbus]}"; return 1; }
-    CFLAGS="$cflags -fno-asynchronous-unwind-tables" ./configure "${common[@]}" \
-        --sysconfdir=/etc --localstatedir=/var --runstatedir=/run \
-        --with-system-socket=/run/dbus/system_bus_socket \
-        --disable-systemd --disable-selinux --disable-apparmor --disable-libaudit \
-        --disable-inotify --disable-kqueue --disable-launchd --disable-user-session \
-        --without-x --disable-x11-autolaunch --disable-tests --disable-modular-tests \
-        --disable-embedded-tests --disable-installed-tests --disable-verbose-mode \
-        --disable-asserts --disable-checks --disable-doxygen-docs --disable-xml-docs \
-        --disable-ducktype-docs ac_cv_header_syslog_h=no
-    make -j"$jobs" -C dbus V=1 libdbus-1.la
-    make -C dbus install-libLTLIBRARIES install-dbusincludeHEADERS install-nodist_dbusarchincludeHEADERS
-    make install-pkgconfigDATA
-}
-
 # run_build NAME: build_NAME with its output in $logs/NAME.log. Not to be
 # called as a condition: errexit would be off inside it.
 run_build() {
@@ -617,7 +494,7 @@ run_parallel() {
 
 # kmod needs openssl; cryptsetup needs util-linux, lvm2 and openssl; curl
 # needs the TLS OpenSSL.
-run_parallel util-linux lvm2 openssl openssl-tls dbus
+run_parallel util-linux lvm2 openssl openssl-tls
 run_parallel kmod cryptsetup curl
 
 # libkmod.pc does not name libcrypto, which libkmod uses with --with-openssl.
@@ -634,20 +511,18 @@ rm -rf "${prefix:?}/share" "${prefix:?}/sbin" "${prefix:?}/bin" "${prefix:?}/etc
 rm -rf "${prefix:?}/fetch/share" "${prefix:?}/fetch/bin"
 
 # Proof that the whole chain links statically.
-mods=(mount blkid uuid devmapper libcryptsetup libkmod dbus-1)
+mods=(mount blkid uuid devmapper libcryptsetup libkmod)
 cat >"$work/smoke.c" <<'EOF'
 #include <blkid.h>
 #include <libcryptsetup.h>
 #include <libkmod.h>
 #include <libmount.h>
-#include <dbus/dbus.h>
 int main(void) {
     struct crypt_device *cd = 0;
     crypt_init(&cd, "/nonexistent");
     mnt_free_context(mnt_new_context());
     blkid_free_probe(blkid_new_probe());
     kmod_unref(kmod_new(0, 0));
-    dbus_message_unref(dbus_message_new_signal("/a", "a.b", "c"));
     return 0;
 }
 EOF
@@ -665,32 +540,6 @@ done
 if nm "$prefix/lib/libkmod.a" 2>/dev/null | grep -qE ' U (lzma_|ZSTD_|gz|inflate)'; then
     die "$prefix/lib/libkmod.a uses a decompressor; it should leave decompression to the kernel"
 fi
-if nm "$prefix/lib/libdbus-1.a" 2>/dev/null | grep -q ' U sd_'; then
-    die "$prefix/lib/libdbus-1.a calls libsystemd, which has no static archive"
-fi
-# What build_dbus leaves out of libdbus-1 stays out of a client that links it.
-cat >"$work/dbus-client.c" <<'EOF'
-#include <dbus/dbus.h>
-int main(void) {
-    DBusError e;
-    DBusConnection *c;
-    dbus_error_init(&e);
-    c = dbus_connection_open_private("unix:path=/nonexistent", &e);
-    if (!c) c = dbus_bus_get_private(DBUS_BUS_SYSTEM, &e);
-    return c == 0;
-}
-EOF
-# shellcheck disable=SC2046
-"$CC" -o "$work/dbus-client" "$work/dbus-client.c" -static -Wl,--gc-sections \
-    $(pkg-config --static --cflags --libs dbus-1) >>"$logs/smoke.log" 2>&1 ||
-    { tail -n 40 "$logs/smoke.log" >&2; die "static link test of a libdbus-1 client failed"; }
-client_syms=$(nm "$work/dbus-client")
-for sym in _dbus_connect_tcp_socket _dbus_connect_exec _dbus_sha_compute getaddrinfo \
-           getpwnam_r getgrouplist vsyslog; do
-    if grep -qw "$sym" <<<"$client_syms"; then
-        die "a libdbus-1 client links $sym, which build_dbus leaves out"
-    fi
-done
 grep -q MODULE_INIT_COMPRESSED_FILE "$work/kmod/libkmod/libkmod-module.c" ||
     die "libkmod lacks the kernel-decompression change"
 # libcurl links statically against the TLS OpenSSL and speaks HTTP(S) only.

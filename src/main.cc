@@ -29,7 +29,6 @@
 #include "target/ext_conf.h"
 #include "varlink/sysext_service.h"
 #include "varlink/varlink.h"
-#include "reload/reload.h"
 #include "version.h"
 
 using namespace rdext;
@@ -76,13 +75,6 @@ Settings settings_from(const Options& o, const CmdlineSettings& c, const ConfSou
     s.noexec = o.noexec;
     s.always_refresh = o.always_refresh;
     return s;
-}
-
-// As systemd-sysext: the service manager hears of a merge only on the
-// running system's own root, never from the initrd (there is no manager
-// of the real root yet), and not with --no-reload.
-bool tells_manager(const Options& o, const Target& target) {
-    return !o.no_reload && !target.in_initrd && target.is_running_root();
 }
 
 // inspect's exit status says the verdict: 0 accept, 1 refuse; a request
@@ -193,20 +185,13 @@ int run(const Options& o, const CmdlineSettings& c, const std::string& bad_optio
         case Command::Merge:
         case Command::Refresh: {
             const bool merge_cmd = o.command == Command::Merge;
-            ManagerNotice notice = notice_before(*target, settings, tells_manager(o, *target), !merge_cmd);
             auto r = merge(*target, settings, merge_cmd ? MergeMode::Merge : MergeMode::Refresh);
-            int rc = report_operation(o, merge_cmd ? "merge" : "refresh", r);
+            const int rc = report_operation(o, merge_cmd ? "merge" : "refresh", r);
             if (rc == kOk && target->in_initrd) hand_off(*target);
-            if (rc != kOk || r.operation == "unchanged") return rc;
-            return notify_after(notice, *target, settings, true) ? kOk : kFailed;
+            return rc;
         }
-        case Command::Unmerge: {
-            // What asks is what is merged now, read before it goes; told
-            // even after a partial unmerge, as systemd-sysext does.
-            ManagerNotice notice = notice_before(*target, settings, tells_manager(o, *target), true);
-            int rc = report_operation(o, "unmerge", unmerge(*target, settings));
-            return notify_after(notice, *target, settings, false) ? rc : kFailed;
-        }
+        case Command::Unmerge:
+            return report_operation(o, "unmerge", unmerge(*target, settings));
         case Command::MarkGood:
             return report_operation(o, "mark-good", mark_good(*target));
         case Command::CountTries:

@@ -15,7 +15,7 @@ namespace rdext {
 namespace {
 
 enum { OPT_ROOT = 0x100, OPT_CMDLINE_FILE, OPT_LOG_LEVEL, OPT_JSON, OPT_VERSION, OPT_IMAGE_POLICY, OPT_OS_RELEASE, OPT_CERTIFICATE, OPT_MUTABLE,
-       OPT_FORCE, OPT_NOEXEC, OPT_ALWAYS_REFRESH, OPT_KEYRING, OPT_REFRESH, OPT_CA, OPT_TIMEOUT, OPT_NO_RELOAD };
+       OPT_FORCE, OPT_NOEXEC, OPT_ALWAYS_REFRESH, OPT_KEYRING, OPT_REFRESH, OPT_CA, OPT_TIMEOUT };
 
 Result<Command> parse_command(const std::string& s) {
     static const struct {
@@ -108,11 +108,6 @@ const char* usage_text() {
            "                       default: noexec for confext only\n"
            "  --always-refresh=BOOL  refresh: merge again even when nothing changed\n"
            "                       (default no: such a refresh does nothing)\n"
-           "                       overrides rd.sysext.mutable= and rd.confext.mutable=\n"
-           "  --no-reload          Do not reload the service manager or restart units after\n"
-           "                       merge, refresh or unmerge, even when an extension asks\n"
-           "                       (EXTENSION_RELOAD_MANAGER=, EXTENSION_RESTART_UNITS=,\n"
-           "                       EXTENSION_RELOAD_OR_RESTART_UNITS=)\n"
            "  -h, --help           Show this help\n"
            "  --version            Show the version\n"
            "\n"
@@ -152,7 +147,6 @@ Result<Options> parse_options(int argc, char** argv) {
         {"json", optional_argument, nullptr, OPT_JSON},
         {"image-policy", required_argument, nullptr, OPT_IMAGE_POLICY},
         {"mutable", required_argument, nullptr, OPT_MUTABLE},
-        {"no-reload", no_argument, nullptr, OPT_NO_RELOAD},
         {"os-release", required_argument, nullptr, OPT_OS_RELEASE},
         {"certificate", required_argument, nullptr, OPT_CERTIFICATE},
         {"force", no_argument, nullptr, OPT_FORCE},
@@ -208,7 +202,6 @@ Result<Options> parse_options(int argc, char** argv) {
                     o.always_refresh = *b;
                 break;
             }
-            case OPT_NO_RELOAD: o.no_reload = true; break;
             case OPT_OS_RELEASE: o.os_release = optarg; break;
             case OPT_CERTIFICATE: o.certificates.push_back(optarg); break;
             case OPT_KEYRING: o.keyring = optarg; break;

@@ -27,9 +27,6 @@ struct Options {
     std::optional<bool> noexec;               // --noexec=: noexec on (off) the merged trees
     bool always_refresh = false;              // --always-refresh=: no "unchanged" shortcut
     JsonMode json = JsonMode::Off;
-    // --no-reload: no service manager reload or unit restarts after merge,
-    // refresh or unmerge, whatever the extensions ask (reload/reload.h).
-    bool no_reload = false;
     // inspect: the image, the OS to check it against, the trust anchors.
     std::string image;
     std::optional<std::string> os_release;  // --os-release=FILE

@@ -12,7 +12,6 @@
 #include <string_view>
 #include <vector>
 
-#include "base/boolean.h"  // parse_boolean(), for the boolean keys
 #include "base/image_class.h"
 #include "base/result.h"
 #include "target/target.h"
@@ -34,6 +33,10 @@ struct CmdlineSettings {
 
 // The words of a command line, quotes removed.
 std::vector<std::string> split_cmdline(std::string_view text);
+
+// systemd's boolean spellings: 1/yes/y/true/t/on and 0/no/n/false/f/off,
+// case-insensitive.
+std::optional<bool> parse_boolean(std::string_view s);
 
 // Recognised keys (see the table in cmdline.cc):
 //   rd.sysext=BOOL, rd.systemd.sysext=BOOL, systemd.sysext=BOOL

@@ -14,7 +14,6 @@
 #include "discover/discover.h"
 #include "merge/merge.h"
 #include "release/release_utf8.h"
-#include "reload/reload.h"
 #include "state/metadata.h"
 #include "varlink/varlink.h"
 #include "version.h"
@@ -120,16 +119,11 @@ std::optional<bool> flag(const VarlinkCall& call, const char* name) {
 }
 
 // force and noexec as the command line's --force and --noexec= (absent:
-// the command line's own); noReload is the caller's to ask, as --no-reload.
+// the command line's own). noReload is accepted: rdext does not reload the
+// service manager yet.
 void apply_flags(const VarlinkCall& call, Settings& s) {
     if (auto force = flag(call, "force")) s.force = *force;
     if (auto noexec = flag(call, "noexec")) s.noexec = *noexec;
-}
-
-// As systemd-sysext: the manager hears of a change unless the call says
-// noReload, and only on the running system's own root, never in an initrd.
-bool tells_manager(const Context& ctx, const VarlinkCall& call) {
-    return !flag(call, "noReload").value_or(false) && !ctx.target.in_initrd && ctx.target.is_running_root();
 }
 
 // The command line's settings for the call's class alone; the other class
@@ -178,23 +172,13 @@ void method_merge(const Context& ctx, const VarlinkCall& call, VarlinkReplier& r
         }
     Settings settings = only_class(ctx.settings, *cls);
     apply_flags(call, settings);
-    ManagerNotice notice = notice_before(ctx.target, settings, tells_manager(ctx, call), mode == MergeMode::Refresh);
-    MergeState record = merge(ctx.target, settings, mode);
-    if (record.failure.empty() && record.operation != "unchanged" && !notify_after(notice, ctx.target, settings, true))
-        record.failure = "the service manager could not be told";
-    reply_record(record, call, r);
+    reply_record(merge(ctx.target, settings, mode), call, r);
 }
 
 void method_unmerge(const Context& ctx, const VarlinkCall& call, VarlinkReplier& r) {
     if (!check_parameters(call, {{"class", ParamType::String}, {"noReload", ParamType::Bool}}, r)) return;
     auto cls = call_class(call, r);
-    if (!cls) return;
-    Settings settings = only_class(ctx.settings, *cls);
-    ManagerNotice notice = notice_before(ctx.target, settings, tells_manager(ctx, call), true);
-    MergeState record = unmerge(ctx.target, settings);
-    if (!notify_after(notice, ctx.target, settings, false) && record.failure.empty())
-        record.failure = "the service manager could not be told";
-    reply_record(record, call, r);
+    if (cls) reply_record(unmerge(ctx.target, only_class(ctx.settings, *cls)), call, r);
 }
 
 // ---- List: what systemd's image discovery reports of an image ----------------
