@@ -515,3 +515,24 @@ find_trixie_tree() {
         skip "no trixie tree (scripts/builders-env.sh)"
     [[ -x $TREE/usr/bin/systemd-sysext ]] || fail "the trixie tree has no systemd-sysext"
 }
+
+# in_trixie [--rbind] DIR SCRIPT [NAME=VALUE...]: SCRIPT, run by bash in
+# the trixie tree ($TREE, from find_trixie_tree) as its root, in a mount
+# namespace of its own with fresh /proc, /sys, /dev, /run and /tmp, DIR at
+# /tmp/r (with --rbind, with what is mounted below it: a merge to look at),
+# shared so that mounts made there reach the chroot's view, and R=/tmp/r
+# and the NAME=VALUEs in its environment.
+in_trixie() {
+    local bind=--bind
+    [[ $1 == --rbind ]] && { bind=--rbind; shift; }
+    local dir=$1 script=$2
+    shift 2
+    unshare -m --propagation private -- bash -c '
+        T=$1 bind=$2 dir=$3 script=$4
+        shift 4
+        mount --bind "$T" "$T"
+        mount -t proc proc "$T/proc"; mount -t sysfs sysfs "$T/sys"; mount --rbind /dev "$T/dev"
+        mount -t tmpfs tmpfs "$T/run"; mount -t tmpfs tmpfs "$T/tmp"
+        mkdir -p "$T/tmp/r"; mount "$bind" "$dir" "$T/tmp/r"; mount --make-rshared "$T/tmp/r"
+        exec chroot "$T" env R=/tmp/r "$@" bash -c "$script"' _ "$TREE" "$bind" "$dir" "$script" "$@"
+}

@@ -164,19 +164,12 @@ done <"$C/list"
 EOF
 
 # rdext in this namespace, 257 in the trixie chroot (the case roots under
-# its /tmp/c, shared so that 257's mounts in its child reach the chroot's
-# view); both at once, one per core.
+# its /tmp/r, see in_trixie); both at once, one per core.
 t0=$SECONDS
 bash "$C/driver.sh" rdext "$RDEXT" "$C" >"$TEST_DIR/rdext.out" 2>"$TEST_DIR/rdext.err" &
 rd_pid=$!
 sd_rc=0
-unshare -m --propagation private -- bash -c '
-    T=$1 C=$2
-    mount --bind "$T" "$T"
-    mount -t proc proc "$T/proc"; mount -t sysfs sysfs "$T/sys"; mount --rbind /dev "$T/dev"
-    mount -t tmpfs tmpfs "$T/run"; mount -t tmpfs tmpfs "$T/tmp"
-    mkdir -p "$T/tmp/c"; mount --bind "$C" "$T/tmp/c"; mount --make-rshared "$T/tmp/c"
-    exec chroot "$T" bash /tmp/c/driver.sh sd systemd-sysext /tmp/c' _ "$TREE" "$C" \
+in_trixie "$C" 'exec bash /tmp/r/driver.sh sd systemd-sysext /tmp/r' \
     >"$TEST_DIR/sd.out" 2>"$TEST_DIR/sd.err" || sd_rc=$?
 rd_rc=0; wait "$rd_pid" || rd_rc=$?
 log "both ran $N cases in $((SECONDS - t0)) s"

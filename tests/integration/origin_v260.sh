@@ -164,14 +164,9 @@ run_rdext --root="$R" status
 expect_rc 0
 last_out | grep -q '/usr' || fail "rdext status: $(last_out)"
 # 252's status --root reads the list outside the root: 257's (trixie chroot) does it right.
-SRC_DIR=$(cd "$LIB_DIR/../.." && pwd)
-if TREE=$(bash -c 'source "$1/scripts/builders-env.sh"; builders_tree trixie' _ "$SRC_DIR") &&
+if TREE=$(bash -c 'source "$1/scripts/builders-env.sh"; builders_tree trixie' _ "$(cd "$LIB_DIR/../.." && pwd)") &&
     [[ -x $TREE/usr/bin/systemd-sysext ]]; then
-    out=$(unshare -m --propagation private -- bash -c '
-        T=$1 root=$2
-        mount --bind "$T" "$T"; mount -t proc proc "$T/proc"; mount -t tmpfs tmpfs "$T/tmp"
-        mkdir -p "$T/tmp/r"; mount --rbind "$root" "$T/tmp/r"
-        chroot "$T" systemd-sysext --root=/tmp/r status' _ "$TREE" "$R" 2>&1) ||
+    out=$(in_trixie --rbind "$R" 'systemd-sysext --root=/tmp/r status' 2>&1) ||
         fail "systemd-sysext 257 status failed: $out"
     grep -Eq '/usr +a' <<<"$out" || fail "systemd-sysext 257 status does not see the merge: $out"
 else

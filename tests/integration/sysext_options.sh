@@ -56,13 +56,7 @@ echo "usr=$(m /usr) opt=$(m /opt) srv-data=$(m /srv/data) usr-exec=$nx files=${s
         bind_root "$r"
         out_rd=$( rc=0; env $envs "$RDEXT" --root="$r" $args merge >"$TEST_DIR/$name.rd.log" 2>&1 || rc=1
             echo "rc=$rc $(R=$r bash -c "$OBSERVE")"; env $envs "$RDEXT" --root="$r" unmerge >/dev/null 2>&1 || true )
-        out_sd=$(unshare -m --propagation private -- bash -c '
-            T=$1 root=$2 cmd=$3
-            mount --bind "$T" "$T"
-            mount -t proc proc "$T/proc"; mount -t sysfs sysfs "$T/sys"; mount --rbind /dev "$T/dev"
-            mount -t tmpfs tmpfs "$T/run"; mount -t tmpfs tmpfs "$T/tmp"
-            mkdir -p "$T/tmp/r"; mount --bind "$root" "$T/tmp/r"; mount --make-rshared "$T/tmp/r"
-            chroot "$T" env R=/tmp/r bash -c "$cmd"' _ "$TREE" "$TEST_DIR/$name-sd" "
+        out_sd=$(in_trixie "$TEST_DIR/$name-sd" "
             rc=0; env $envs systemd-sysext --root=/tmp/r $args merge >/tmp/log 2>&1 || rc=1
             echo \"rc=\$rc \$( $OBSERVE )\"; cat /tmp/log >&2" 2>"$TEST_DIR/$name.sd.log")
         printf '%-24s rdext:  %s\n%-24s 257:    %s\n' "$name" "$out_rd" "" "$out_sd" >&2

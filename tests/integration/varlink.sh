@@ -98,17 +98,11 @@ m
 
 check "systemd-sysext 257 serving io.systemd.sysext (reference)"
 populate "$TEST_DIR/sd"
-out_sd=$(unshare -m --propagation private -- bash -c '
-    T=$1 root=$2 calls=$3
-    mount --bind "$T" "$T"
-    mount -t proc proc "$T/proc"; mount -t sysfs sysfs "$T/sys"; mount --rbind /dev "$T/dev"
-    mount -t tmpfs tmpfs "$T/run"; mount -t tmpfs tmpfs "$T/tmp"
-    mkdir -p "$T/tmp/r"; mount --bind "$root" "$T/tmp/r"; mount --make-rshared "$T/tmp/r"
-    chroot "$T" env calls="$calls" bash -c "
-        systemd-socket-activate -l /run/sock --accept --fdname=varlink systemd-sysext --root=/tmp/r 2>/tmp/sd.log &
-        for _ in {1..50}; do [[ -S /run/sock ]] && break; sleep 0.1; done
-        V=(varlinkctl) S=unix:/run/sock R=/tmp/r; eval \"\$calls\"
-        kill \$!"' _ "$TREE" "$TEST_DIR/sd" "$CALLS" 2>"$TEST_DIR/sd.err") ||
+out_sd=$(in_trixie "$TEST_DIR/sd" '
+    systemd-socket-activate -l /run/sock --accept --fdname=varlink systemd-sysext --root=/tmp/r 2>/tmp/sd.log &
+    for _ in {1..50}; do [[ -S /run/sock ]] && break; sleep 0.1; done
+    V=(varlinkctl) S=unix:/run/sock; eval "$calls"
+    kill $!' calls="$CALLS" 2>"$TEST_DIR/sd.err") ||
     fail "the reference run failed: $(tail -5 "$TEST_DIR/sd.err")"
 [[ $out_sd == *'list: rc=0 {"Type"'* ]] || fail "the reference run listed nothing: $out_sd"
 
